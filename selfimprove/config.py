@@ -1,0 +1,332 @@
+"""Typed configuration: one dataclass per config section, registered in Hydra's ConfigStore.
+
+A misspelled key in a recipe or an override fails at composition time because every section is
+a structured config; `explain_config_error` turns OmegaConf's message into one that names the
+valid keys. Recipes are YAML files found in the shipped `recipes/` folder and in any folder on
+`SELFIMPROVE_RECIPE_PATH`; each is registered as a choice of the `recipe` config group.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, List, Optional, get_type_hints
+
+from omegaconf import MISSING, OmegaConf
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def _shipped_dir(name: str) -> Path:
+    # A wheel carries conf/ and recipes/ inside the package; a checkout (or editable install)
+    # has them beside it at the repository's top level.
+    inside = PACKAGE_DIR / name
+    return inside if inside.is_dir() else PACKAGE_DIR.parent / name
+
+
+CONF_DIR = _shipped_dir("conf")
+RECIPES_DIR = _shipped_dir("recipes")
+
+
+# ----------------------------------------------------------------------------- model / task / backend
+@dataclass
+class TinyModelConfig:
+    """The embedded default: a Llama-architecture model built from this config, char tokenizer."""
+
+    hidden_size: int = 128
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 4
+    intermediate_size: int = 512
+    max_position_embeddings: int = 192
+
+
+@dataclass
+class ModelConfig:
+    # A hub id or a local save_pretrained folder; null builds the tiny model from `tiny`.
+    name_or_path: Optional[str] = None
+    tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
+    trust_remote_code: bool = False
+    # auto: float32 on CPU (bf16 is ~30x slower on AVX2 CPUs), bfloat16 on GPU.
+    dtype: str = "auto"
+
+
+@dataclass
+class ArithmeticTaskConfig:
+    name: str = "arithmetic"
+    data_seed: int = 1234  # fixes the problem sets; independent of the run's `seed`
+    seed_examples: int = 300  # worked examples (with rationales) for the seed stage
+    seed_digits: List[int] = field(default_factory=lambda: [1, 3])  # [min, max] digits per operand
+    train_digits: List[int] = field(default_factory=lambda: [1, 5])
+    test_digits: List[int] = field(default_factory=lambda: [4, 5])
+    train_size: int = 2000  # problems with gold answers only
+    val_size: int = 100
+    test_size: int = 300
+
+
+@dataclass
+class HFBackendConfig:
+    name: str = "hf"
+    batch_size: int = 256  # sequences (prompts x samples) per generate call
+    device: str = "auto"  # auto | cpu | cuda
+
+
+# ----------------------------------------------------------------------------- stages
+@dataclass
+class PrepareConfig:
+    kind: str = "prepare"
+    enabled: bool = True
+    hinted_copies: bool = True  # also train the seed model on hinted prompts (STaR's P_hint)
+
+
+@dataclass
+class SFTConfig:
+    """Supervised fine-tuning with TRL's SFTTrainer, loss on the completion only."""
+
+    kind: str = "sft"
+    enabled: bool = True
+    init: str = "base"  # scratch | base | policy: the weights training starts from
+    data: str = "train_data"  # the dataset artifact to train on
+    steps: int = 200
+    step_growth: float = 1.0  # steps in iteration i = steps * step_growth ** (i - 1)
+    batch_size: int = 64
+    learning_rate: float = 5e-4
+    lr_scheduler: str = "cosine"
+    warmup_ratio: float = 0.05
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    save_steps: int = 50  # trainer checkpoint interval: a killed stage resumes from the last one
+    max_length: int = 192
+
+
+@dataclass
+class GenerateConfig:
+    kind: str = "generate"
+    enabled: bool = True
+    split: str = "train"
+    num_problems: Optional[int] = None  # problems drawn from the split each iteration; null = all
+    k: int = 1  # samples per problem
+    temperature: float = 0.0  # 0 = greedy
+    top_p: float = 1.0
+    top_k: int = 0
+    max_new_tokens: int = 128
+
+
+@dataclass
+class ScoreConfig:
+    kind: str = "score"
+    enabled: bool = True
+    scorer: str = "answer_match"
+
+
+@dataclass
+class RationalizeConfig:
+    """STaR: retry failed problems with the gold answer as a hint; keep the result without it."""
+
+    kind: str = "rationalize"
+    enabled: bool = True
+    temperature: float = 0.0
+    max_new_tokens: int = 128
+
+
+@dataclass
+class FilterConfig:
+    kind: str = "filter"
+    enabled: bool = True
+    min_reward: float = 1.0
+    max_per_problem: Optional[int] = None  # cap on kept samples per problem; null = no cap
+    dedup: bool = True  # drop identical texts for one problem before capping
+
+
+@dataclass
+class EvaluateConfig:
+    kind: str = "evaluate"
+    enabled: bool = True
+    split: str = "test"
+    max_problems: Optional[int] = None
+    max_new_tokens: int = 128
+    # pass@k / maj@k from `num_samples` sampled completions per problem (0 turns sampling off)
+    num_samples: int = 4
+    pass_k: List[int] = field(default_factory=lambda: [1, 4])
+    temperature: float = 1.0
+    top_p: float = 0.95
+
+
+@dataclass
+class TrackingConfig:
+    wandb_mode: str = "disabled"  # disabled | offline | online
+    wandb_project: str = "selfimprove"
+    wandb_entity: Optional[str] = None
+    quiet: bool = False  # no live bars: line-oriented logs for batch jobs
+    # the per-iteration table: column title -> "stage.metric"
+    table: List[str] = field(
+        default_factory=lambda: [
+            "generate.samples",
+            "filter.kept",
+            "rationalize.rationalized",
+            "train.steps",
+            "evaluate.accuracy",
+        ]
+    )
+
+
+@dataclass
+class RunConfig:
+    iterations: int = 3
+    seed: int = 0
+    output_root: str = "outputs"
+    run_name: str = "${hydra:runtime.choices.recipe}"
+    device: str = "auto"
+    # A run directory whose saved config differs from the new command is refused unless this is
+    # true; then stages whose fingerprint changed (and everything after them) are recomputed.
+    reconfigure: bool = False
+    # stage lists: each entry names a stage section of this config
+    setup: List[str] = field(default_factory=lambda: ["prepare", "seed", "evaluate"])
+    stages: List[str] = field(
+        default_factory=lambda: ["generate", "score", "rationalize", "filter", "train", "evaluate"]
+    )
+    model: ModelConfig = field(default_factory=ModelConfig)
+    task: Any = MISSING
+    backend: Any = MISSING
+    prepare: PrepareConfig = field(default_factory=PrepareConfig)
+    seed_sft: SFTConfig = field(default_factory=lambda: SFTConfig(init="scratch", data="seed_data"))
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
+    score: ScoreConfig = field(default_factory=ScoreConfig)
+    rationalize: RationalizeConfig = field(default_factory=RationalizeConfig)
+    filter: FilterConfig = field(default_factory=FilterConfig)
+    train: SFTConfig = field(default_factory=SFTConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
+# Option schemas for groups whose shape depends on the choice (task=, backend=).
+GROUP_SCHEMAS = {
+    ("task", "arithmetic_schema"): ArithmeticTaskConfig,
+    ("backend", "hf_schema"): HFBackendConfig,
+}
+
+# Keys that may change between invocations of one run without being a conflict.
+RESUMABLE_CHANGES = ("iterations", "reconfigure", "tracking", "backend.batch_size")
+
+
+class ConfigError(ValueError):
+    """A user-facing configuration problem; its message says what to write instead."""
+
+
+# ----------------------------------------------------------------------------- registration
+def recipe_dirs() -> list[Path]:
+    extra = [Path(p) for p in os.environ.get("SELFIMPROVE_RECIPE_PATH", "").split(os.pathsep) if p]
+    return [RECIPES_DIR, *extra]
+
+
+def available_recipes() -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for d in recipe_dirs():
+        for f in sorted(d.glob("*.yaml")):
+            found.setdefault(f.stem, f)  # earlier folders win: shipped recipes cannot be shadowed
+    return found
+
+
+def register_configs() -> None:
+    from hydra.core.config_store import ConfigStore
+
+    cs = ConfigStore.instance()
+    cs.store(name="run_schema", node=RunConfig)
+    for (group, name), schema in GROUP_SCHEMAS.items():
+        cs.store(group=group, name=name, node=schema)
+    for name, path in available_recipes().items():
+        cs.store(group="recipe", name=name, node=OmegaConf.load(path), package="_global_")
+
+
+# ----------------------------------------------------------------------------- validation
+def _schema_at(path: list[str]):
+    """The dataclass describing the config node at `path`, or None (dynamic groups, leaves)."""
+    node: Any = RunConfig
+    for part in path:
+        hints = get_type_hints(node) if is_dataclass(node) else {}
+        node = hints.get(part)
+    return node if is_dataclass(node) else None
+
+
+def explain_config_error(exc: BaseException) -> Optional[str]:
+    """Turn a Hydra/OmegaConf composition error into a message that names the valid keys."""
+    text = f"{exc}\n{exc.__cause__ or ''}"
+    m = re.search(r"Could not find '(\w+)/([^']+)'", text)
+    if m:
+        group, choice = m.groups()
+        if group == "recipe":
+            names = sorted(available_recipes())
+            near = difflib.get_close_matches(choice, names, n=1)
+            hint = f" Did you mean recipe={near[0]}?" if near else ""
+            return (
+                f"Unknown recipe '{choice}'. Available recipes: {', '.join(names)}.{hint} "
+                f"Your own recipe folders can be added with SELFIMPROVE_RECIPE_PATH=/path/to/dir."
+            )
+        options = sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml")) if (CONF_DIR / group).is_dir() else []
+        return f"Unknown choice '{choice}' for '{group}='. Available: {', '.join(options) or '(none)'}."
+    m = re.search(r"Key '([^']+)' (?:not in|is not in) '(\w+)'\s+full_key: (\S+)", text)
+    if m:
+        key, _, full_key = m.groups()
+        parent = full_key.split(".")[:-1]
+        where = re.search(r"In '([^']+)'", text)
+        origin = f" (in {where.group(1)})" if where and "recipe" in where.group(1) else ""
+        obj = re.search(r"object_type=(\w+)", text)
+        schema = globals().get(obj.group(1)) if obj else None
+        schema = schema if is_dataclass(schema) else _schema_at(parent)
+        valid = [f.name for f in fields(schema)] if is_dataclass(schema) else []
+        near = difflib.get_close_matches(key, valid, n=1)
+        hint = f" Did you mean '{'.'.join(parent + [near[0]])}'?" if near else ""
+        section = ".".join(parent) or "the top level"
+        return (
+            f"Unknown config key '{full_key}'{origin}. Valid keys in {section}: "
+            f"{', '.join(valid)}.{hint}"
+        )
+    m = re.search(r"Value '([^']*)' (?:of type '\w+' )?could not be converted to (\w+)\s+full_key: (\S+)", text)
+    if m:
+        value, typ, full_key = m.groups()
+        return f"'{full_key}' must be of type {typ}, got '{value}'. Write for example {full_key}=" + {
+            "Integer": "3", "Float": "0.7", "Boolean": "true"}.get(typ, "...") + "."
+    return None
+
+
+def validate(cfg: Any) -> None:
+    """Semantic checks that a schema cannot express. Raises ConfigError with advice."""
+    problems: list[str] = []
+
+    def need(ok: bool, msg: str) -> None:
+        if not ok:
+            problems.append(msg)
+
+    need(cfg.iterations >= 0, f"iterations must be >= 0 (got {cfg.iterations}).")
+    names = list(dict.fromkeys(list(cfg.setup) + list(cfg.stages)))
+    for name in names:
+        need(name in cfg and OmegaConf.is_dict(cfg[name]) and "kind" in cfg[name],
+             f"stage '{name}' in the stage lists has no config section with a 'kind'.")
+    for name in names:
+        if name not in cfg or not OmegaConf.is_dict(cfg[name]):
+            continue
+        s = cfg[name]
+        for key in ("temperature",):
+            if key in s:
+                need(s[key] >= 0, f"{name}.{key} must be >= 0 (got {s[key]}); use 0 for greedy.")
+        if "top_p" in s:
+            need(0 < s.top_p <= 1, f"{name}.top_p must be in (0, 1] (got {s.top_p}).")
+        if "k" in s:
+            need(s.k >= 1, f"{name}.k must be >= 1 (got {s.k}).")
+        if s.kind == "sft":
+            need(s.init in ("scratch", "base", "policy"), f"{name}.init must be scratch, base or policy (got '{s.init}').")
+            need(s.steps >= 1, f"{name}.steps must be >= 1 (got {s.steps}).")
+            need(s.batch_size >= 1, f"{name}.batch_size must be >= 1.")
+            need(s.learning_rate > 0, f"{name}.learning_rate must be > 0.")
+            need(s.step_growth > 0, f"{name}.step_growth must be > 0.")
+        if s.kind == "filter" and s.max_per_problem is not None:
+            need(s.max_per_problem >= 1, f"{name}.max_per_problem must be >= 1 or null for no cap (got {s.max_per_problem}).")
+        if s.kind == "evaluate" and s.num_samples > 0:
+            bad = [k for k in s.pass_k if k > s.num_samples or k < 1]
+            need(not bad, f"{name}.pass_k has {bad} but only {name}.num_samples={s.num_samples} samples are drawn; "
+                          f"raise {name}.num_samples to at least {max(s.pass_k)} or drop those k.")
+    need(cfg.model.dtype in ("auto", "float32", "bfloat16", "float16"),
+         f"model.dtype must be auto, float32, bfloat16 or float16 (got '{cfg.model.dtype}').")
+    if problems:
+        raise ConfigError("Invalid configuration:\n  - " + "\n  - ".join(problems))

@@ -1,0 +1,166 @@
+"""The outer loop: setup stages, then `iterations` x stages. Finished stages are skipped, an
+unfinished one is redone (training from its last checkpoint), and nothing recipe-specific lives
+here: recipes differ only in their stage lists and stage options."""
+from __future__ import annotations
+
+import subprocess
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from . import __version__
+from .config import RESUMABLE_CHANGES, ConfigError, validate
+from .rundir import Manifest, RunDir, fingerprint, write_json
+from .stages import PERSISTENT, StageContext, get_stage
+from .tracking import Console, WandbTracker
+
+
+@dataclass(frozen=True)
+class Artifact:
+    path: str
+    fingerprint: str  # of the stage that made it: downstream fingerprints chain through it
+
+
+def code_version() -> str:
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent,
+                             capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        sha = ""
+    return f"{__version__}+{sha}" if sha else __version__
+
+
+def _flatten(d, prefix="") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        out.update(_flatten(v, key + ".") if isinstance(v, dict) else {key: v})
+    return out
+
+
+def check_saved_config(rd: RunDir, new: dict) -> None:
+    """Refuse to resume a run under a different config, unless `reconfigure=true`."""
+    if not rd.config_path.exists() or new.get("reconfigure"):
+        return
+    old = OmegaConf.to_container(OmegaConf.load(rd.config_path))
+    ignore = RESUMABLE_CHANGES + ("output_root", "run_name")
+    a, b = _flatten(old), _flatten(new)
+    diffs = [f"{k}: {a.get(k, '<unset>')} -> {b.get(k, '<unset>')}" for k in sorted(set(a) | set(b))
+             if a.get(k) != b.get(k) and not any(k == i or k.startswith(i + ".") for i in ignore)]
+    if diffs:
+        shown = "\n  ".join(diffs[:12]) + ("\n  ..." if len(diffs) > 12 else "")
+        raise ConfigError(
+            f"Run directory {rd.root} was started with a different config:\n  {shown}\n"
+            "Rerun with the saved settings to resume it, pick a new run_name=..., or add reconfigure=true "
+            "to keep the finished stages that these changes do not affect and recompute the rest."
+        )
+
+
+def stage_plan(cfg) -> list[tuple[int, str]]:
+    return [(0, s) for s in cfg.setup] + [(i, s) for i in range(1, cfg.iterations + 1) for s in cfg.stages]
+
+
+def run_pipeline(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict, console: Console) -> int:
+    from .models import resolve_device
+    from .tasks import build_task
+
+    validate(cfg)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    rd = RunDir(run_dir)
+    with rd.lock():
+        check_saved_config(rd, resolved)
+        rd.config_path.write_text(OmegaConf.to_yaml(resolved))
+        info = {"recipe": choices.get("recipe"), "choices": choices, "overrides": overrides,
+                "code_version": code_version(), "started_at": time.time(), "status": "running"}
+        write_json(rd.info_path, info)
+        tracker = WandbTracker(cfg.tracking, rd.root, resolved, name=rd.root.name)
+        plan = stage_plan(cfg)
+        try:
+            ran = _loop(cfg, rd, plan, build_task(cfg.task), resolve_device(cfg.device), console, tracker, info)
+        except KeyboardInterrupt:
+            write_json(rd.info_path, info | {"status": "interrupted"})
+            console.log(f"[yellow]Interrupted.[/] Finished stages are kept in {rd.root}; run the same command "
+                        f"again (run_name={rd.root.name}) to resume.")
+            return 130
+        except BaseException as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            write_json(rd.info_path, info | {"status": "failed", "error": f"{type(exc).__name__}: {first}",
+                                             "traceback": traceback.format_exc()[-4000:]})
+            raise
+        finally:
+            tracker.finish()
+        write_json(rd.info_path, info | {"status": "finished", "finished_at": time.time()})
+        if ran == 0:
+            console.iteration_table(rd.rebuild_metrics(plan), list(cfg.tracking.table))
+            console.log(f"Nothing to do: all {len(plan)} stages of {rd.root} are already finished "
+                        f"(metrics in {rd.metrics_path}).")
+        else:
+            console.log(f"[green]Done.[/] {ran} stage(s) ran; results in {rd.root}")
+        return 0
+
+
+def _loop(cfg, rd: RunDir, plan, task, device: str, console: Console, tracker: WandbTracker, info: dict) -> int:
+    artifacts: dict[str, Artifact] = {}
+    if cfg.model.name_or_path:  # a pretrained model is the base and first policy until a stage trains one
+        artifacts["base"] = artifacts["policy"] = Artifact(cfg.model.name_or_path, fingerprint(cfg.model.name_or_path))
+    shared = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("model", "task")}
+    ran, ran_this_iteration, iteration = 0, False, 0
+    for index, (it, name) in enumerate(plan):
+        if it != iteration:  # datasets made in an iteration expire with it; models carry over
+            artifacts = {k: v for k, v in artifacts.items() if k in PERSISTENT}
+            if iteration == 0 and "policy" in artifacts:
+                artifacts["base"] = artifacts["policy"]  # what setup trained is the base model
+            iteration = it
+        section = cfg[name]
+        if section.enabled:
+            kind = get_stage(section.kind)
+            inputs, fps = {}, {}
+            for role, wanted in kind.inputs(section).items():
+                art = wanted.rstrip("?")
+                if art in artifacts:
+                    inputs[role], fps[role] = artifacts[art].path, artifacts[art].fingerprint
+                elif wanted.endswith("?"):
+                    inputs[role] = None
+                else:
+                    raise ConfigError(f"Stage '{name}' (iteration {it}) needs the artifact '{art}', which no earlier "
+                                      f"stage produced. Check the order of the `setup`/`stages` lists.")
+            own = OmegaConf.to_container(section, resolve=True)
+            sampling = "model" in inputs
+            fp = fingerprint({"kind": section.kind, "stage": name, "cfg": own, "iteration": it, "seed": cfg.seed,
+                              "inputs": fps, **shared, "backend": OmegaConf.to_container(cfg.backend) if sampling else None,
+                              "version": __version__})
+            manifest = rd.finished(it, name)
+            if manifest is not None and manifest.fingerprint == fp:
+                console.log(f"[dim]iter {it} {name}: finished earlier, skipped[/]")
+            else:
+                if manifest is not None:
+                    console.log(f"[yellow]iter {it} {name}: config or inputs changed since it ran; recomputing[/]")
+                write_json(rd.info_path, info | {"stage": name, "iteration": it})
+                out = rd.begin(it, name, fp)
+                console.log(f"[bold]iter {it} {name}[/] ({section.kind})")
+                ctx = StageContext(name=name, iteration=it, seed=int(fingerprint([cfg.seed, it, name]), 16) % 2**31,
+                                   cfg=section, task=task, model_cfg=cfg.model, backend_cfg=cfg.backend,
+                                   device=device, inputs=inputs, out=out, ui=console)
+                start = time.time()
+                result = kind.fn(ctx)
+                manifest = Manifest(stage=name, kind=section.kind, iteration=it, fingerprint=fp,
+                                    artifacts=result.artifacts, metrics=result.metrics, seconds=time.time() - start)
+                rd.commit(manifest)
+                tracker.log_stage(it, name, result.metrics)
+                ran += 1
+                ran_this_iteration = True
+                shown = ", ".join(f"{k}={v}" for k, v in result.metrics.items() if not isinstance(v, (dict, list)))
+                console.log(f"  {shown}")
+            final = rd.stage_dir(it, name)
+            for art, rel in manifest.artifacts.items():
+                artifacts[art] = Artifact(str(final / rel), fp)
+        last_of_iteration = index + 1 == len(plan) or plan[index + 1][0] != it
+        if last_of_iteration:
+            rows = rd.rebuild_metrics(plan)
+            if ran_this_iteration:
+                console.iteration_table(rows, list(cfg.tracking.table))
+            ran_this_iteration = False
+    return ran

@@ -1,0 +1,180 @@
+"""The run directory: layout, atomic writes, stage manifests (done-markers) and the run lock.
+
+    <run>/config.yaml            resolved config of the latest invocation
+    <run>/run.json               recipe, overrides, code version, status
+    <run>/metrics.jsonl          one row per finished stage, rebuilt from the manifests
+    <run>/iter_00/<stage>/       a finished stage: its artifacts and manifest.json (written last)
+    <run>/iter_01/.<stage>.partial/   an unfinished stage (e.g. trainer checkpoints); redone on resume
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+MANIFEST = "manifest.json"
+
+
+class RunLockedError(RuntimeError):
+    pass
+
+
+def write_atomic(path: Path, data: bytes | str) -> None:
+    """Write to a temporary sibling, fsync, rename: readers never see a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data.encode() if isinstance(data, str) else data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    write_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def write_jsonl(path: Path, rows: Iterable[dict]) -> int:
+    lines = [json.dumps(r, ensure_ascii=False) for r in rows]
+    write_atomic(path, "".join(line + "\n" for line in lines))
+    return len(lines)
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def fingerprint(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def describe_files(root: Path) -> dict[str, dict]:
+    """Size and checksum of every file under root (the manifest's integrity record)."""
+    return {
+        str(p.relative_to(root)): {"bytes": p.stat().st_size, "sha256": _file_digest(p)}
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != MANIFEST
+    }
+
+
+@dataclass
+class Manifest:
+    stage: str
+    kind: str
+    iteration: int
+    fingerprint: str
+    artifacts: dict[str, str]  # artifact name -> path relative to the stage folder
+    metrics: dict[str, Any]
+    seconds: float
+    files: dict[str, dict] = field(default_factory=dict)
+    finished_at: float = field(default_factory=time.time)
+
+    @classmethod
+    def load(cls, path: Path) -> "Manifest":
+        return cls(**json.loads(path.read_text()))
+
+
+class RunDir:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.metrics_path = self.root / "metrics.jsonl"
+        self.config_path = self.root / "config.yaml"
+        self.info_path = self.root / "run.json"
+
+    def stage_dir(self, iteration: int, stage: str) -> Path:
+        return self.root / f"iter_{iteration:02d}" / stage
+
+    def partial_dir(self, iteration: int, stage: str) -> Path:
+        return self.root / f"iter_{iteration:02d}" / f".{stage}.partial"
+
+    # ------------------------------------------------------------------ done-markers
+    def finished(self, iteration: int, stage: str) -> Manifest | None:
+        """The manifest of a finished stage whose files are intact, else None."""
+        final = self.stage_dir(iteration, stage)
+        partial = self.partial_dir(iteration, stage)
+        if not (final / MANIFEST).exists() and (partial / MANIFEST).exists():
+            os.replace(partial, final)  # killed between writing the manifest and the rename
+        if not (final / MANIFEST).exists():
+            return None
+        manifest = Manifest.load(final / MANIFEST)
+        for rel, meta in manifest.files.items():
+            p = final / rel
+            if not p.is_file() or p.stat().st_size != meta["bytes"]:
+                return None  # truncated or missing artifact: the stage is redone
+        return manifest
+
+    def begin(self, iteration: int, stage: str, fp: str) -> Path:
+        """The working folder for a stage. A partial folder from an interrupted attempt with the
+        same fingerprint is kept (trainer checkpoints resume from it); anything else is cleared."""
+        final, partial = self.stage_dir(iteration, stage), self.partial_dir(iteration, stage)
+        if final.exists():
+            shutil.rmtree(final)
+        stamp = partial / ".fingerprint"
+        if partial.exists() and not (stamp.exists() and stamp.read_text() == fp):
+            shutil.rmtree(partial)
+        partial.mkdir(parents=True, exist_ok=True)
+        write_atomic(stamp, fp)
+        return partial
+
+    def commit(self, manifest: Manifest) -> Path:
+        partial = self.partial_dir(manifest.iteration, manifest.stage)
+        (partial / ".fingerprint").unlink(missing_ok=True)
+        manifest.files = describe_files(partial)
+        write_json(partial / MANIFEST, manifest.__dict__)  # the done-marker, written last
+        final = self.stage_dir(manifest.iteration, manifest.stage)
+        os.replace(partial, final)
+        return final
+
+    # ------------------------------------------------------------------ metrics
+    def rebuild_metrics(self, order: list[tuple[int, str]]) -> list[dict]:
+        """metrics.jsonl is derived from the manifests, so it can never disagree with them."""
+        rows = []
+        for iteration, stage in order:
+            path = self.stage_dir(iteration, stage) / MANIFEST
+            if path.exists():
+                m = Manifest.load(path)
+                rows.append({"iteration": iteration, "stage": stage, **m.metrics, "seconds": round(m.seconds, 2)})
+        write_jsonl(self.metrics_path, rows)
+        return rows
+
+    # ------------------------------------------------------------------ lock
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """One writer per run. flock is released by the kernel when the holder dies, so a lock
+        left by a killed process is taken over without any staleness heuristics."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.root / ".lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.read(fd, 1024).decode(errors="replace").strip() or "{}"
+                info = json.loads(holder) if holder.startswith("{") else {}
+                raise RunLockedError(
+                    f"Run directory {self.root} is in use by another selfimprove process "
+                    f"(pid {info.get('pid', '?')} on host {info.get('host', '?')}). Wait for it to finish, "
+                    f"stop it, or choose another run_name=."
+                ) from None
+            os.ftruncate(fd, 0)
+            os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname()}).encode())
+            yield
+        finally:
+            os.close(fd)  # closing releases the flock

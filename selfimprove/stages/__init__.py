@@ -1,0 +1,81 @@
+"""Stages: functions from a typed config and input artifacts to output artifacts and metrics.
+
+A stage never reads the global config: the pipeline hands it a `StageContext`. Each stage kind is
+registered with the artifact roles it reads (name -> artifact, '?' marks optional ones) and the
+artifacts it writes.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+# Artifacts that live for the whole run; every other artifact made in an iteration expires with it.
+PERSISTENT = {"base", "policy", "seed_data", "train", "val", "test"}
+
+
+@dataclass
+class StageContext:
+    name: str  # the config section, e.g. "train"
+    iteration: int
+    seed: int  # derived from the run seed, the iteration and the stage name
+    cfg: Any  # the stage's own config section
+    task: Any
+    model_cfg: Any
+    backend_cfg: Any
+    device: str
+    inputs: dict[str, Optional[str]]  # role -> path (None for a missing optional input)
+    out: Path  # the stage's working folder
+    ui: Any  # tracking.Console: progress bars and messages
+
+    @contextlib.contextmanager
+    def sampler(self, model_path: str):
+        """A sampling engine on `model_path`, released when the block ends."""
+        from ..backends import build_sampler
+
+        engine = build_sampler(self.backend_cfg, model_path, self.model_cfg, self.device)
+        try:
+            yield engine
+        finally:
+            engine.close()
+
+
+@dataclass
+class StageResult:
+    artifacts: dict[str, str]  # artifact name -> path relative to ctx.out
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StageKind:
+    fn: Callable[[StageContext], StageResult]
+    inputs: Callable[[Any], dict[str, str]]  # stage cfg -> {role: artifact name}
+
+
+STAGES: dict[str, StageKind] = {}
+_MODULES = ["prepare", "sft", "generate", "score", "rationalize", "filter", "evaluate"]
+
+
+def register_stage(kind: str, inputs: Callable[[Any], dict[str, str]]):
+    def deco(fn):
+        if kind in STAGES:
+            raise ValueError(f"stage kind '{kind}' registered twice")
+        STAGES[kind] = StageKind(fn, inputs)
+        return fn
+
+    return deco
+
+
+def get_stage(kind: str) -> StageKind:
+    if not STAGES:
+        for mod in _MODULES:
+            importlib.import_module(f"{__name__}.{mod}")
+    if kind not in STAGES:
+        raise ValueError(f"Unknown stage kind '{kind}'. Available: {', '.join(sorted(STAGES))}.")
+    return STAGES[kind]
+
+
+class StageError(RuntimeError):
+    """A stage cannot go on (empty data, NaN loss...): the message says why and what to try."""

@@ -1,0 +1,57 @@
+"""Held-out evaluation: greedy accuracy (overall and per difficulty) and, from `num_samples`
+sampled completions per problem, unbiased pass@k and maj@k. Gold answers are used here only."""
+from __future__ import annotations
+
+from collections import defaultdict
+
+from ..backends import SamplingParams
+from ..metrics import majority, mean, pass_at_k
+from ..rundir import write_jsonl
+from .generate import run_sampler, sample_problems
+from . import StageContext, StageResult, register_stage
+
+
+def sampled_metrics(correct: list[list[bool]], answers: list[list], golds: list[str], ks) -> dict:
+    """pass@k (unbiased estimator over n samples) and maj@k (majority of the first k samples)."""
+    out = {}
+    for k in ks:
+        out[f"pass@{k}"] = round(mean([pass_at_k(len(c), sum(c), k) for c in correct]), 4)
+        out[f"maj@{k}"] = round(mean([float(majority(a[:k]) == g) for a, g in zip(answers, golds)]), 4)
+    return out
+
+
+@register_stage("evaluate", inputs=lambda cfg: {"model": "policy", "problems": cfg.split})
+def evaluate(ctx: StageContext) -> StageResult:
+    c, task = ctx.cfg, ctx.task
+    problems = sample_problems(ctx, ctx.inputs["problems"], c.max_problems)
+    prompts = [task.prompt(p) for p in problems]
+    with ctx.sampler(ctx.inputs["model"]) as sampler:
+        return _evaluate(ctx, sampler, problems, prompts)
+
+
+def _evaluate(ctx: StageContext, sampler, problems: list[dict], prompts: list[str]) -> StageResult:
+    c, task = ctx.cfg, ctx.task
+    greedy, speed = run_sampler(ctx, sampler, prompts,
+                                SamplingParams(n=1, max_new_tokens=c.max_new_tokens, seed=ctx.seed), "greedy eval")
+    rows, by_diff = [], defaultdict(list)
+    for p, (text,) in zip(problems, greedy):
+        ok = task.reward(text, p) >= 1
+        by_diff[p.get("difficulty")].append(ok)
+        rows.append({"prompt_id": p["id"], "difficulty": p.get("difficulty"), "mode": "greedy", "text": text,
+                     "answer": task.extract_answer(text), "gold": p["answer"], "correct": ok})
+    metrics = {"accuracy": round(mean([r["correct"] for r in rows]), 4), "problems": len(problems),
+               **{f"accuracy_d{d}": round(mean(v), 4) for d, v in sorted(by_diff.items()) if d is not None},
+               "mean_chars": round(mean([len(r["text"]) for r in rows]), 1), **speed}
+    if c.num_samples > 0:
+        params = SamplingParams(n=c.num_samples, temperature=c.temperature, top_p=c.top_p,
+                                max_new_tokens=c.max_new_tokens, seed=ctx.seed + 1)
+        sampled, _ = run_sampler(ctx, sampler, prompts, params, f"{c.num_samples} samples")
+        correct = [[task.reward(t, p) >= 1 for t in texts] for p, texts in zip(problems, sampled)]
+        answers = [[task.extract_answer(t) for t in texts] for texts in sampled]
+        metrics.update(sampled_metrics(correct, answers, [p["answer"] for p in problems], c.pass_k))
+        rows += [{"prompt_id": p["id"], "difficulty": p.get("difficulty"), "mode": "sample", "sample_id": j,
+                  "text": t, "answer": a, "gold": p["answer"], "correct": ok}
+                 for p, texts, anss, oks in zip(problems, sampled, answers, correct)
+                 for j, (t, a, ok) in enumerate(zip(texts, anss, oks))]
+    write_jsonl(ctx.out / "eval.jsonl", rows)
+    return StageResult({"eval": "eval.jsonl"}, metrics)

@@ -1,0 +1,48 @@
+"""Sample k completions per problem from the current policy (STaR's rationale generation,
+ReST-EM's E-step). One batched call for all problems; rows keep prompt and sample ids."""
+from __future__ import annotations
+
+import random
+import time
+
+from ..backends import SamplingParams
+from ..rundir import read_jsonl, write_jsonl
+from . import StageContext, StageResult, register_stage
+
+
+def sample_problems(ctx: StageContext, path: str, limit) -> list[dict]:
+    problems = read_jsonl(path)
+    if limit is not None and limit < len(problems):
+        problems = random.Random(ctx.seed).sample(problems, limit)
+    return problems
+
+
+def run_sampler(ctx: StageContext, sampler, prompts: list[str], params: SamplingParams, label: str):
+    """Sample with a progress bar, cut each completion after its answer line; returns the
+    completions and throughput metrics."""
+    start = time.time()
+    with ctx.ui.progress(f"{ctx.name}: {label}", total=len(prompts)) as advance:
+        outs = [[ctx.task.truncate(t) for t in o] for o in sampler.generate(prompts, params, progress=advance)]
+    seconds = max(time.time() - start, 1e-9)
+    n = sum(len(o) for o in outs)
+    chars = sum(len(t) for o in outs for t in o)
+    return outs, {"samples_per_s": round(n / seconds, 1), "chars_per_s": round(chars / seconds, 1)}
+
+
+@register_stage("generate", inputs=lambda cfg: {"model": "policy", "problems": cfg.split})
+def generate(ctx: StageContext) -> StageResult:
+    c = ctx.cfg
+    problems = sample_problems(ctx, ctx.inputs["problems"], c.num_problems)
+    prompts = [ctx.task.prompt(p) for p in problems]
+    params = SamplingParams(n=c.k, temperature=c.temperature, top_p=c.top_p, top_k=c.top_k,
+                            max_new_tokens=c.max_new_tokens, seed=ctx.seed)
+    with ctx.sampler(ctx.inputs["model"]) as sampler:
+        outs, speed = run_sampler(ctx, sampler, prompts, params, "sampling")
+    rows = [
+        {"prompt_id": p["id"], "sample_id": j, "iteration": ctx.iteration, "difficulty": p.get("difficulty"),
+         "prompt": prompt, "text": text}
+        for p, prompt, texts in zip(problems, prompts, outs)
+        for j, text in enumerate(texts)
+    ]
+    write_jsonl(ctx.out / "samples.jsonl", rows)
+    return StageResult({"samples": "samples.jsonl"}, {"problems": len(problems), "samples": len(rows), **speed})

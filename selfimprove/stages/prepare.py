@@ -1,0 +1,25 @@
+"""Write the task's problem sets and the seed SFT data into the run, so every later stage reads
+files and the run directory shows exactly what the model saw."""
+from __future__ import annotations
+
+from ..rundir import write_jsonl
+from . import StageContext, StageResult, register_stage
+
+
+@register_stage("prepare", inputs=lambda cfg: {})
+def prepare(ctx: StageContext) -> StageResult:
+    splits = ctx.task.splits()
+    artifacts = {}
+    for name, rows in splits.items():
+        write_jsonl(ctx.out / f"{name}.jsonl", rows)
+        artifacts[name] = f"{name}.jsonl"
+    worked = [p for p in splits.get("seed", []) if p.get("solution")]
+    seed_rows = [{"prompt": ctx.task.prompt(p), "completion": p["solution"], "prompt_id": p["id"]} for p in worked]
+    if ctx.cfg.hinted_copies:
+        # STaR's P_hint exemplars: the same worked examples with the answer shown, so that the
+        # from-scratch model knows what a hint means when rationalization uses one.
+        seed_rows += [{"prompt": ctx.task.prompt(p, hint=True), "completion": p["solution"], "prompt_id": p["id"]}
+                      for p in worked]
+    write_jsonl(ctx.out / "seed_data.jsonl", seed_rows)
+    artifacts["seed_data"] = "seed_data.jsonl"
+    return StageResult(artifacts, {f"{k}_problems": len(v) for k, v in splits.items()} | {"seed_rows": len(seed_rows)})

@@ -1,0 +1,136 @@
+"""Supervised fine-tuning with TRL's SFTTrainer on prompt/completion rows (loss on the completion).
+
+Used twice by STaR-style recipes: `seed_sft` trains the from-scratch model on worked examples,
+`train` fine-tunes on the filtered self-generated data. Trainer checkpoints are written into the
+stage's working folder every `save_steps`, so a killed stage resumes from the last one (with its
+optimizer, scheduler and RNG state) and reaches the same weights as an uninterrupted run.
+"""
+from __future__ import annotations
+
+import math
+import shutil
+import time
+
+from ..models import load_model, load_tokenizer
+from ..rundir import read_jsonl
+from . import StageContext, StageError, StageResult, register_stage
+
+
+def _inputs(cfg) -> dict[str, str]:
+    roles = {"data": cfg.data}
+    if cfg.init != "scratch":
+        roles["init"] = cfg.init
+    return roles
+
+
+def planned_steps(cfg, iteration: int) -> int:
+    """STaR grows the step budget by `step_growth` each outer iteration: int(40 * 1.2 ** (n - 1))."""
+    return max(1, int(cfg.steps * cfg.step_growth ** max(0, iteration - 1)))
+
+
+def _initial_weights(ctx: StageContext) -> str:
+    if ctx.cfg.init != "scratch":
+        return ctx.inputs["init"]
+    if ctx.model_cfg.name_or_path:
+        return ctx.model_cfg.name_or_path
+    from ..models.tiny import save_tiny
+
+    return str(save_tiny(ctx.model_cfg.tiny, ctx.out / "init", ctx.seed))
+
+
+@register_stage("sft", inputs=_inputs)
+def sft(ctx: StageContext) -> StageResult:
+    import datasets
+    from transformers import TrainerCallback
+    from transformers.trainer_callback import PrinterCallback
+    from transformers.trainer_utils import get_last_checkpoint
+    from trl import SFTConfig, SFTTrainer
+
+    cfg = ctx.cfg
+    rows = read_jsonl(ctx.inputs["data"])
+    if not rows:
+        raise StageError(
+            f"No training data for '{ctx.name}' in iteration {ctx.iteration} ({ctx.inputs['data']} is empty). "
+            "Nothing was kept by the filter: try more samples per problem (generate.k), a higher "
+            "generate.temperature, more problems, or a stronger seed model (more seed_sft.steps)."
+        )
+    steps = planned_steps(cfg, ctx.iteration)
+    init = _initial_weights(ctx)
+    tokenizer = load_tokenizer(init, ctx.model_cfg.trust_remote_code)
+    model = load_model(init, ctx.model_cfg.dtype, ctx.device, ctx.model_cfg.trust_remote_code)
+    data = datasets.Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]} for r in rows])
+    checkpoints = ctx.out / "checkpoints"
+    gpu = ctx.device.startswith("cuda")
+    args = SFTConfig(
+        output_dir=str(checkpoints),
+        max_steps=steps,
+        per_device_train_batch_size=cfg.batch_size,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler,
+        warmup_steps=int(cfg.warmup_ratio * steps),
+        weight_decay=cfg.weight_decay,
+        max_grad_norm=cfg.max_grad_norm,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=1,
+        logging_steps=max(1, min(25, steps // 10)),
+        report_to=[],
+        disable_tqdm=True,
+        seed=ctx.seed,
+        data_seed=ctx.seed,
+        # TRL defaults to bf16 and gradient checkpointing; both are slow or unsupported on CPU.
+        bf16=str(model.dtype) == "torch.bfloat16",
+        fp16=False,
+        use_cpu=not gpu,
+        activation_checkpointing=False,
+        max_length=cfg.max_length,
+        completion_only_loss=True,
+        packing=False,
+        dataset_num_proc=1,
+        dataloader_num_workers=0,
+    )
+    losses: list[float] = []
+
+    class Watch(TrainerCallback):
+        """Progress bar, loss record, and a stop on a non-finite loss (keeping the last checkpoint)."""
+
+        def on_step_end(self, args, state, control, **kw):
+            advance(1)
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            loss = (logs or {}).get("loss")
+            if loss is None:
+                return
+            if not math.isfinite(loss):
+                raise StageError(
+                    f"'{ctx.name}' loss became {loss} at step {state.global_step}; the last good checkpoint is "
+                    f"kept in {checkpoints}. Lower {ctx.name}.learning_rate or raise {ctx.name}.warmup_ratio."
+                )
+            losses.append(loss)
+
+    datasets.disable_progress_bars()
+    trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer, callbacks=[Watch()])
+    trainer.remove_callback(PrinterCallback)  # our progress bar and metrics replace its log dicts
+    resume = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+    done = int(resume.rsplit("-", 1)[-1]) if resume else 0
+    start = time.time()
+    with ctx.ui.progress(f"{ctx.name}: training", total=steps, completed=done) as advance:
+        result = trainer.train(resume_from_checkpoint=resume)
+    seconds = time.time() - start
+    trainer.save_model(str(ctx.out / "model"))
+    tokenizer.save_pretrained(str(ctx.out / "model"))
+    shutil.rmtree(checkpoints, ignore_errors=True)  # the final model is kept; resume state is not needed
+    shutil.rmtree(ctx.out / "init", ignore_errors=True)
+    tokens = sum(len(r["prompt"]) + len(r["completion"]) for r in rows)  # chars ~ tokens for the tiny model
+    return StageResult(
+        {"policy": "model"},
+        {
+            "steps": steps,
+            "examples": len(rows),
+            "epochs": round(steps * cfg.batch_size / len(rows), 2),
+            "train_loss": round(losses[-1], 4) if losses else round(result.training_loss, 4),
+            "resumed_from_step": done,
+            "steps_per_s": round((steps - done) / max(seconds, 1e-9), 2),
+            "chars_per_example": round(tokens / len(rows), 1),
+        },
+    )

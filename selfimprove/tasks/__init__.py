@@ -1,0 +1,64 @@
+"""Tasks: where problems come from, how they are prompted, and how an answer is checked."""
+from __future__ import annotations
+
+import re
+from typing import Any, Callable, Optional
+
+TASKS: dict[str, Callable[[Any], "Task"]] = {}
+
+
+def register_task(name: str):
+    def deco(cls):
+        if name in TASKS:
+            raise ValueError(f"task '{name}' registered twice")
+        TASKS[name] = cls
+        return cls
+
+    return deco
+
+
+class Task:
+    """A problem is a dict with at least `id`, `question`, `answer` (gold final answer) and
+    `difficulty`; seed problems also carry `solution` (a worked rationale ending in the answer)."""
+
+    answer_marker = "####"
+
+    def splits(self) -> dict[str, list[dict]]:
+        raise NotImplementedError
+
+    def prompt(self, problem: dict, hint: bool = False) -> str:
+        raise NotImplementedError
+
+    def extract_answer(self, text: str) -> Optional[str]:
+        """The final answer written after the marker, normalised; None when there is none."""
+        if not isinstance(text, str):
+            return None
+        idx = text.find(self.answer_marker)
+        if idx < 0:
+            return None
+        m = re.match(r"\s*(-?[\d,]*\d)", text[idx + len(self.answer_marker):])
+        return m.group(1).replace(",", "").lstrip("0") or "0" if m else None
+
+    def truncate(self, text: str) -> str:
+        """Cut a completion after its answer line (a stop sequence): text the model rambles on with
+        after answering is neither scored nor trained on."""
+        idx = text.find(self.answer_marker)
+        if idx < 0:
+            return text
+        end = text.find("\n", idx)
+        return text if end < 0 else text[:end]
+
+    def reward(self, text: str, problem: dict) -> float:
+        """1.0 when the final answer matches the gold answer, else 0.0; never raises."""
+        try:
+            return float(self.extract_answer(text) == str(problem["answer"]))
+        except Exception:
+            return 0.0
+
+
+def build_task(cfg) -> Task:
+    from . import arithmetic  # noqa: F401  (registers the built-in task)
+
+    if cfg.name not in TASKS:
+        raise ValueError(f"Unknown task '{cfg.name}'. Available: {', '.join(sorted(TASKS))}.")
+    return TASKS[cfg.name](cfg)

@@ -1,0 +1,70 @@
+"""Built-in task: multi-digit addition with a digit-by-digit scratchpad.
+
+    prompt:      "Q: 478+356\nA:"                 hinted (STaR rationalization): "Q: 478+356 (834)\nA:"
+    completion:  " 8+6=14,7+5+1=13,4+3+1=8\n#### 834"
+
+Each scratchpad step adds one column (least significant first) plus the carry, so every step is
+local and checkable; the answer line is what the reward reads. Difficulty is the number of digits
+of the longer operand. All sets are drawn from `data_seed`, so they are identical across runs.
+"""
+from __future__ import annotations
+
+import random
+
+from . import Task, register_task
+
+
+def scratchpad(a: int, b: int) -> str:
+    xs, ys = str(a)[::-1], str(b)[::-1]
+    steps, carry = [], 0
+    for i in range(max(len(xs), len(ys))):
+        da = int(xs[i]) if i < len(xs) else 0
+        db = int(ys[i]) if i < len(ys) else 0
+        total = da + db + carry
+        steps.append(f"{da}+{db}" + (f"+{carry}" if carry else "") + f"={total}")
+        carry = total // 10
+    return ",".join(steps)
+
+
+def solution(a: int, b: int) -> str:
+    return f" {scratchpad(a, b)}\n#### {a + b}"
+
+
+@register_task("arithmetic")
+class Arithmetic(Task):
+    def __init__(self, cfg):
+        self.cfg = cfg
+
+    def _problem(self, rng: random.Random, digits: tuple[int, int], split: str, i: int) -> dict:
+        n = rng.randint(digits[0], digits[1])
+        m = rng.randint(1, n)  # the other operand has at most as many digits
+        a = rng.randint(10 ** (n - 1) if n > 1 else 0, 10**n - 1)
+        b = rng.randint(10 ** (m - 1) if m > 1 else 0, 10**m - 1)
+        if rng.random() < 0.5:
+            a, b = b, a
+        return {"id": f"{split}-{i}", "question": f"{a}+{b}", "answer": str(a + b), "difficulty": n,
+                "solution": solution(a, b)}
+
+    def splits(self) -> dict[str, list[dict]]:
+        c = self.cfg
+        rng = random.Random(c.data_seed)
+        seen: set[str] = set()
+        out: dict[str, list[dict]] = {}
+        plan = [("test", c.test_digits, c.test_size), ("val", c.test_digits, c.val_size),
+                ("seed", c.seed_digits, c.seed_examples), ("train", c.train_digits, c.train_size)]
+        for split, digits, size in plan:
+            rows = []
+            while len(rows) < size:
+                p = self._problem(rng, tuple(digits), split, len(rows))
+                if p["question"] in seen:  # no problem appears in two splits
+                    continue
+                seen.add(p["question"])
+                if split != "seed":
+                    p.pop("solution")  # only seed problems come with rationales
+                rows.append(p)
+            out[split] = rows
+        return out
+
+    def prompt(self, problem: dict, hint: bool = False) -> str:
+        hinted = f" ({problem['answer']})" if hint else ""
+        return f"Q: {problem['question']}{hinted}\nA:"
