@@ -182,7 +182,7 @@ class RunConfig:
     # true; then stages whose fingerprint changed (and everything after them) are recomputed.
     reconfigure: bool = False
     # stage lists: each entry names a stage section of this config
-    setup: List[str] = field(default_factory=lambda: ["prepare", "seed", "evaluate"])
+    setup: List[str] = field(default_factory=lambda: ["prepare", "seed_sft", "evaluate"])
     stages: List[str] = field(
         default_factory=lambda: ["generate", "score", "rationalize", "filter", "train", "evaluate"]
     )

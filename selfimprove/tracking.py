@@ -40,7 +40,7 @@ class Console:
         table = Table(title="selfimprove: per-iteration summary")
         table.add_column("iteration", justify="right")
         for col in columns:
-            table.add_column(col, justify="right")
+            table.add_column(col.split(".", 1)[1], justify="right")
         for it in sorted({r["iteration"] for r in rows}):
             by_stage = {r["stage"]: r for r in rows if r["iteration"] == it}
             cells = []

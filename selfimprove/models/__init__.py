@@ -49,7 +49,9 @@ def load_tokenizer(path: str | Path, trust_remote_code: bool = False, padding_si
 
 def load_model(path: str | Path, dtype: str = "auto", device: str = "cpu", trust_remote_code: bool = False):
     from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()
     try:
         model = AutoModelForCausalLM.from_pretrained(
             str(path), dtype=resolve_dtype(dtype, device), trust_remote_code=trust_remote_code,

@@ -1,0 +1,48 @@
+import pytest
+
+from selfimprove.cli import compose
+from selfimprove.config import ConfigError, available_recipes
+
+
+@pytest.mark.parametrize("recipe", sorted(available_recipes()))
+@pytest.mark.parametrize("profile", ["default", "debug"])
+def test_every_recipe_composes_and_validates(recipe, profile):
+    (cfg,) = compose([f"recipe={recipe}", f"profile={profile}"])
+    assert cfg.iterations >= 1 and cfg.stages
+
+
+def test_overrides_apply():
+    (cfg,) = compose(["recipe=star", "iterations=5", "seed=1", "generate.temperature=0.7"])
+    assert (cfg.iterations, cfg.seed, cfg.generate.temperature) == (5, 1, 0.7)
+
+
+def test_sweep_values_are_each_validated():
+    assert len(compose(["seed=0,1,2"])) == 3
+    with pytest.raises(ConfigError, match="iterations"):
+        compose(["iterations=1,x"])
+
+
+@pytest.mark.parametrize("override,expected", [
+    (["recipe=nope"], "Unknown recipe 'nope'. Available recipes: .*star"),
+    (["generate.temprature=0.7"], "Unknown config key 'generate.temprature'.*Did you mean 'generate.temperature'"),
+    (["betta=0.1"], "Unknown config key 'betta'. Valid keys in the top level: .*iterations"),
+    (["task.train_sise=10"], "Valid keys in task: .*train_size"),
+    (["iterations=three"], "'iterations' must be of type Integer, got 'three'"),
+    (["generate.temperature=-1"], "generate.temperature must be >= 0"),
+    (["evaluate.pass_k=[1,16]", "evaluate.num_samples=4"], "raise evaluate.num_samples to at least 16"),
+    (["filter.max_per_problem=0"], "max_per_problem must be >= 1"),
+    (["stages=[generate,nonexistent]"], "stage 'nonexistent'"),
+])
+def test_bad_input_gets_a_message_that_says_what_to_write(override, expected):
+    with pytest.raises(ConfigError, match=expected):
+        compose(override)
+
+
+def test_user_recipe_folder_and_typo_inside_a_recipe(tmp_path, monkeypatch):
+    (tmp_path / "mine.yaml").write_text("# my recipe\niterations: 2\ngenerate:\n  k: 3\n")
+    (tmp_path / "typo.yaml").write_text("train:\n  betta: 0.3\n")
+    monkeypatch.setenv("SELFIMPROVE_RECIPE_PATH", str(tmp_path))
+    (cfg,) = compose(["recipe=mine"])
+    assert cfg.generate.k == 3 and cfg.iterations == 2
+    with pytest.raises(ConfigError, match=r"Unknown config key 'train.betta' \(in recipe/typo\).*Valid keys in train"):
+        compose(["recipe=typo"])
