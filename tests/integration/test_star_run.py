@@ -1,0 +1,139 @@
+"""STaR end to end on the tiny model, driven through the `selfimprove` command as a user would."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from selfimprove.rundir import RunDir, read_jsonl
+
+DEBUG = ["recipe=star", "profile=debug", "tracking.quiet=true"]
+
+
+def selfimprove(*args, cwd=None, check=True, timeout=600):
+    proc = subprocess.run([sys.executable, "-m", "selfimprove.cli", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"selfimprove {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def stage_mtimes(run: Path) -> dict:
+    return {str(p): p.stat().st_mtime_ns for p in run.glob("iter_*/*/manifest.json")}
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    proc = selfimprove("run", *DEBUG, f"output_root={root}", "run_name=ref", cwd=tmp_path_factory.mktemp("cwd"))
+    return root / "ref", proc
+
+
+def test_run_directory_holds_config_datasets_checkpoints_and_metrics(reference):
+    run, proc = reference
+    assert (run / "config.yaml").exists() and json.loads((run / "run.json").read_text())["status"] == "finished"
+    rows = read_jsonl(run / "metrics.jsonl")
+    evals = [r for r in rows if r["stage"] == "evaluate"]
+    assert [r["iteration"] for r in evals] == [0, 1, 2]
+    assert all("accuracy" in r and "pass@2" in r and "maj@2" in r for r in evals)
+    assert {(r["iteration"], r["stage"]) for r in rows} >= {(1, s) for s in
+                                                           ("generate", "score", "rationalize", "filter", "train")}
+    # datasets load with the datasets library
+    import datasets
+
+    ds = datasets.load_dataset("json", data_files=str(run / "iter_01/filter/train_data.jsonl"), split="train")
+    assert set(ds.column_names) >= {"prompt", "completion"} and len(ds) > 0
+    # rationalized examples are stored without the hint
+    for r in read_jsonl(run / "iter_01/rationalize/rationalized.jsonl"):
+        assert r["prompt"].startswith("Q: ") and "(" not in r["prompt"] and "(" in r["hinted_prompt"]
+    # checkpoints are plain save_pretrained folders, and training changed the weights
+    from transformers import AutoModelForCausalLM
+
+    seed = AutoModelForCausalLM.from_pretrained(run / "iter_00/seed_sft/model")
+    trained = AutoModelForCausalLM.from_pretrained(run / "iter_01/train/model")
+    diffs = [(a - b).abs().max().item() for a, b in zip(seed.parameters(), trained.parameters())]
+    assert max(diffs) > 1e-4
+    assert "per-iteration summary" in proc.stdout
+
+
+def test_second_invocation_skips_everything(reference, tmp_path):
+    run, _ = reference
+    before = stage_mtimes(run)
+    proc = selfimprove("run", *DEBUG, f"output_root={run.parent}", "run_name=ref", cwd=tmp_path)
+    assert "Nothing to do" in proc.stdout
+    assert stage_mtimes(run) == before
+
+
+def test_sigkill_during_training_then_resume_matches_uninterrupted_run(reference, tmp_path):
+    ref, _ = reference
+    args = [sys.executable, "-m", "selfimprove.cli", "run", *DEBUG, f"output_root={tmp_path}", "run_name=killed"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    partial = RunDir(tmp_path / "killed").partial_dir(2, "train") / "checkpoints" / "checkpoint-5"
+    deadline = time.time() + 400
+    while not partial.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    run = tmp_path / "killed"
+    assert partial.exists(), "the run was not caught mid-training"
+    assert not (run / "iter_02/train/manifest.json").exists()
+    before = stage_mtimes(run)
+
+    resumed = selfimprove("run", *DEBUG, f"output_root={tmp_path}", "run_name=killed", cwd=tmp_path)
+    after = stage_mtimes(run)
+    assert all(after[k] == v for k, v in before.items()), "finished stages were recomputed"
+    train = json.loads((run / "iter_02/train/manifest.json").read_text())
+    assert train["metrics"]["resumed_from_step"] == 5
+    # same final weights, bit for bit, and the same metrics as the uninterrupted run
+    for name in ("iter_02/train/model/model.safetensors",):
+        assert (run / name).read_bytes() == (ref / name).read_bytes()
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in ("seconds",) and "per_s" not in k
+                           and k != "resumed_from_step"} for r in rows]
+    assert strip(read_jsonl(run / "metrics.jsonl")) == strip(read_jsonl(ref / "metrics.jsonl"))
+    assert "iter 2 train" in resumed.stdout
+
+
+def test_tiny_model_saved_locally_runs_through_name_or_path(tmp_path):
+    from selfimprove.config import TinyModelConfig
+    from selfimprove.models.tiny import save_tiny
+
+    local = save_tiny(TinyModelConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                      intermediate_size=64), tmp_path / "my-model", seed=3)
+    selfimprove("run", *DEBUG, "iterations=1", f"model.name_or_path={local}", f"output_root={tmp_path}", "run_name=local")
+    cfg = (tmp_path / "local/config.yaml").read_text()
+    assert str(local) in cfg and (tmp_path / "local/iter_01/evaluate/manifest.json").exists()
+
+
+class TestBadInput:
+    def test_unknown_recipe(self, tmp_path):
+        p = selfimprove("run", "recipe=sstar", f"output_root={tmp_path}", check=False)
+        assert p.returncode == 2 and "Unknown recipe 'sstar'" in p.stderr and "star" in p.stderr
+        assert not list(tmp_path.iterdir())
+
+    def test_misspelled_key_and_wrong_type(self, tmp_path):
+        p = selfimprove("run", "generate.temprature=0.7", check=False)
+        assert p.returncode == 2 and "Did you mean 'generate.temperature'" in p.stderr
+        p = selfimprove("run", "iterations=three", check=False)
+        assert p.returncode == 2 and "iterations=3" in p.stderr
+
+    def test_unwritable_output_root(self, tmp_path):
+        blocker = tmp_path / "file"
+        blocker.write_text("not a directory")
+        p = selfimprove("run", *DEBUG, f"output_root={blocker}/runs", check=False)
+        assert p.returncode == 2 and "is not writable" in p.stderr
+
+    def test_locked_run_directory(self, tmp_path):
+        with RunDir(tmp_path / "star").lock():
+            p = selfimprove("run", *DEBUG, f"output_root={tmp_path}", check=False)
+        assert p.returncode == 2 and f"pid {os.getpid()}" in p.stderr
+
+    def test_conflicting_config_is_refused_and_loses_nothing(self, reference, tmp_path):
+        run, _ = reference
+        before = stage_mtimes(run)
+        p = selfimprove("run", *DEBUG, "seed=1", f"output_root={run.parent}", "run_name=ref", check=False)
+        assert p.returncode == 2 and "seed: 0 -> 1" in p.stderr and "reconfigure=true" in p.stderr
+        assert stage_mtimes(run) == before
