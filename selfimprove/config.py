@@ -98,6 +98,10 @@ class SFTConfig:
     max_grad_norm: float = 1.0
     save_steps: int = 50  # trainer checkpoint interval: a killed stage resumes from the last one
     max_length: int = 192
+    # ReST-EM's early stopping: greedy reward on the `val` split at every checkpoint; the best
+    # checkpoint, not the last, becomes the stage's model.
+    select_by_val: bool = False
+    val_max_new_tokens: int = 128
 
 
 @dataclass
@@ -114,10 +118,35 @@ class GenerateConfig:
 
 
 @dataclass
+class TuneConfig:
+    """B-STaR: before the E-step, choose the sampling temperature (and the reward threshold, for
+    non-binary rewards) that maximise the balance score on a subset of training problems."""
+
+    kind: str = "tune"
+    enabled: bool = True
+    num_problems: int = 64
+    k: int = 8
+    temperatures: List[float] = field(default_factory=lambda: [0.5, 0.7, 0.9, 1.1])
+    thresholds: List[float] = field(default_factory=list)  # empty: keep `threshold`
+    # what it judges with: by default the recipe's own scorer and filter threshold
+    threshold: float = "${filter.min_reward}"  # type: ignore[assignment]
+    scorer: str = "${score.scorer}"
+    min_agreement: float = "${score.min_agreement}"  # type: ignore[assignment]
+    n_star: int = "${score.n_star}"  # type: ignore[assignment]
+    max_new_tokens: int = "${generate.max_new_tokens}"  # type: ignore[assignment]
+
+
+@dataclass
 class ScoreConfig:
     kind: str = "score"
     enabled: bool = True
-    scorer: str = "answer_match"
+    scorer: str = "answer_match"  # answer_match (gold) | majority (self-consistency, no gold)
+    min_agreement: float = 0.5  # majority: share of samples that must agree on the pseudo-label
+    # B-STaR monitors: the selection threshold they judge, pass@k on the samples, and n* of the
+    # balance score (8 in the official code)
+    threshold: float = "${filter.min_reward}"  # type: ignore[assignment]
+    pass_k: List[int] = field(default_factory=lambda: [1, 4])
+    n_star: int = 8
 
 
 @dataclass
@@ -191,6 +220,7 @@ class RunConfig:
     backend: Any = MISSING
     prepare: PrepareConfig = field(default_factory=PrepareConfig)
     seed_sft: SFTConfig = field(default_factory=lambda: SFTConfig(init="scratch", data="seed_data"))
+    tune: TuneConfig = field(default_factory=TuneConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     score: ScoreConfig = field(default_factory=ScoreConfig)
     rationalize: RationalizeConfig = field(default_factory=RationalizeConfig)

@@ -55,7 +55,7 @@ class StageKind:
 
 
 STAGES: dict[str, StageKind] = {}
-_MODULES = ["prepare", "sft", "generate", "score", "rationalize", "filter", "evaluate"]
+_MODULES = ["prepare", "sft", "tune", "generate", "score", "rationalize", "filter", "evaluate"]
 
 
 def register_stage(kind: str, inputs: Callable[[Any], dict[str, str]]):

@@ -6,6 +6,7 @@ import random
 from collections import defaultdict
 
 from ..rundir import read_jsonl, write_jsonl
+from .generate import tuned
 from . import StageContext, StageError, StageResult, register_stage
 
 
@@ -28,16 +29,17 @@ def select(rows: list[dict], min_reward: float, max_per_problem, dedup: bool, se
     return kept
 
 
-@register_stage("filter", inputs=lambda cfg: {"scored": "scored", "rationalized": "rationalized?"})
+@register_stage("filter", inputs=lambda cfg: {"scored": "scored", "rationalized": "rationalized?", "tuned": "tuned?"})
 def filter_stage(ctx: StageContext) -> StageResult:
     c = ctx.cfg
     generated = read_jsonl(ctx.inputs["scored"])
     rationalized = read_jsonl(ctx.inputs["rationalized"]) if ctx.inputs.get("rationalized") else []
-    kept = select(generated + rationalized, c.min_reward, c.max_per_problem, c.dedup, ctx.seed)
+    min_reward = tuned(ctx, "min_reward", c.min_reward)
+    kept = select(generated + rationalized, min_reward, c.max_per_problem, c.dedup, ctx.seed)
     if not kept:
         raise StageError(
             f"The filter kept nothing in iteration {ctx.iteration}: 0 of {len(generated)} samples "
-            f"(+{len(rationalized)} rationalized) reached reward {c.min_reward}. Try more samples per problem "
+            f"(+{len(rationalized)} rationalized) reached reward {min_reward}. Try more samples per problem "
             "(generate.k), a higher generate.temperature, or a stronger seed model (more seed_sft.steps)."
         )
     rows = [{"prompt": r["prompt"], "completion": r["text"], "prompt_id": r["prompt_id"],

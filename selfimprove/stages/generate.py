@@ -2,8 +2,10 @@
 ReST-EM's E-step). One batched call for all problems; rows keep prompt and sample ids."""
 from __future__ import annotations
 
+import json
 import random
 import time
+from pathlib import Path
 
 from ..backends import SamplingParams
 from ..rundir import read_jsonl, write_jsonl
@@ -29,12 +31,19 @@ def run_sampler(ctx: StageContext, sampler, prompts: list[str], params: Sampling
     return outs, {"samples_per_s": round(n / seconds, 1), "chars_per_s": round(chars / seconds, 1)}
 
 
-@register_stage("generate", inputs=lambda cfg: {"model": "policy", "problems": cfg.split})
+def tuned(ctx: StageContext, key: str, default):
+    """A value chosen by this iteration's `tune` stage (B-STaR), else the configured one."""
+    path = ctx.inputs.get("tuned")
+    return json.loads(Path(path).read_text())[key] if path else default
+
+
+@register_stage("generate", inputs=lambda cfg: {"model": "policy", "problems": cfg.split, "tuned": "tuned?"})
 def generate(ctx: StageContext) -> StageResult:
     c = ctx.cfg
     problems = sample_problems(ctx, ctx.inputs["problems"], c.num_problems)
     prompts = [ctx.task.prompt(p) for p in problems]
-    params = SamplingParams(n=c.k, temperature=c.temperature, top_p=c.top_p, top_k=c.top_k,
+    temperature = tuned(ctx, "temperature", c.temperature)
+    params = SamplingParams(n=c.k, temperature=temperature, top_p=c.top_p, top_k=c.top_k,
                             max_new_tokens=c.max_new_tokens, seed=ctx.seed)
     with ctx.sampler(ctx.inputs["model"]) as sampler:
         outs, speed = run_sampler(ctx, sampler, prompts, params, "sampling")
@@ -45,4 +54,5 @@ def generate(ctx: StageContext) -> StageResult:
         for j, text in enumerate(texts)
     ]
     write_jsonl(ctx.out / "samples.jsonl", rows)
-    return StageResult({"samples": "samples.jsonl"}, {"problems": len(problems), "samples": len(rows), **speed})
+    return StageResult({"samples": "samples.jsonl"},
+                       {"problems": len(problems), "samples": len(rows), "temperature": temperature, **speed})

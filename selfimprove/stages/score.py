@@ -1,16 +1,21 @@
-"""Score samples with a reward. Scorers are pure functions over records, registered by name:
-each gets the sample rows, the problems by id and the task, and returns one reward per row
-(None = could not score)."""
+"""Score samples with a reward, and report B-STaR's exploration/exploitation monitors.
+
+Scorers are pure functions over records, registered by name: each gets the sample rows grouped
+by problem and the task, and returns one reward per row (None = could not score). Gold answers
+reach a scorer only if it asks for them (`answer_match`); `majority` (self-consistency) never
+sees them. The monitors compare rewards with gold correctness for reporting only.
+"""
 from __future__ import annotations
 
 from collections import defaultdict
 from typing import Callable, Optional
 
-from ..metrics import mean
+from ..metrics import majority, mean, pass_at_k
 from ..rundir import read_jsonl, write_jsonl
 from . import StageContext, StageResult, register_stage
 
-SCORERS: dict[str, Callable[[list[dict], dict[str, dict], object], list[Optional[float]]]] = {}
+Scorer = Callable[[list[dict], dict[str, dict], object, object], list[Optional[float]]]
+SCORERS: dict[str, Scorer] = {}
 
 
 def scorer(name: str):
@@ -24,32 +29,75 @@ def scorer(name: str):
 
 
 @scorer("answer_match")
-def answer_match(rows, problems, task):
+def answer_match(rows, problems, task, cfg):
     """Binary reward: the final answer equals the gold answer (STaR, ReST-EM, V-STaR)."""
     return [task.reward(r["text"], problems[r["prompt_id"]]) for r in rows]
 
 
-def exploration_metrics(rows: list[dict]) -> dict:
-    """How much the samples explore: mean reward and the share of problems with a correct sample."""
-    by_problem: dict[str, list[float]] = defaultdict(list)
+@scorer("majority")
+def majority_vote(rows, problems, task, cfg):
+    """Self-consistency pseudo-labels, no gold: a sample is rewarded when its answer is its
+    problem's majority answer and at least `min_agreement` of the samples agree on it."""
+    answers: dict[str, list] = defaultdict(list)
     for r in rows:
-        by_problem[r["prompt_id"]].append(r["reward"] or 0.0)
-    return {
-        "mean_reward": round(mean([r["reward"] or 0.0 for r in rows]), 4),
-        "solved_fraction": round(mean([float(max(v) >= 1) for v in by_problem.values()]), 4),
-    }
+        answers[r["prompt_id"]].append(task.extract_answer(r["text"]))
+    label = {}
+    for pid, ans in answers.items():
+        top = majority(ans)
+        agreement = sum(a == top for a in ans) / len(ans) if top is not None else 0.0
+        label[pid] = top if agreement >= cfg.min_agreement else None
+    return [float(label[r["prompt_id"]] is not None and task.extract_answer(r["text"]) == label[r["prompt_id"]])
+            for r in rows]
+
+
+def monitors(rows: list[dict], threshold: float, ks, n_star: int) -> dict:
+    """B-STaR's monitors over one iteration's samples (each row has `reward` and gold `correct`).
+
+    exploration: pass@k, share of problems with a correct sample, distinct correct texts per problem;
+    exploitation: precision/recall of the selection (reward >= threshold) against gold correctness,
+    and the balance score mean_i min(n'_i / n*, 1) * n'_i / n_i over problems (n_i distinct selected,
+    n'_i of them correct; a problem with nothing selected scores 0)."""
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        groups[r["prompt_id"]].append(r)
+    n = min((len(g) for g in groups.values()), default=0)
+    out = {f"pass@{k}": round(mean([pass_at_k(len(g), sum(r["correct"] for r in g), k) for g in groups.values()]), 4)
+           for k in ks if 1 <= k <= n}
+    out["solved_fraction"] = round(mean([float(any(r["correct"] for r in g)) for g in groups.values()]), 4)
+    out["distinct_correct"] = round(mean([len({r["text"] for r in g if r["correct"]}) for g in groups.values()]), 3)
+    selected = [r for r in rows if r["reward"] is not None and r["reward"] >= threshold]
+    correct = [r for r in rows if r["correct"]]
+    out["selection_precision"] = round(mean([float(r["correct"]) for r in selected]), 4) if selected else 0.0
+    out["selection_recall"] = round(sum(r["correct"] for r in selected) / len(correct), 4) if correct else 0.0
+    balance = []
+    for g in groups.values():
+        chosen = {r["text"]: r for r in g if r["reward"] is not None and r["reward"] >= threshold}.values()
+        good = sum(r["correct"] for r in chosen)
+        balance.append(min(good / n_star, 1.0) * good / len(chosen) if chosen else 0.0)
+    out["balance"] = round(mean(balance), 4)
+    return out
 
 
 @register_stage("score", inputs=lambda cfg: {"samples": "samples", "problems": "train"})
 def score(ctx: StageContext) -> StageResult:
-    if ctx.cfg.scorer not in SCORERS:
-        raise ValueError(f"Unknown scorer '{ctx.cfg.scorer}'. Available: {', '.join(sorted(SCORERS))}.")
+    c = ctx.cfg
+    if c.scorer not in SCORERS:
+        raise ValueError(f"Unknown scorer '{c.scorer}'. Available: {', '.join(sorted(SCORERS))}.")
     rows = read_jsonl(ctx.inputs["samples"])
     problems = {p["id"]: p for p in read_jsonl(ctx.inputs["problems"])}
-    rewards = SCORERS[ctx.cfg.scorer](rows, problems, ctx.task)
+    rewards = SCORERS[c.scorer](rows, problems, ctx.task, c)
     for r, reward in zip(rows, rewards):
         r["answer"] = ctx.task.extract_answer(r["text"])
         r["reward"] = reward
     write_jsonl(ctx.out / "scored.jsonl", rows)
-    unscored = sum(r is None for r in rewards)
-    return StageResult({"scored": "scored.jsonl"}, {**exploration_metrics(rows), "unscored": unscored})
+    metrics = {"mean_reward": round(mean([r or 0.0 for r in rewards]), 4),
+               "unscored": sum(r is None for r in rewards)}
+    # Monitors need gold correctness; it is computed here for reporting and never written to the
+    # scored rows that later stages read.
+    judged = [{**r, "correct": ctx.task.reward(r["text"], problems[r["prompt_id"]]) >= 1} for r in rows]
+    metrics.update(monitors(judged, c.threshold, c.pass_k, c.n_star))
+    if c.scorer == "majority":
+        labelled = {r["prompt_id"]: r for r in judged if (r["reward"] or 0) >= 1}
+        metrics["pseudo_labelled"] = round(len(labelled) / max(len({r["prompt_id"] for r in rows}), 1), 4)
+        metrics["pseudo_label_accuracy"] = round(mean([float(r["correct"]) for r in labelled.values()]), 4)
+    return StageResult({"scored": "scored.jsonl"}, metrics)

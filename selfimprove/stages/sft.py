@@ -7,12 +7,13 @@ optimizer, scheduler and RNG state) and reaches the same weights as an uninterru
 """
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import time
 
 from ..models import load_model, load_tokenizer
-from ..rundir import read_jsonl
+from ..rundir import read_jsonl, write_json
 from . import StageContext, StageError, StageResult, register_stage
 
 
@@ -20,6 +21,8 @@ def _inputs(cfg) -> dict[str, str]:
     roles = {"data": cfg.data}
     if cfg.init != "scratch":
         roles["init"] = cfg.init
+    if cfg.select_by_val:
+        roles["val"] = "val"
     return roles
 
 
@@ -90,12 +93,17 @@ def sft(ctx: StageContext) -> StageResult:
         dataloader_num_workers=0,
     )
     losses: list[float] = []
+    selector = ValSelector(ctx, tokenizer) if cfg.select_by_val else None
 
     class Watch(TrainerCallback):
         """Progress bar, loss record, and a stop on a non-finite loss (keeping the last checkpoint)."""
 
         def on_step_end(self, args, state, control, **kw):
             advance(1)
+
+        def on_save(self, args, state, control, model=None, **kw):
+            if selector:
+                selector.check(model, state.global_step)
 
         def on_log(self, args, state, control, logs=None, **kw):
             loss = (logs or {}).get("loss")
@@ -119,6 +127,10 @@ def sft(ctx: StageContext) -> StageResult:
     seconds = time.time() - start
     trainer.save_model(str(ctx.out / "model"))
     tokenizer.save_pretrained(str(ctx.out / "model"))
+    extra = {}
+    if selector:
+        selector.check(trainer.model, steps)
+        extra = selector.finish(ctx.out / "model")
     shutil.rmtree(checkpoints, ignore_errors=True)  # the final model is kept; resume state is not needed
     shutil.rmtree(ctx.out / "init", ignore_errors=True)
     tokens = sum(len(r["prompt"]) + len(r["completion"]) for r in rows)  # chars ~ tokens for the tiny model
@@ -132,5 +144,50 @@ def sft(ctx: StageContext) -> StageResult:
             "resumed_from_step": done,
             "steps_per_s": round((steps - done) / max(seconds, 1e-9), 2),
             "chars_per_example": round(tokens / len(rows), 1),
+            **extra,
         },
     )
+
+
+class ValSelector:
+    """Greedy validation reward at each checkpoint; the best weights are saved aside. The history
+    lives in the stage folder, so a resumed stage remembers what it had already measured."""
+
+    def __init__(self, ctx: StageContext, tokenizer):
+        import copy
+
+        self.ctx = ctx
+        self.tokenizer = copy.deepcopy(tokenizer)
+        self.tokenizer.padding_side = "left"
+        self.problems = read_jsonl(ctx.inputs["val"])
+        self.path = ctx.out / "val_history.json"
+        self.history = json.loads(self.path.read_text()) if self.path.exists() else {}
+
+    def check(self, model, step: int) -> None:
+        import torch
+
+        from ..backends import SamplingParams
+        from ..backends.hf import batched_generate
+
+        if str(step) in self.history:
+            return
+        prompts = [self.ctx.task.prompt(p) for p in self.problems]
+        params = SamplingParams(n=1, max_new_tokens=self.ctx.cfg.val_max_new_tokens)
+        with torch.random.fork_rng():  # validation must not move the training RNG
+            outs = batched_generate(model, self.tokenizer, prompts, params, batch_size=256)
+        reward = sum(self.ctx.task.reward(o[0], p) for o, p in zip(outs, self.problems)) / max(len(prompts), 1)
+        best = max(self.history.values(), default=-1.0)
+        self.history[str(step)] = reward
+        if reward > best:  # ties keep the earlier (less trained) checkpoint
+            model.save_pretrained(self.ctx.out / "best")
+        write_json(self.path, self.history)
+
+    def finish(self, final_dir) -> dict:
+        best_step = max(self.history, key=lambda s: (self.history[s], -int(s)))
+        last_step = max(self.history, key=int)
+        if best_step != last_step:
+            for f in (self.ctx.out / "best").iterdir():
+                shutil.copy2(f, final_dir / f.name)
+        shutil.rmtree(self.ctx.out / "best", ignore_errors=True)
+        return {"val_reward": round(self.history[best_step], 4), "selected_step": int(best_step),
+                "val_reward_last": round(self.history[last_step], 4)}

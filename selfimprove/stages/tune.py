@@ -1,0 +1,34 @@
+"""B-STaR's per-iteration search: sample a subset of training problems at each temperature,
+score with the recipe's scorer, and keep the (temperature, threshold) with the best balance
+score. Later stages of the iteration read `tuned.json` (generate: temperature; filter: threshold)."""
+from __future__ import annotations
+
+from ..backends import SamplingParams
+from ..rundir import read_jsonl, write_json
+from .generate import run_sampler, sample_problems
+from .score import SCORERS, monitors
+from . import StageContext, StageResult, register_stage
+
+
+@register_stage("tune", inputs=lambda cfg: {"model": "policy", "problems": "train"})
+def tune(ctx: StageContext) -> StageResult:
+    c, task = ctx.cfg, ctx.task
+    problems = sample_problems(ctx, ctx.inputs["problems"], c.num_problems)
+    by_id = {p["id"]: p for p in problems}
+    prompts = [task.prompt(p) for p in problems]
+    thresholds = list(c.thresholds) or [c.threshold]
+    results, metrics = [], {}
+    with ctx.sampler(ctx.inputs["model"]) as sampler:
+        for t in c.temperatures:
+            params = SamplingParams(n=c.k, temperature=t, max_new_tokens=c.max_new_tokens, seed=ctx.seed)
+            outs, _ = run_sampler(ctx, sampler, prompts, params, f"T={t}")
+            rows = [{"prompt_id": p["id"], "text": x} for p, texts in zip(problems, outs) for x in texts]
+            for r, reward in zip(rows, SCORERS[c.scorer](rows, by_id, task, c)):
+                r["reward"], r["correct"] = reward, task.reward(r["text"], by_id[r["prompt_id"]]) >= 1
+            for tau in thresholds:
+                balance = monitors(rows, tau, [], c.n_star)["balance"]
+                results.append((balance, -t, tau))  # ties: the lower temperature
+                metrics[f"balance_T{t}" + (f"_tau{tau}" if len(thresholds) > 1 else "")] = balance
+    balance, neg_t, tau = max(results)
+    write_json(ctx.out / "tuned.json", {"temperature": -neg_t, "min_reward": tau})
+    return StageResult({"tuned": "tuned.json"}, {"temperature": -neg_t, "threshold": tau, "balance": balance, **metrics})
