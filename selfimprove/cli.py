@@ -2,6 +2,8 @@
 
     selfimprove run [OVERRIDES...]        compose a recipe with Hydra and run (or resume) it
     selfimprove validate [OVERRIDES...]   compose and check a config without running anything
+    selfimprove compare RUN_DIR...        runs side by side (--format csv|json|markdown, --plot FILE.png)
+    selfimprove ls [OUTPUT_ROOT]          each run with its recipe, status and last accuracy
     selfimprove recipes                   list the available recipes
 
 `run` hands its arguments to Hydra unchanged (`--cfg job`, `-m`, `hydra/launcher=...` all work)
@@ -162,6 +164,68 @@ def cmd_validate(args: list[str]) -> None:
           f"stages={OmegaConf.to_container(cfgs[0].stages)}")
 
 
+def _table(rows: list[dict], title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in rows[0]:
+        table.add_column(col, justify="right" if col not in ("run", "recipe", "overrides", "status") else "left")
+    for r in rows:
+        table.add_row(*("" if v is None else (f"{v:.4f}" if abs(v) <= 1 else f"{v:.1f}") if isinstance(v, float)
+                        else str(v) for v in r.values()))
+    Console().print(table)
+
+
+def cmd_compare(args: list[str]) -> None:
+    import argparse
+
+    from .compare import NotARunError, comparison_rows, find_runs, plot, render
+
+    ap = argparse.ArgumentParser(prog="selfimprove compare", description="Runs side by side, one row per iteration.")
+    ap.add_argument("runs", nargs="+", help="run directories, or folders of runs (an output root, a sweep)")
+    ap.add_argument("--format", default="table", choices=["table", "csv", "json", "markdown"])
+    ap.add_argument("--metric", action="append", help="evaluate metric to show (repeatable); default: headline ones")
+    ap.add_argument("--plot", metavar="FILE.png", help="write accuracy vs iteration, one line per run")
+    opts = ap.parse_args(args)
+    try:
+        runs = find_runs(opts.runs)
+    except NotARunError as exc:
+        fail(str(exc))
+    present, rows = comparison_rows(runs, opts.metric)
+    if not present:
+        have = {r.name: sorted({k for e in r.evaluations() for k in e} - {"iteration", "stage", "seconds"})
+                for r in runs}
+        fail("the runs share none of the requested metrics. Each run has:\n" +
+             "\n".join(f"  {name}: {', '.join(m) or '(no evaluation yet)'}" for name, m in have.items()) +
+             "\nPick some with --metric NAME.")
+    if opts.format == "table":
+        _table(rows, "selfimprove compare")
+    else:
+        print(render(rows, opts.format))
+    if opts.plot:
+        plot(runs, opts.plot, present[0])
+        print(f"plot written to {opts.plot}", file=sys.stderr)
+
+
+def cmd_ls(args: list[str]) -> None:
+    from .compare import find_runs, NotARunError, status
+
+    root = args[0] if args else "outputs"
+    try:
+        runs = find_runs([root])
+    except NotARunError:
+        fail(f"no runs under {root}. Start one with `selfimprove run recipe=star` (runs go to outputs/ by default).")
+    rows = []
+    for run in runs:
+        evals = run.evaluations()
+        rows.append({"run": str(run.path.relative_to(root)) if run.path != Path(root) else run.name,
+                     "recipe": run.recipe, "status": status(run),
+                     "iterations": max((e["iteration"] for e in evals), default=None),
+                     "accuracy": evals[-1].get("accuracy") if evals else None})
+    _table(rows, f"runs in {root}")
+
+
 def cmd_recipes(args: list[str]) -> None:
     from .config import available_recipes
 
@@ -170,7 +234,7 @@ def cmd_recipes(args: list[str]) -> None:
         print(f"{name:20s} {first}")
 
 
-COMMANDS = {"run": cmd_run, "validate": cmd_validate, "recipes": cmd_recipes}
+COMMANDS = {"run": cmd_run, "validate": cmd_validate, "compare": cmd_compare, "ls": cmd_ls, "recipes": cmd_recipes}
 
 
 def main(argv: list[str] | None = None) -> None:

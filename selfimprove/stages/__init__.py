@@ -69,9 +69,8 @@ def register_stage(kind: str, inputs: Callable[[Any], dict[str, str]]):
 
 
 def get_stage(kind: str) -> StageKind:
-    if not STAGES:
-        for mod in _MODULES:
-            importlib.import_module(f"{__name__}.{mod}")
+    for mod in _MODULES:  # registration happens on import; already-imported modules cost nothing
+        importlib.import_module(f"{__name__}.{mod}")
     if kind not in STAGES:
         raise ValueError(f"Unknown stage kind '{kind}'. Available: {', '.join(sorted(STAGES))}.")
     return STAGES[kind]
