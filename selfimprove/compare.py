@@ -145,6 +145,9 @@ def plot(runs: list[Run], path: str, metric: str = "accuracy") -> None:
         if pts:
             xs, ys = zip(*pts)
             ax.plot(xs, ys, marker="o", label=f"{run.name} ({run.recipe})")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("iteration")
     ax.set_ylabel(f"held-out {metric}")
     ax.grid(alpha=0.3)
