@@ -113,6 +113,7 @@ def check_output_root(root: str) -> None:
 def _hydra_task(cfg) -> None:
     """What Hydra runs for each job (once for `run`, once per combination for `-m`)."""
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
     from .config import ConfigError
     from .pipeline import run_pipeline
@@ -124,8 +125,9 @@ def _hydra_task(cfg) -> None:
     hc = HydraConfig.get()
     console = Console(quiet=cfg.tracking.quiet)
     try:
+        sweep = cfg.sweep_name if hc.mode == RunMode.MULTIRUN else None
         code = run_pipeline(cfg, Path(hc.runtime.output_dir), list(hc.overrides.task),
-                            dict(hc.runtime.choices), console)
+                            dict(hc.runtime.choices), console, sweep=sweep)
     except (ConfigError, RunLockedError, StageError, ModelNotFoundError) as exc:
         fail(str(exc))
     if code:

@@ -206,7 +206,9 @@ class RunConfig:
     seed: int = 0
     output_root: str = "outputs"
     run_name: str = "${hydra:runtime.choices.recipe}"
+    sweep_name: str = "sweep"  # -m runs go to <output_root>/<sweep_name>/<overrides>/
     device: str = "auto"
+    threads: int = 0  # torch CPU threads; 0 = torch's default. Parallel local jobs want 1 each.
     # A run directory whose saved config differs from the new command is refused unless this is
     # true; then stages whose fingerprint changed (and everything after them) are recomputed.
     reconfigure: bool = False
@@ -237,7 +239,7 @@ GROUP_SCHEMAS = {
 }
 
 # Keys that may change between invocations of one run without being a conflict.
-RESUMABLE_CHANGES = ("iterations", "reconfigure", "tracking", "backend.batch_size")
+RESUMABLE_CHANGES = ("iterations", "reconfigure", "tracking", "threads", "sweep_name")
 
 
 class ConfigError(ValueError):

@@ -63,11 +63,16 @@ def stage_plan(cfg) -> list[tuple[int, str]]:
     return [(0, s) for s in cfg.setup] + [(i, s) for i in range(1, cfg.iterations + 1) for s in cfg.stages]
 
 
-def run_pipeline(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict, console: Console) -> int:
+def run_pipeline(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict, console: Console,
+                 sweep: str | None = None) -> int:
     from .models import resolve_device
     from .tasks import build_task
 
     validate(cfg)
+    if cfg.threads > 0:
+        import torch
+
+        torch.set_num_threads(cfg.threads)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     rd = RunDir(run_dir)
     with rd.lock():
@@ -76,7 +81,7 @@ def run_pipeline(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: 
         info = {"recipe": choices.get("recipe"), "choices": choices, "overrides": overrides,
                 "code_version": code_version(), "started_at": time.time(), "status": "running"}
         write_json(rd.info_path, info)
-        tracker = WandbTracker(cfg.tracking, rd.root, resolved, name=rd.root.name)
+        tracker = WandbTracker(cfg.tracking, rd.root, resolved, name=rd.root.name, group=sweep)
         plan = stage_plan(cfg)
         try:
             ran = _loop(cfg, rd, plan, build_task(cfg.task), resolve_device(cfg.device), console, tracker, info)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -56,17 +57,18 @@ class WandbTracker:
     """One wandb run per selfimprove run; its id is saved in the run directory so that a resumed
     run continues the same wandb run. Disabled by default (no network, no hang)."""
 
-    def __init__(self, cfg, run_dir: Path, config: dict[str, Any], name: str):
+    def __init__(self, cfg, run_dir: Path, config: dict[str, Any], name: str, group: str | None = None):
         self.run = None
         if cfg.wandb_mode == "disabled":
             return
         import wandb
 
         id_file = run_dir / "wandb_id.json"
-        run_id = json.loads(id_file.read_text())["id"] if id_file.exists() else wandb.util.generate_id()
+        run_id = json.loads(id_file.read_text())["id"] if id_file.exists() else uuid.uuid4().hex[:12]
         id_file.write_text(json.dumps({"id": run_id}))
         self.run = wandb.init(project=cfg.wandb_project, entity=cfg.wandb_entity, mode=cfg.wandb_mode,
-                              id=run_id, resume="allow", name=name, config=config, dir=str(run_dir))
+                              id=run_id, resume="allow", name=name, group=group, config=config,
+                              dir=str(run_dir))
 
     def log_stage(self, iteration: int, stage: str, metrics: dict) -> None:
         if self.run is not None:

@@ -1,0 +1,54 @@
+"""Sweeps through real Hydra launchers, wandb offline tracking."""
+import json
+import subprocess
+import sys
+
+from selfimprove.compare import find_runs, status
+
+QUICK = ["recipe=star", "profile=debug", "iterations=0", "tracking.quiet=true"]
+
+
+def selfimprove(*args):
+    return subprocess.run([sys.executable, "-m", "selfimprove.cli", *args], capture_output=True, text=True,
+                          timeout=900)
+
+
+def test_basic_launcher_sweep_runs_each_combination_in_its_own_directory(tmp_path):
+    p = selfimprove("run", "-m", *QUICK, "seed=0,1", f"output_root={tmp_path}", "sweep_name=seeds")
+    assert p.returncode == 0, p.stderr
+    runs = find_runs([str(tmp_path / "seeds")])
+    assert sorted(r.path.name for r in runs) == ["iterations=0,profile=debug,recipe=star,seed=0",
+                                                "iterations=0,profile=debug,recipe=star,seed=1"]
+    assert all(status(r) == "finished" and r.evaluations() for r in runs)
+    # the same sweep again resumes every job: nothing is recomputed
+    again = selfimprove("run", "-m", *QUICK, "seed=0,1", f"output_root={tmp_path}", "sweep_name=seeds")
+    assert again.returncode == 0 and again.stdout.count("Nothing to do") == 2
+
+
+def test_submitit_local_launcher_sweep(tmp_path):
+    p = selfimprove("run", "-m", "hydra/launcher=local_parallel", *QUICK, "seed=0,1", "threads=1",
+                    f"output_root={tmp_path}")
+    assert p.returncode == 0, p.stdout + p.stderr
+    runs = find_runs([str(tmp_path / "sweep")])
+    assert len(runs) == 2 and all(status(r) == "finished" for r in runs)
+    assert sorted(r.path.name[-6:] for r in runs) == ["seed=0", "seed=1"]
+
+
+def test_unknown_launcher_lists_the_available_ones(tmp_path):
+    p = selfimprove("run", "-m", "hydra/launcher=nope", *QUICK, f"output_root={tmp_path}")
+    assert p.returncode != 0 and "local_parallel" in p.stderr and "slurm" in p.stderr
+
+
+def test_wandb_offline_run_is_resumed_with_the_same_id(tmp_path):
+    from selfimprove.config import TrackingConfig
+    from selfimprove.tracking import WandbTracker
+
+    cfg = TrackingConfig(wandb_mode="offline")
+    first = WandbTracker(cfg, tmp_path, {"seed": 0}, name="run")
+    first.log_stage(0, "evaluate", {"accuracy": 0.5})
+    run_id = first.run.id
+    first.finish()
+    second = WandbTracker(cfg, tmp_path, {"seed": 0}, name="run")
+    assert second.run.id == run_id == json.loads((tmp_path / "wandb_id.json").read_text())["id"]
+    second.finish()
+    assert list((tmp_path / "wandb").glob(f"offline-run-*-{run_id}"))
