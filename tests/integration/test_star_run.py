@@ -137,3 +137,11 @@ class TestBadInput:
         p = selfimprove("run", *DEBUG, "seed=1", f"output_root={run.parent}", "run_name=ref", check=False)
         assert p.returncode == 2 and "seed: 0 -> 1" in p.stderr and "reconfigure=true" in p.stderr
         assert stage_mtimes(run) == before
+
+    def test_empty_training_set_stops_with_advice_and_keeps_finished_stages(self, tmp_path):
+        p = selfimprove("run", *DEBUG, "filter.min_reward=1.0", "task.train_digits=[5,5]", "iterations=1",
+                        f"output_root={tmp_path}", check=False)
+        assert p.returncode == 2 and "The filter kept nothing" in p.stderr and "generate.k" in p.stderr
+        run = tmp_path / "star"
+        assert (run / "iter_00/seed_sft/manifest.json").exists() and (run / "iter_01/score/manifest.json").exists()
+        assert json.loads((run / "run.json").read_text())["status"] == "failed"
