@@ -66,6 +66,23 @@ class ArithmeticTaskConfig:
 
 
 @dataclass
+class GSM8KTaskConfig:
+    name: str = "gsm8k"
+    # GSM8K-format JSONL files (one {"question", "answer"} object a line, the answer a worked
+    # solution ending in "#### N"); leave both null to load `hf_dataset` instead.
+    train_path: Optional[str] = None
+    test_path: Optional[str] = None
+    hf_dataset: Optional[str] = "openai/gsm8k"  # only used when both paths are null
+    hf_config: str = "main"
+    data_seed: int = 1234  # fixes exemplars, val and subsets; independent of the run's `seed`
+    num_fewshot: int = 4  # exemplars drawn from the training file: the `seed` split, not in train/val
+    fewshot: bool = True  # prefix every prompt with the exemplars' worked solutions
+    val_size: int = 100  # carved from the training file
+    train_size: Optional[int] = None  # seeded random subset of the rest; null = all
+    test_size: Optional[int] = None  # seeded random subset of the test file; null = all
+
+
+@dataclass
 class HFBackendConfig:
     name: str = "hf"
     batch_size: int = 256  # sequences (prompts x samples) per generate call
@@ -209,6 +226,8 @@ class RunConfig:
     sweep_name: str = "sweep"  # -m runs go to <output_root>/<sweep_name>/<overrides>/
     device: str = "auto"
     threads: int = 0  # torch CPU threads; 0 = torch's default. Parallel local jobs want 1 each.
+    # Reuse finished stages of other runs under the same output_root whose fingerprint matches.
+    cache: bool = True
     # A run directory whose saved config differs from the new command is refused unless this is
     # true; then stages whose fingerprint changed (and everything after them) are recomputed.
     reconfigure: bool = False
@@ -235,11 +254,12 @@ class RunConfig:
 # Option schemas for groups whose shape depends on the choice (task=, backend=).
 GROUP_SCHEMAS = {
     ("task", "arithmetic_schema"): ArithmeticTaskConfig,
+    ("task", "gsm8k_schema"): GSM8KTaskConfig,
     ("backend", "hf_schema"): HFBackendConfig,
 }
 
 # Keys that may change between invocations of one run without being a conflict.
-RESUMABLE_CHANGES = ("iterations", "reconfigure", "tracking", "threads", "sweep_name")
+RESUMABLE_CHANGES = ("iterations", "reconfigure", "tracking", "threads", "sweep_name", "cache")
 
 
 class ConfigError(ValueError):

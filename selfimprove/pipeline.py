@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import __version__
 from .config import RESUMABLE_CHANGES, ConfigError, validate
-from .rundir import Manifest, RunDir, fingerprint, write_json
+from .rundir import Manifest, RunDir, StageCache, fingerprint, write_json
 from .stages import PERSISTENT, StageContext, get_stage
 from .tracking import Console, WandbTracker
 
@@ -103,11 +103,12 @@ def run_pipeline(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: 
             console.log(f"Nothing to do: all {len(plan)} stages of {rd.root} are already finished "
                         f"(metrics in {rd.metrics_path}).")
         else:
-            console.log(f"[green]Done.[/] {ran} stage(s) ran; results in {rd.root}")
+            console.log(f"[green]Done.[/] {ran} stage(s) ran or were reused; results in {rd.root}")
         return 0
 
 
 def _loop(cfg, rd: RunDir, plan, task, device: str, console: Console, tracker: WandbTracker, info: dict) -> int:
+    cache = StageCache(Path(cfg.output_root).expanduser().resolve() / ".stage_cache" if cfg.cache else None)
     artifacts: dict[str, Artifact] = {}
     if cfg.model.name_or_path:  # a pretrained model is the base and first policy until a stage trains one
         artifacts["base"] = artifacts["policy"] = Artifact(cfg.model.name_or_path, fingerprint(cfg.model.name_or_path))
@@ -138,8 +139,14 @@ def _loop(cfg, rd: RunDir, plan, task, device: str, console: Console, tracker: W
                               "inputs": fps, **shared, "backend": OmegaConf.to_container(cfg.backend) if sampling else None,
                               "version": __version__})
             manifest = rd.finished(it, name)
+            cached = None if manifest is not None and manifest.fingerprint == fp else cache.lookup(fp)
             if manifest is not None and manifest.fingerprint == fp:
                 console.log(f"[dim]iter {it} {name}: finished earlier, skipped[/]")
+            elif cached is not None:
+                manifest = StageCache.restore(cached, rd, it, name, fp)
+                console.log(f"[cyan]iter {it} {name}: reused the identical stage {cached}[/]")
+                ran += 1
+                ran_this_iteration = True
             else:
                 if manifest is not None:
                     console.log(f"[yellow]iter {it} {name}: config or inputs changed since it ran; recomputing[/]")
@@ -160,6 +167,7 @@ def _loop(cfg, rd: RunDir, plan, task, device: str, console: Console, tracker: W
                 shown = ", ".join(f"{k}={v}" for k, v in result.metrics.items() if not isinstance(v, (dict, list)))
                 console.log(f"  {shown}")
             final = rd.stage_dir(it, name)
+            cache.store(fp, final)
             for art, rel in manifest.artifacts.items():
                 artifacts[art] = Artifact(str(final / rel), fp)
         last_of_iteration = index + 1 == len(plan) or plan[index + 1][0] != it

@@ -74,6 +74,18 @@ def describe_files(root: Path) -> dict[str, dict]:
     }
 
 
+def intact(stage_dir: Path) -> "Manifest | None":
+    """The manifest of a finished stage folder if every file it lists has its recorded size."""
+    if not (stage_dir / MANIFEST).exists():
+        return None
+    manifest = Manifest.load(stage_dir / MANIFEST)
+    for rel, meta in manifest.files.items():
+        p = stage_dir / rel
+        if not p.is_file() or p.stat().st_size != meta["bytes"]:
+            return None  # truncated or missing artifact: the stage is redone
+    return manifest
+
+
 @dataclass
 class Manifest:
     stage: str
@@ -85,6 +97,7 @@ class Manifest:
     seconds: float
     files: dict[str, dict] = field(default_factory=dict)
     finished_at: float = field(default_factory=time.time)
+    reused_from: str | None = None  # a stage of another run with the same fingerprint (cache hit)
 
     @classmethod
     def load(cls, path: Path) -> "Manifest":
@@ -111,14 +124,7 @@ class RunDir:
         partial = self.partial_dir(iteration, stage)
         if not (final / MANIFEST).exists() and (partial / MANIFEST).exists():
             os.replace(partial, final)  # killed between writing the manifest and the rename
-        if not (final / MANIFEST).exists():
-            return None
-        manifest = Manifest.load(final / MANIFEST)
-        for rel, meta in manifest.files.items():
-            p = final / rel
-            if not p.is_file() or p.stat().st_size != meta["bytes"]:
-                return None  # truncated or missing artifact: the stage is redone
-        return manifest
+        return intact(final)
 
     def begin(self, iteration: int, stage: str, fp: str) -> Path:
         """The working folder for a stage. A partial folder from an interrupted attempt with the
@@ -178,3 +184,48 @@ class RunDir:
             yield
         finally:
             os.close(fd)  # closing releases the flock
+
+
+class StageCache:
+    """Finished stages shared by the runs of one output root, keyed by fingerprint (the stage's
+    config, its inputs' fingerprints, the seed and the code version). An entry is a link to the
+    stage folder of the run that made it; a hit hard-links the files into the new run."""
+
+    def __init__(self, root: Path | None):
+        self.root = root
+
+    def lookup(self, fp: str) -> Path | None:
+        if self.root is None:
+            return None
+        link = self.root / fp
+        if not link.is_symlink():
+            return None
+        target = Path(os.readlink(link))
+        manifest = intact(target) if target.is_dir() else None
+        return target if manifest is not None and manifest.fingerprint == fp else None
+
+    def store(self, fp: str, stage_dir: Path) -> None:
+        if self.root is None:
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.root / f".{fp}.{os.getpid()}"
+        tmp.unlink(missing_ok=True)
+        os.symlink(stage_dir.resolve(), tmp)
+        os.replace(tmp, self.root / fp)
+
+    @staticmethod
+    def restore(source: Path, rd: "RunDir", iteration: int, stage: str, fp: str) -> Manifest:
+        partial = rd.begin(iteration, stage, fp)
+
+        def link(src, dst):
+            try:
+                os.link(src, dst)  # no extra disk; files are never modified in place
+            except OSError:
+                shutil.copy2(src, dst)
+
+        shutil.copytree(source, partial, dirs_exist_ok=True, copy_function=link)
+        manifest = Manifest.load(partial / MANIFEST)
+        (partial / MANIFEST).unlink()
+        manifest.reused_from = str(source)
+        rd.commit(manifest)
+        return manifest

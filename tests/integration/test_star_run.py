@@ -145,3 +145,18 @@ class TestBadInput:
         run = tmp_path / "star"
         assert (run / "iter_00/seed_sft/manifest.json").exists() and (run / "iter_01/score/manifest.json").exists()
         assert json.loads((run / "run.json").read_text())["status"] == "failed"
+
+
+def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
+    args = [sys.executable, "-m", "selfimprove.cli", "run", *DEBUG, f"output_root={tmp_path}", "run_name=int"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    ckpt = RunDir(tmp_path / "int").partial_dir(0, "seed_sft") / "checkpoints" / "checkpoint-10"
+    deadline = time.time() + 300
+    while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out
+    assert "Interrupted" in out and "run_name=int" in out
+    assert json.loads((tmp_path / "int/run.json").read_text())["status"] == "interrupted"
+    assert ckpt.exists()  # the trainer checkpoint survives for the resume
