@@ -57,7 +57,7 @@ class Task:
 
 
 def build_task(cfg) -> Task:
-    from . import arithmetic  # noqa: F401  (registers the built-in task)
+    from . import arithmetic, gsm8k  # noqa: F401  (registration happens on import)
 
     if cfg.name not in TASKS:
         raise ValueError(f"Unknown task '{cfg.name}'. Available: {', '.join(sorted(TASKS))}.")
