@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from ..registry import Registry
+
 # Artifacts that live for the whole run; every other artifact made in an iteration expires with it.
 PERSISTENT = {"base", "policy", "seed_data", "train", "val", "test"}
 
@@ -54,26 +56,18 @@ class StageKind:
     inputs: Callable[[Any], dict[str, str]]  # stage cfg -> {role: artifact name}
 
 
-STAGES: dict[str, StageKind] = {}
+STAGES: Registry[StageKind] = Registry("stage kind")
 _MODULES = ["prepare", "sft", "tune", "generate", "score", "rationalize", "filter", "evaluate"]
 
 
 def register_stage(kind: str, inputs: Callable[[Any], dict[str, str]]):
-    def deco(fn):
-        if kind in STAGES:
-            raise ValueError(f"stage kind '{kind}' registered twice")
-        STAGES[kind] = StageKind(fn, inputs)
-        return fn
-
-    return deco
+    return STAGES.register(kind, wrap=lambda fn: StageKind(fn, inputs))
 
 
 def get_stage(kind: str) -> StageKind:
     for mod in _MODULES:  # registration happens on import; already-imported modules cost nothing
         importlib.import_module(f"{__name__}.{mod}")
-    if kind not in STAGES:
-        raise ValueError(f"Unknown stage kind '{kind}'. Available: {', '.join(sorted(STAGES))}.")
-    return STAGES[kind]
+    return STAGES.get_or_explain(kind)
 
 
 class StageError(RuntimeError):

@@ -11,21 +11,14 @@ from collections import defaultdict
 from typing import Callable, Optional
 
 from ..metrics import majority, mean, pass_at_k
+from ..registry import Registry
 from ..rundir import read_jsonl, write_jsonl
 from . import StageContext, StageResult, register_stage
 
+# (rows, problems by id, task, cfg) -> one reward per row (None = could not score)
 Scorer = Callable[[list[dict], dict[str, dict], object, object], list[Optional[float]]]
-SCORERS: dict[str, Scorer] = {}
-
-
-def scorer(name: str):
-    def deco(fn):
-        if name in SCORERS:
-            raise ValueError(f"scorer '{name}' registered twice")
-        SCORERS[name] = fn
-        return fn
-
-    return deco
+SCORERS: Registry[Scorer] = Registry("scorer")
+scorer = SCORERS.register
 
 
 @scorer("answer_match")
@@ -81,11 +74,9 @@ def monitors(rows: list[dict], threshold: float, ks, n_star: int) -> dict:
 @register_stage("score", inputs=lambda cfg: {"samples": "samples", "problems": "train"})
 def score(ctx: StageContext) -> StageResult:
     c = ctx.cfg
-    if c.scorer not in SCORERS:
-        raise ValueError(f"Unknown scorer '{c.scorer}'. Available: {', '.join(sorted(SCORERS))}.")
     rows = read_jsonl(ctx.inputs["samples"])
     problems = {p["id"]: p for p in read_jsonl(ctx.inputs["problems"])}
-    rewards = SCORERS[c.scorer](rows, problems, ctx.task, c)
+    rewards = SCORERS.get_or_explain(c.scorer)(rows, problems, ctx.task, c)
     for r, reward in zip(rows, rewards):
         r["answer"] = ctx.task.extract_answer(r["text"])
         r["reward"] = reward

@@ -23,7 +23,7 @@ def tune(ctx: StageContext) -> StageResult:
             params = SamplingParams(n=c.k, temperature=t, max_new_tokens=c.max_new_tokens, seed=ctx.seed)
             outs, _ = run_sampler(ctx, sampler, prompts, params, f"T={t}")
             rows = [{"prompt_id": p["id"], "text": x} for p, texts in zip(problems, outs) for x in texts]
-            for r, reward in zip(rows, SCORERS[c.scorer](rows, by_id, task, c)):
+            for r, reward in zip(rows, SCORERS.get_or_explain(c.scorer)(rows, by_id, task, c)):
                 r["reward"], r["correct"] = reward, task.reward(r["text"], by_id[r["prompt_id"]]) >= 1
             for tau in thresholds:
                 balance = monitors(rows, tau, [], c.n_star)["balance"]

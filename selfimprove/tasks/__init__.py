@@ -2,19 +2,12 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Optional
+from typing import Optional
 
-TASKS: dict[str, Callable[[Any], "Task"]] = {}
+from ..registry import Registry
 
-
-def register_task(name: str):
-    def deco(cls):
-        if name in TASKS:
-            raise ValueError(f"task '{name}' registered twice")
-        TASKS[name] = cls
-        return cls
-
-    return deco
+TASKS: Registry = Registry("task")
+register_task = TASKS.register
 
 
 class Task:
@@ -59,6 +52,4 @@ class Task:
 def build_task(cfg) -> Task:
     from . import arithmetic, gsm8k  # noqa: F401  (registration happens on import)
 
-    if cfg.name not in TASKS:
-        raise ValueError(f"Unknown task '{cfg.name}'. Available: {', '.join(sorted(TASKS))}.")
-    return TASKS[cfg.name](cfg)
+    return TASKS.get_or_explain(cfg.name)(cfg)
