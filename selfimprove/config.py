@@ -54,14 +54,18 @@ class ModelConfig:
 
 @dataclass
 class ArithmeticTaskConfig:
+    """Difficulty is the digit count of the longer operand. Each split lists the share of its
+    problems per digit count 1, 2, 3, ... : the seed examples are mostly easier than the held-out
+    test problems, and the training problems (gold answers only) reach the test's difficulty."""
+
     name: str = "arithmetic"
     data_seed: int = 1234  # fixes the problem sets; independent of the run's `seed`
-    seed_examples: int = 300  # worked examples (with rationales) for the seed stage
-    seed_digits: List[int] = field(default_factory=lambda: [1, 3])  # [min, max] digits per operand
-    train_digits: List[int] = field(default_factory=lambda: [1, 5])
-    test_digits: List[int] = field(default_factory=lambda: [4, 5])
-    train_size: int = 2000  # problems with gold answers only
-    val_size: int = 100
+    seed_examples: int = 400  # worked examples (with rationales) for the seed stage
+    seed_weights: List[float] = field(default_factory=lambda: [0.25, 0.3, 0.35, 0.1])
+    train_weights: List[float] = field(default_factory=lambda: [0.1, 0.2, 0.3, 0.4])
+    test_weights: List[float] = field(default_factory=lambda: [0.0, 0.0, 0.0, 1.0])
+    train_size: int = 3000  # problems with gold answers only
+    val_size: int = 100  # drawn like the test set
     test_size: int = 300
 
 

@@ -35,9 +35,9 @@ class Arithmetic(Task):
     def __init__(self, cfg):
         self.cfg = cfg
 
-    def _problem(self, rng: random.Random, digits: tuple[int, int], split: str, i: int) -> dict:
-        n = rng.randint(digits[0], digits[1])
-        m = rng.randint(1, n)  # the other operand has at most as many digits
+    def _problem(self, rng: random.Random, weights, split: str, i: int) -> dict:
+        n = rng.choices(range(1, len(weights) + 1), weights=weights)[0]
+        m = n if rng.random() < 0.7 else rng.randint(1, n)  # the other operand: mostly as long
         a = rng.randint(10 ** (n - 1) if n > 1 else 0, 10**n - 1)
         b = rng.randint(10 ** (m - 1) if m > 1 else 0, 10**m - 1)
         if rng.random() < 0.5:
@@ -47,15 +47,20 @@ class Arithmetic(Task):
 
     def splits(self) -> dict[str, list[dict]]:
         c = self.cfg
+        for split in ("seed", "train", "test"):
+            w = list(getattr(c, f"{split}_weights"))
+            if not w or min(w) < 0 or sum(w) <= 0:
+                raise ValueError(f"task.{split}_weights must be non-negative shares per digit count with a positive "
+                                 f"sum, e.g. [0.5, 0.5] for 1- and 2-digit problems (got {w}).")
         rng = random.Random(c.data_seed)
         seen: set[str] = set()
         out: dict[str, list[dict]] = {}
-        plan = [("test", c.test_digits, c.test_size), ("val", c.test_digits, c.val_size),
-                ("seed", c.seed_digits, c.seed_examples), ("train", c.train_digits, c.train_size)]
-        for split, digits, size in plan:
+        plan = [("test", c.test_weights, c.test_size), ("val", c.test_weights, c.val_size),
+                ("seed", c.seed_weights, c.seed_examples), ("train", c.train_weights, c.train_size)]
+        for split, weights, size in plan:
             rows = []
             while len(rows) < size:
-                p = self._problem(rng, tuple(digits), split, len(rows))
+                p = self._problem(rng, list(weights), split, len(rows))
                 if p["question"] in seen:  # no problem appears in two splits
                     continue
                 seen.add(p["question"])

@@ -139,7 +139,7 @@ class TestBadInput:
         assert stage_mtimes(run) == before
 
     def test_empty_training_set_stops_with_advice_and_keeps_finished_stages(self, tmp_path):
-        p = selfimprove("run", *DEBUG, "filter.min_reward=1.0", "task.train_digits=[5,5]", "iterations=1",
+        p = selfimprove("run", *DEBUG, "filter.min_reward=1.0", "task.train_weights=[0,0,0,1]", "iterations=1",
                         f"output_root={tmp_path}", check=False)
         assert p.returncode == 2 and "The filter kept nothing" in p.stderr and "generate.k" in p.stderr
         run = tmp_path / "star"

@@ -6,8 +6,9 @@ from selfimprove.tasks.arithmetic import Arithmetic, scratchpad, solution
 
 
 def make(**kw):
-    cfg = dict(name="arithmetic", data_seed=7, seed_examples=30, seed_digits=[1, 2], train_digits=[1, 4],
-               test_digits=[3, 4], train_size=60, val_size=10, test_size=20)
+    cfg = dict(name="arithmetic", data_seed=7, seed_examples=30, seed_weights=[0.5, 0.5],
+               train_weights=[0.25, 0.25, 0.25, 0.25], test_weights=[0, 0, 0.5, 0.5], train_size=60, val_size=10,
+               test_size=20)
     cfg.update(kw)
     return Arithmetic(SimpleNamespace(**cfg))
 
@@ -61,3 +62,8 @@ def test_hint_prompt_shows_answer():
     p = {"question": "12+30", "answer": "42"}
     assert make().prompt(p) == "Q: 12+30\nA:"
     assert make().prompt(p, hint=True) == "Q: 12+30 (42)\nA:"
+
+
+def test_bad_weights_are_explained():
+    with pytest.raises(ValueError, match="task.seed_weights must be non-negative"):
+        make(seed_weights=[0, 0]).splits()
