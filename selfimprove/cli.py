@@ -119,6 +119,7 @@ def _hydra_task(cfg) -> None:
     from .pipeline import run_pipeline
     from .rundir import RunLockedError
     from .stages import StageError
+    from .backends.vllm import BackendUnavailable
     from .models import ModelNotFoundError
     from .tracking import Console
 
@@ -128,7 +129,7 @@ def _hydra_task(cfg) -> None:
         sweep = cfg.sweep_name if hc.mode == RunMode.MULTIRUN else None
         code = run_pipeline(cfg, Path(hc.runtime.output_dir), list(hc.overrides.task),
                             dict(hc.runtime.choices), console, sweep=sweep)
-    except (ConfigError, RunLockedError, StageError, ModelNotFoundError) as exc:
+    except (ConfigError, RunLockedError, StageError, ModelNotFoundError, BackendUnavailable) as exc:
         fail(str(exc))
     if code:
         sys.exit(code)

@@ -93,6 +93,15 @@ class HFBackendConfig:
     device: str = "auto"  # auto | cpu | cuda
 
 
+@dataclass
+class VLLMBackendConfig:
+    name: str = "vllm"
+    gpu_memory_utilization: float = 0.85
+    tensor_parallel_size: int = 1
+    max_model_len: Optional[int] = None
+    enforce_eager: bool = False
+
+
 # ----------------------------------------------------------------------------- stages
 @dataclass
 class PrepareConfig:
@@ -260,6 +269,7 @@ GROUP_SCHEMAS = {
     ("task", "arithmetic_schema"): ArithmeticTaskConfig,
     ("task", "gsm8k_schema"): GSM8KTaskConfig,
     ("backend", "hf_schema"): HFBackendConfig,
+    ("backend", "vllm_schema"): VLLMBackendConfig,
 }
 
 # Keys that may change between invocations of one run without being a conflict.
@@ -382,6 +392,12 @@ def validate(cfg: Any) -> None:
             bad = [k for k in s.pass_k if k > s.num_samples or k < 1]
             need(not bad, f"{name}.pass_k has {bad} but only {name}.num_samples={s.num_samples} samples are drawn; "
                           f"raise {name}.num_samples to at least {max(s.pass_k)} or drop those k.")
+    if cfg.backend.name == "vllm":
+        import importlib.util
+
+        need(importlib.util.find_spec("vllm") is not None,
+             "backend=vllm needs vLLM, which is not installed: in a CUDA environment run "
+             "`pip install \"selfimprove[vllm]\"`, or use backend=hf.")
     need(cfg.model.dtype in ("auto", "float32", "bfloat16", "float16"),
          f"model.dtype must be auto, float32, bfloat16 or float16 (got '{cfg.model.dtype}').")
     if problems:

@@ -29,4 +29,8 @@ def build_sampler(backend_cfg, model_path: str, model_cfg, device: str) -> Sampl
         from .hf import HFSampler
 
         return HFSampler(model_path, backend_cfg, model_cfg, device)
-    raise ValueError(f"Unknown backend '{backend_cfg.name}'. Available: hf.")
+    if backend_cfg.name == "vllm":
+        from .vllm import VLLMSampler
+
+        return VLLMSampler(model_path, backend_cfg, model_cfg, device)
+    raise ValueError(f"Unknown backend '{backend_cfg.name}'. Available: hf, vllm.")

@@ -1,0 +1,76 @@
+"""vLLM as a sampling engine (optional extra, CUDA only): `pip install "selfimprove[vllm]"`.
+
+The engine is built from the checkpoint on disk for every stage that samples, so the weights it
+serves are always the ones the previous stage saved (no in-place weight sync to break between
+iterations). The argument mapping is kept in pure functions so it is tested without a GPU.
+"""
+from __future__ import annotations
+
+from . import Progress, SamplingParams
+
+
+class BackendUnavailable(RuntimeError):
+    pass
+
+
+def engine_kwargs(model_path: str, backend_cfg, model_cfg, seed: int = 0) -> dict:
+    kwargs = {
+        "model": str(model_path),
+        "tokenizer": str(model_path),
+        "dtype": "auto" if model_cfg.dtype == "auto" else model_cfg.dtype,
+        "gpu_memory_utilization": backend_cfg.gpu_memory_utilization,
+        "tensor_parallel_size": backend_cfg.tensor_parallel_size,
+        "trust_remote_code": model_cfg.trust_remote_code,
+        "enforce_eager": backend_cfg.enforce_eager,
+        "seed": seed,
+    }
+    if backend_cfg.max_model_len:
+        kwargs["max_model_len"] = backend_cfg.max_model_len
+    return kwargs
+
+
+def sampling_kwargs(params: SamplingParams, prompt_index: int) -> dict:
+    """vLLM SamplingParams for one prompt: k samples in one request, a per-prompt seed so results
+    do not depend on how prompts are batched; temperature 0 is greedy."""
+    kwargs = {"n": params.n, "temperature": params.temperature, "max_tokens": params.max_new_tokens,
+              "seed": params.seed * 1_000_003 + prompt_index}
+    if params.temperature > 0 and params.top_p < 1.0:
+        kwargs["top_p"] = params.top_p
+    if params.temperature > 0 and params.top_k > 0:
+        kwargs["top_k"] = params.top_k
+    return kwargs
+
+
+class VLLMSampler:
+    def __init__(self, model_path: str, backend_cfg, model_cfg, device: str):
+        try:
+            import vllm
+        except ImportError:
+            raise BackendUnavailable(
+                "backend=vllm needs vLLM, which is not installed. In a CUDA environment run "
+                "`pip install \"selfimprove[vllm]\"`; on a CPU machine use backend=hf."
+            ) from None
+        import torch
+
+        if not torch.cuda.is_available():
+            raise BackendUnavailable("backend=vllm needs a CUDA GPU and none is visible "
+                                     "(torch.cuda.is_available() is False). Use backend=hf on CPU.")
+        self._vllm = vllm
+        self.llm = vllm.LLM(**engine_kwargs(model_path, backend_cfg, model_cfg))
+
+    def generate(self, prompts: list[str], params: SamplingParams, progress: Progress = None) -> list[list[str]]:
+        sps = [self._vllm.SamplingParams(**sampling_kwargs(params, i)) for i in range(len(prompts))]
+        outputs = self.llm.generate(prompts, sps, use_tqdm=False)  # vLLM batches and schedules itself
+        if progress:
+            progress(len(prompts))
+        return [[c.text for c in o.outputs] for o in outputs]
+
+    def close(self) -> None:
+        import gc
+
+        import torch
+
+        del self.llm  # free GPU memory before the next stage trains or loads another engine
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
