@@ -36,7 +36,7 @@ class TinyModelConfig:
     """The embedded default: a Llama-architecture model built from this config, char tokenizer."""
 
     hidden_size: int = 128
-    num_hidden_layers: int = 4
+    num_hidden_layers: int = 2
     num_attention_heads: int = 4
     intermediate_size: int = 512
     max_position_embeddings: int = 192
@@ -61,10 +61,11 @@ class ArithmeticTaskConfig:
     name: str = "arithmetic"
     data_seed: int = 1234  # fixes the problem sets; independent of the run's `seed`
     seed_examples: int = 400  # worked examples (with rationales) for the seed stage
-    seed_weights: List[float] = field(default_factory=lambda: [0.25, 0.3, 0.35, 0.1])
-    train_weights: List[float] = field(default_factory=lambda: [0.1, 0.2, 0.3, 0.4])
-    test_weights: List[float] = field(default_factory=lambda: [0.0, 0.0, 0.0, 1.0])
-    train_size: int = 3000  # problems with gold answers only
+    # 80% of the seed examples have 1-3 digits; the held-out test has 4-5 digits
+    seed_weights: List[float] = field(default_factory=lambda: [0.2, 0.25, 0.35, 0.12, 0.08])
+    train_weights: List[float] = field(default_factory=lambda: [0.1, 0.15, 0.2, 0.25, 0.3])
+    test_weights: List[float] = field(default_factory=lambda: [0.0, 0.0, 0.0, 0.5, 0.5])
+    train_size: int = 6000  # problems with gold answers only
     val_size: int = 100  # drawn like the test set
     test_size: int = 300
 
@@ -118,10 +119,12 @@ class SFTConfig:
     enabled: bool = True
     init: str = "base"  # scratch | base | policy: the weights training starts from
     data: str = "train_data"  # the dataset artifact to train on
-    steps: int = 200
+    steps: int = 300
     step_growth: float = 1.0  # steps in iteration i = steps * step_growth ** (i - 1)
-    batch_size: int = 64
-    learning_rate: float = 5e-4
+    # fine-tuning defaults for pretrained models; conf/model/tiny.yaml sets the from-scratch ones
+    batch_size: int = 8
+    learning_rate: float = 1e-5
+    adam_beta2: float = 0.999
     lr_scheduler: str = "cosine"
     warmup_ratio: float = 0.05
     weight_decay: float = 0.0
@@ -253,6 +256,7 @@ class RunConfig:
     task: Any = MISSING
     backend: Any = MISSING
     prepare: PrepareConfig = field(default_factory=PrepareConfig)
+    # the seed stage trains the from-scratch model on the worked examples
     seed_sft: SFTConfig = field(default_factory=lambda: SFTConfig(init="scratch", data="seed_data"))
     tune: TuneConfig = field(default_factory=TuneConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)

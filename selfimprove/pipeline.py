@@ -107,6 +107,21 @@ def run_pipeline(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: 
         return 0
 
 
+def _resolve_inputs(kind, section, artifacts: dict[str, Artifact], name: str, it: int):
+    """Paths and fingerprints of the artifacts a stage reads ('?' marks optional ones)."""
+    inputs, fps = {}, {}
+    for role, wanted in kind.inputs(section).items():
+        art = wanted.rstrip("?")
+        if art in artifacts:
+            inputs[role], fps[role] = artifacts[art].path, artifacts[art].fingerprint
+        elif wanted.endswith("?"):
+            inputs[role] = None
+        else:
+            raise ConfigError(f"Stage '{name}' (iteration {it}) needs the artifact '{art}', which no earlier "
+                              f"stage produced. Check the order of the `setup`/`stages` lists.")
+    return inputs, fps
+
+
 def _loop(cfg, rd: RunDir, plan, task, device: str, console: Console, tracker: WandbTracker, info: dict) -> int:
     cache = StageCache(Path(cfg.output_root).expanduser().resolve() / ".stage_cache" if cfg.cache else None)
     artifacts: dict[str, Artifact] = {}
@@ -123,49 +138,31 @@ def _loop(cfg, rd: RunDir, plan, task, device: str, console: Console, tracker: W
         section = cfg[name]
         if section.enabled:
             kind = get_stage(section.kind)
-            inputs, fps = {}, {}
-            for role, wanted in kind.inputs(section).items():
-                art = wanted.rstrip("?")
-                if art in artifacts:
-                    inputs[role], fps[role] = artifacts[art].path, artifacts[art].fingerprint
-                elif wanted.endswith("?"):
-                    inputs[role] = None
-                else:
-                    raise ConfigError(f"Stage '{name}' (iteration {it}) needs the artifact '{art}', which no earlier "
-                                      f"stage produced. Check the order of the `setup`/`stages` lists.")
-            own = OmegaConf.to_container(section, resolve=True)
-            sampling = "model" in inputs
-            fp = fingerprint({"kind": section.kind, "stage": name, "cfg": own, "iteration": it, "seed": cfg.seed,
-                              "inputs": fps, **shared, "backend": OmegaConf.to_container(cfg.backend) if sampling else None,
-                              "version": __version__})
+            inputs, fps = _resolve_inputs(kind, section, artifacts, name, it)
+            # The fingerprint chains through the inputs' fingerprints: a change upstream reaches
+            # every stage downstream. Only stages that sample depend on the backend settings.
+            fp = fingerprint({"kind": section.kind, "stage": name, "cfg": OmegaConf.to_container(section, resolve=True),
+                              "iteration": it, "seed": cfg.seed, "inputs": fps, **shared, "version": __version__,
+                              "backend": OmegaConf.to_container(cfg.backend) if "model" in inputs else None})
             manifest = rd.finished(it, name)
-            cached = None if manifest is not None and manifest.fingerprint == fp else cache.lookup(fp)
+            produced = True
             if manifest is not None and manifest.fingerprint == fp:
                 console.log(f"[dim]iter {it} {name}: finished earlier, skipped[/]")
-            elif cached is not None:
+                produced = False
+            elif (cached := cache.lookup(fp)) is not None:
                 manifest = StageCache.restore(cached, rd, it, name, fp)
                 console.log(f"[cyan]iter {it} {name}: reused the identical stage {cached}[/]")
-                ran += 1
-                ran_this_iteration = True
             else:
                 if manifest is not None:
                     console.log(f"[yellow]iter {it} {name}: config or inputs changed since it ran; recomputing[/]")
                 write_json(rd.info_path, info | {"stage": name, "iteration": it})
-                out = rd.begin(it, name, fp)
-                console.log(f"[bold]iter {it} {name}[/] ({section.kind})")
                 ctx = StageContext(name=name, iteration=it, seed=int(fingerprint([cfg.seed, it, name]), 16) % 2**31,
                                    cfg=section, task=task, model_cfg=cfg.model, backend_cfg=cfg.backend,
-                                   device=device, inputs=inputs, out=out, ui=console)
-                start = time.time()
-                result = kind.fn(ctx)
-                manifest = Manifest(stage=name, kind=section.kind, iteration=it, fingerprint=fp,
-                                    artifacts=result.artifacts, metrics=result.metrics, seconds=time.time() - start)
-                rd.commit(manifest)
-                tracker.log_stage(it, name, result.metrics)
-                ran += 1
-                ran_this_iteration = True
-                shown = ", ".join(f"{k}={v}" for k, v in result.metrics.items() if not isinstance(v, (dict, list)))
-                console.log(f"  {shown}")
+                                   device=device, inputs=inputs, out=rd.begin(it, name, fp), ui=console)
+                manifest = _run_stage(kind, ctx, fp, rd, console)
+                tracker.log_stage(it, name, manifest.metrics)
+            if produced:
+                ran, ran_this_iteration = ran + 1, True
             final = rd.stage_dir(it, name)
             cache.store(fp, final)
             for art, rel in manifest.artifacts.items():
@@ -177,3 +174,15 @@ def _loop(cfg, rd: RunDir, plan, task, device: str, console: Console, tracker: W
                 console.iteration_table(rows, list(cfg.tracking.table))
             ran_this_iteration = False
     return ran
+
+
+def _run_stage(kind, ctx: StageContext, fp: str, rd: RunDir, console: Console) -> Manifest:
+    console.log(f"[bold]iter {ctx.iteration} {ctx.name}[/] ({ctx.cfg.kind})")
+    start = time.time()
+    result = kind.fn(ctx)
+    manifest = Manifest(stage=ctx.name, kind=ctx.cfg.kind, iteration=ctx.iteration, fingerprint=fp,
+                        artifacts=result.artifacts, metrics=result.metrics, seconds=time.time() - start)
+    rd.commit(manifest)
+    shown = ", ".join(f"{k}={v}" for k, v in result.metrics.items() if not isinstance(v, (dict, list)))
+    console.log(f"  {shown}")
+    return manifest

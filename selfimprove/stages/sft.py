@@ -69,6 +69,7 @@ def sft(ctx: StageContext) -> StageResult:
         max_steps=steps,
         per_device_train_batch_size=cfg.batch_size,
         learning_rate=cfg.learning_rate,
+        adam_beta2=cfg.adam_beta2,
         lr_scheduler_type=cfg.lr_scheduler,
         warmup_steps=int(cfg.warmup_ratio * steps),
         weight_decay=cfg.weight_decay,
