@@ -110,8 +110,9 @@ def check_output_root(root: str) -> None:
         ) from None
 
 
-def _hydra_task(cfg) -> None:
-    """What Hydra runs for each job (once for `run`, once per combination for `-m`)."""
+def _hydra_task(cfg) -> float | None:
+    """What Hydra runs for each job (once for `run`, once per combination for `-m`). Returns the
+    final held-out accuracy, which is what a Hydra sweeper (Optuna, Nevergrad) maximises."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
@@ -133,6 +134,9 @@ def _hydra_task(cfg) -> None:
         fail(str(exc))
     if code:
         sys.exit(code)
+    from .compare import final_metric
+
+    return final_metric(Path(hc.runtime.output_dir), "accuracy")
 
 
 def cmd_run(args: list[str]) -> None:

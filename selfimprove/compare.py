@@ -55,6 +55,12 @@ def load_run(path: Path) -> Run:
     return Run(path, info, rows, list(info.get("overrides", [])))
 
 
+def final_metric(run_dir: Path, metric: str) -> Optional[float]:
+    """The metric of a run's last evaluation (None if it has none)."""
+    evals = load_run(run_dir).evaluations()
+    return evals[-1].get(metric) if evals else None
+
+
 def find_runs(paths: list[str]) -> list[Run]:
     """Run directories, expanding a folder of runs (an output root or a multirun sweep)."""
     runs = []

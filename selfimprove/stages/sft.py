@@ -118,7 +118,8 @@ def sft(ctx: StageContext) -> StageResult:
             losses.append(loss)
 
     datasets.disable_progress_bars()
-    trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer, callbacks=[Watch()])
+    trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer, callbacks=[Watch()],
+                         peft_config=lora_config(cfg.lora, model, init) if cfg.lora.enabled else None)
     trainer.remove_callback(PrinterCallback)  # our progress bar and metrics replace its log dicts
     resume = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
     done = int(resume.rsplit("-", 1)[-1]) if resume else 0
@@ -126,7 +127,10 @@ def sft(ctx: StageContext) -> StageResult:
     with ctx.ui.progress(f"{ctx.name}: training", total=steps, completed=done) as advance:
         result = trainer.train(resume_from_checkpoint=resume)
     seconds = time.time() - start
-    trainer.save_model(str(ctx.out / "model"))
+    if cfg.lora.enabled:
+        trainer.model.merge_and_unload().save_pretrained(str(ctx.out / "model"))
+    else:
+        trainer.save_model(str(ctx.out / "model"))
     tokenizer.save_pretrained(str(ctx.out / "model"))
     extra = {}
     if selector:
@@ -148,6 +152,20 @@ def sft(ctx: StageContext) -> StageResult:
             **extra,
         },
     )
+
+
+def lora_config(cfg, model, init: str):
+    """A PEFT LoraConfig, after checking that the target modules exist in the model."""
+    from peft import LoraConfig
+
+    names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    missing = [t for t in cfg.target_modules if t not in names]
+    if missing:
+        linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if type(m).__name__ == "Linear"})
+        raise StageError(f"LoRA target module(s) {missing} do not exist in {init}. Its linear layers are: "
+                         f"{', '.join(linear)}. Set e.g. train.lora.target_modules=[{','.join(linear[:2])}].")
+    return LoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=list(cfg.target_modules),
+                      task_type="CAUSAL_LM")
 
 
 class ValSelector:

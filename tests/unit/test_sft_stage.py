@@ -1,0 +1,59 @@
+"""The SFT stage on a real tiny model with real TRL training: LoRA and checkpoint selection."""
+from types import SimpleNamespace
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+from safetensors.torch import load_file
+
+from selfimprove.config import LoraConfig, ModelConfig, SFTConfig, TinyModelConfig
+from selfimprove.rundir import write_jsonl
+from selfimprove.stages import StageContext, StageError, get_stage
+from selfimprove.tasks.arithmetic import Arithmetic, solution
+from selfimprove.tracking import Console
+
+TINY = TinyModelConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
+
+
+def context(tmp_path, **sft):
+    from selfimprove.models.tiny import save_tiny
+
+    base = save_tiny(TINY, tmp_path / "base", seed=0)
+    rows = [{"prompt": f"Q: {a}+{a}\nA:", "completion": solution(a, a)} for a in range(12)]
+    write_jsonl(tmp_path / "data.jsonl", rows)
+    write_jsonl(tmp_path / "val.jsonl", [{"id": "v0", "question": "1+1", "answer": "2"}])
+    lora = LoraConfig(**sft.pop("lora", {}))
+    cfg = OmegaConf.structured(SFTConfig(steps=4, batch_size=4, learning_rate=1e-2, save_steps=2, lora=lora, **sft))
+    inputs = {"data": str(tmp_path / "data.jsonl"), "init": str(base), "val": str(tmp_path / "val.jsonl")}
+    return StageContext(name="train", iteration=1, seed=0, cfg=cfg, task=Arithmetic(SimpleNamespace()),
+                        model_cfg=OmegaConf.structured(ModelConfig(tiny=TINY)), backend_cfg=None, device="cpu",
+                        inputs=inputs, out=tmp_path / "out", ui=Console(quiet=True)), base
+
+
+def test_lora_trains_only_the_targets_and_saves_merged_weights(tmp_path):
+    ctx, base = context(tmp_path, lora={"enabled": True, "r": 4, "alpha": 8, "dropout": 0.0,
+                                        "target_modules": ["q_proj", "v_proj"]})
+    ctx.out.mkdir()
+    result = get_stage("sft").fn(ctx)
+    before = load_file(base / "model.safetensors")
+    after = load_file(ctx.out / "model" / "model.safetensors")
+    assert set(after) == set(before)  # merged: a plain checkpoint, no adapter keys
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(("q_proj" in k or "v_proj" in k) for k in changed)
+    assert result.metrics["steps"] == 4
+
+
+def test_lora_with_a_module_the_model_lacks_is_refused(tmp_path):
+    ctx, _ = context(tmp_path, lora={"enabled": True, "target_modules": ["query_key_value"]})
+    ctx.out.mkdir()
+    with pytest.raises(StageError, match=r"\['query_key_value'\] do not exist.*q_proj"):
+        get_stage("sft").fn(ctx)
+
+
+def test_checkpoint_selected_by_validation_reward(tmp_path):
+    ctx, _ = context(tmp_path, select_by_val=True, val_max_new_tokens=16)
+    ctx.out.mkdir()
+    metrics = get_stage("sft").fn(ctx).metrics
+    history = (ctx.out / "val_history.json").read_text()
+    assert metrics["selected_step"] in (2, 4) and '"2"' in history and '"4"' in history
+    assert not (ctx.out / "best").exists()
