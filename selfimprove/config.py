@@ -151,6 +151,8 @@ class SFTConfig:
     select_by_val: bool = False
     val_max_new_tokens: int = 128
     lora: LoraConfig = field(default_factory=LoraConfig)
+    # >1: data-parallel training in that many processes under torchrun (one per GPU; gloo on CPU)
+    num_processes: int = 1
 
 
 @dataclass
@@ -411,6 +413,9 @@ def validate(cfg: Any) -> None:
             need(s.batch_size >= 1, f"{name}.batch_size must be >= 1.")
             need(s.learning_rate > 0, f"{name}.learning_rate must be > 0.")
             need(s.step_growth > 0, f"{name}.step_growth must be > 0.")
+            need(s.num_processes >= 1, f"{name}.num_processes must be >= 1.")
+            need(not (s.num_processes > 1 and s.select_by_val),
+                 f"{name}.select_by_val is not supported with {name}.num_processes > 1 yet; use one of them.")
         if s.kind == "filter" and s.max_per_problem is not None:
             need(s.max_per_problem >= 1, f"{name}.max_per_problem must be >= 1 or null for no cap (got {s.max_per_problem}).")
         if s.kind == "evaluate" and s.num_samples > 0:

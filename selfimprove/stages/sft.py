@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import time
+from pathlib import Path
 
 from ..models import load_model, load_tokenizer
 from ..rundir import read_jsonl, write_json
@@ -32,7 +34,7 @@ def planned_steps(cfg, iteration: int) -> int:
 
 
 def _initial_weights(ctx: StageContext) -> str:
-    if ctx.cfg.init != "scratch":
+    if ctx.cfg.init != "scratch":  # base, policy, or (in a worker) the path the launcher gave
         return ctx.inputs["init"]
     if ctx.model_cfg.name_or_path:
         return ctx.model_cfg.name_or_path
@@ -43,6 +45,55 @@ def _initial_weights(ctx: StageContext) -> str:
 
 @register_stage("sft", inputs=_inputs)
 def sft(ctx: StageContext) -> StageResult:
+    if ctx.cfg.num_processes > 1 and "LOCAL_RANK" not in os.environ:
+        return _launch_data_parallel(ctx)
+    return _train(ctx)
+
+
+def _launch_data_parallel(ctx: StageContext) -> StageResult:
+    """Run this stage's training in `num_processes` data-parallel processes under torchrun (gloo
+    on CPU, NCCL on GPUs); each process gets batch_size / num_processes sequences per step, so
+    the global batch and the schedule match a single-process run."""
+    import subprocess
+    import sys
+
+    from omegaconf import OmegaConf
+
+    init = _initial_weights(ctx)  # built once, before the workers start
+    spec = {"name": ctx.name, "iteration": ctx.iteration, "seed": ctx.seed, "device": ctx.device,
+            "inputs": {**ctx.inputs, "init": init}, "out": str(ctx.out),
+            "cfg": OmegaConf.to_container(ctx.cfg, resolve=True),
+            "model_cfg": OmegaConf.to_container(ctx.model_cfg, resolve=True)}
+    write_json(ctx.out / "launch.json", spec)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ctx.cfg.num_processes}",
+           "-m", "selfimprove.stages.sft", str(ctx.out / "launch.json")]
+    ctx.ui.log(f"  {ctx.cfg.num_processes} training processes: {' '.join(cmd[2:5])}")
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise StageError(f"'{ctx.name}' data-parallel training failed (exit {proc.returncode}):\n"
+                         + (proc.stderr.strip().splitlines() or ["(no output)"])[-1][:2000])
+    result = json.loads((ctx.out / "result.json").read_text())
+    return StageResult(result["artifacts"], result["metrics"])
+
+
+def _worker(spec_path: str) -> None:
+    """Entry point of each torchrun process: the same training code, one shard of each batch."""
+    from omegaconf import OmegaConf
+
+    from ..tracking import Console
+
+    spec = json.loads(open(spec_path).read())
+    cfg = OmegaConf.create(spec["cfg"])
+    cfg.init = "given"  # the launcher built or located the initial weights already
+    ctx = StageContext(name=spec["name"], iteration=spec["iteration"], seed=spec["seed"], cfg=cfg, task=None,
+                       model_cfg=OmegaConf.create(spec["model_cfg"]), backend_cfg=None, device=spec["device"],
+                       inputs=spec["inputs"], out=Path(spec["out"]), ui=Console(quiet=True))
+    result = _train(ctx)
+    if int(os.environ.get("RANK", "0")) == 0:
+        write_json(ctx.out / "result.json", {"artifacts": result.artifacts, "metrics": result.metrics})
+
+
+def _train(ctx: StageContext) -> StageResult:
     import datasets
     from transformers import TrainerCallback
     from transformers.trainer_callback import PrinterCallback
@@ -64,10 +115,11 @@ def sft(ctx: StageContext) -> StageResult:
     data = datasets.Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]} for r in rows])
     checkpoints = ctx.out / "checkpoints"
     gpu = ctx.device.startswith("cuda")
+    world = int(os.environ.get("WORLD_SIZE", "1"))
     args = SFTConfig(
         output_dir=str(checkpoints),
         max_steps=steps,
-        per_device_train_batch_size=cfg.batch_size,
+        per_device_train_batch_size=max(1, cfg.batch_size // world),
         learning_rate=cfg.learning_rate,
         adam_beta2=cfg.adam_beta2,
         lr_scheduler_type=cfg.lr_scheduler,
@@ -127,17 +179,19 @@ def sft(ctx: StageContext) -> StageResult:
     with ctx.ui.progress(f"{ctx.name}: training", total=steps, completed=done) as advance:
         result = trainer.train(resume_from_checkpoint=resume)
     seconds = time.time() - start
-    if cfg.lora.enabled:
+    if cfg.lora.enabled and trainer.is_world_process_zero():
         trainer.model.merge_and_unload().save_pretrained(str(ctx.out / "model"))
-    else:
-        trainer.save_model(str(ctx.out / "model"))
-    tokenizer.save_pretrained(str(ctx.out / "model"))
+    elif not cfg.lora.enabled:
+        trainer.save_model(str(ctx.out / "model"))  # saves on the main process only
+    if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(str(ctx.out / "model"))
     extra = {}
     if selector:
         selector.check(trainer.model, steps)
         extra = selector.finish(ctx.out / "model")
-    shutil.rmtree(checkpoints, ignore_errors=True)  # the final model is kept; resume state is not needed
-    shutil.rmtree(ctx.out / "init", ignore_errors=True)
+    if trainer.is_world_process_zero():
+        shutil.rmtree(checkpoints, ignore_errors=True)  # the final model is kept; resume state is not needed
+        shutil.rmtree(ctx.out / "init", ignore_errors=True)
     tokens = sum(len(r["prompt"]) + len(r["completion"]) for r in rows)  # chars ~ tokens for the tiny model
     return StageResult(
         {"policy": "model"},
@@ -147,6 +201,7 @@ def sft(ctx: StageContext) -> StageResult:
             "epochs": round(steps * cfg.batch_size / len(rows), 2),
             "train_loss": round(losses[-1], 4) if losses else round(result.training_loss, 4),
             "resumed_from_step": done,
+            "processes": world,
             "steps_per_s": round((steps - done) / max(seconds, 1e-9), 2),
             "chars_per_example": round(tokens / len(rows), 1),
             **extra,
@@ -210,3 +265,9 @@ class ValSelector:
         shutil.rmtree(self.ctx.out / "best", ignore_errors=True)
         return {"val_reward": round(self.history[best_step], 4), "selected_step": int(best_step),
                 "val_reward_last": round(self.history[last_step], 4)}
+
+
+if __name__ == "__main__":  # torchrun ... -m selfimprove.stages.sft launch.json
+    import sys
+
+    _worker(sys.argv[1])

@@ -23,7 +23,8 @@ def context(tmp_path, **sft):
     write_jsonl(tmp_path / "data.jsonl", rows)
     write_jsonl(tmp_path / "val.jsonl", [{"id": "v0", "question": "1+1", "answer": "2"}])
     lora = LoraConfig(**sft.pop("lora", {}))
-    cfg = OmegaConf.structured(SFTConfig(steps=4, batch_size=4, learning_rate=1e-2, save_steps=2, lora=lora, **sft))
+    cfg = OmegaConf.structured(SFTConfig(**{"steps": 4, "batch_size": 4, "learning_rate": 1e-2, "save_steps": 2,
+                                            "lora": lora, **sft}))
     inputs = {"data": str(tmp_path / "data.jsonl"), "init": str(base), "val": str(tmp_path / "val.jsonl")}
     return StageContext(name="train", iteration=1, seed=0, cfg=cfg, task=Arithmetic(SimpleNamespace()),
                         model_cfg=OmegaConf.structured(ModelConfig(tiny=TINY)), backend_cfg=None, device="cpu",
@@ -57,3 +58,15 @@ def test_checkpoint_selected_by_validation_reward(tmp_path):
     history = (ctx.out / "val_history.json").read_text()
     assert metrics["selected_step"] in (2, 4) and '"2"' in history and '"4"' in history
     assert not (ctx.out / "best").exists()
+
+
+def test_two_process_data_parallel_training_matches_one_process(tmp_path):
+    """torchrun with 2 CPU processes (gloo): same global batch and schedule, so the loss matches."""
+    losses = {}
+    for n in (1, 2):
+        ctx, _ = context(tmp_path / f"p{n}", num_processes=n, steps=8)
+        ctx.out.mkdir()
+        metrics = get_stage("sft").fn(ctx).metrics
+        assert metrics["processes"] == n and (ctx.out / "model" / "model.safetensors").exists()
+        losses[n] = metrics["train_loss"]
+    assert losses[2] == pytest.approx(losses[1], rel=0.15)
