@@ -65,6 +65,25 @@ def main() -> None:
           f"batch {args.batch_size})")
     print(f"speed-up               : {batched_tps / base_tps:10.1f}x")
 
+    # vLLM on the same model and prompts, where vLLM and a GPU exist
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is None or not torch.cuda.is_available():
+        print("vLLM backend           : skipped (needs vLLM and a CUDA GPU)")
+        return
+    from selfimprove.backends.vllm import VLLMSampler
+    from selfimprove.config import VLLMBackendConfig
+
+    hf_gpu = HFSampler(path, HFBackendConfig(batch_size=args.batch_size), ModelConfig(), "cuda")
+    start = time.perf_counter()
+    gpu_tps = count([t for o in hf_gpu.generate(prompts, params) for t in o]) / (time.perf_counter() - start)
+    hf_gpu.close()
+    engine = VLLMSampler(path, VLLMBackendConfig(gpu_memory_utilization=0.5), ModelConfig(), "cuda")
+    start = time.perf_counter()
+    vllm_tps = count([t for o in engine.generate(prompts, params) for t in o]) / (time.perf_counter() - start)
+    print(f"transformers on GPU    : {gpu_tps:10.0f} tokens/s")
+    print(f"vLLM on GPU            : {vllm_tps:10.0f} tokens/s  ({vllm_tps / gpu_tps:.1f}x transformers)")
+
 
 if __name__ == "__main__":
     main()
