@@ -97,7 +97,6 @@ def _train(ctx: StageContext) -> StageResult:
     import datasets
     from transformers import TrainerCallback
     from transformers.trainer_callback import PrinterCallback
-    from transformers.trainer_utils import get_last_checkpoint
     from trl import SFTConfig, SFTTrainer
 
     cfg = ctx.cfg
@@ -173,7 +172,7 @@ def _train(ctx: StageContext) -> StageResult:
     trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer, callbacks=[Watch()],
                          peft_config=lora_config(cfg.lora, model, init) if cfg.lora.enabled else None)
     trainer.remove_callback(PrinterCallback)  # our progress bar and metrics replace its log dicts
-    resume = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+    resume = last_complete_checkpoint(checkpoints)
     done = int(resume.rsplit("-", 1)[-1]) if resume else 0
     start = time.time()
     with ctx.ui.progress(f"{ctx.name}: training", total=steps, completed=done) as advance:
@@ -207,6 +206,20 @@ def _train(ctx: StageContext) -> StageResult:
             **extra,
         },
     )
+
+
+def last_complete_checkpoint(checkpoints: Path) -> str | None:
+    """The newest trainer checkpoint that was completely written. The Trainer writes
+    trainer_state.json last, so a checkpoint without a readable one was cut off by a kill; it is
+    removed, and training resumes from the one before it."""
+    found = sorted(checkpoints.glob("checkpoint-*"), key=lambda d: int(d.name.rsplit("-", 1)[-1]), reverse=True)
+    for ckpt in found:
+        try:
+            json.loads((ckpt / "trainer_state.json").read_text())
+            return str(ckpt)
+        except (OSError, ValueError):
+            shutil.rmtree(ckpt, ignore_errors=True)
+    return None
 
 
 def lora_config(cfg, model, init: str):

@@ -74,7 +74,8 @@ def test_sigkill_during_training_then_resume_matches_uninterrupted_run(reference
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     partial = RunDir(tmp_path / "killed").partial_dir(2, "train") / "checkpoints" / "checkpoint-5"
     deadline = time.time() + 400
-    while not partial.exists() and proc.poll() is None and time.time() < deadline:
+    # kill between checkpoints: once checkpoint-5 is complete (its trainer_state.json is written last)
+    while not (partial / "trainer_state.json").exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()

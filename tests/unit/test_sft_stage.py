@@ -70,3 +70,16 @@ def test_two_process_data_parallel_training_matches_one_process(tmp_path):
         assert metrics["processes"] == n and (ctx.out / "model" / "model.safetensors").exists()
         losses[n] = metrics["train_loss"]
     assert losses[2] == pytest.approx(losses[1], rel=0.15)
+
+
+def test_resume_skips_a_checkpoint_cut_off_while_being_written(tmp_path):
+    from selfimprove.stages.sft import last_complete_checkpoint
+
+    for step, state in ((5, '{"global_step": 5}'), (10, '{"global_st'), (15, None)):
+        d = tmp_path / f"checkpoint-{step}"
+        d.mkdir()
+        if state is not None:
+            (d / "trainer_state.json").write_text(state)
+    assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-5")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-5"]  # the cut-off ones are removed
+    assert last_complete_checkpoint(tmp_path / "none") is None
