@@ -53,12 +53,16 @@ def _expanded(overrides: list[str]) -> list[list[str]]:
     """One override list per distinct value of every sweep parameter (not the full product):
     enough to validate each value a sweep will use."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import IntervalSweep
 
     parsed = OverridesParser.create().parse_overrides(overrides)
     firsts, sweeps = [], []
     for o in parsed:
         if o.is_sweep_override():
-            values = list(o.sweep_string_iterator())
+            sweep = o.value()
+            # interval(a,b) (Optuna, Nevergrad) cannot be enumerated: check its two ends
+            values = ([str(sweep.start), str(sweep.end)] if isinstance(sweep, IntervalSweep)
+                      else list(o.sweep_string_iterator()))
             firsts.append(f"{o.get_key_element()}={values[0]}")
             sweeps.append((len(firsts) - 1, o.get_key_element(), values[1:]))
         else:

@@ -52,3 +52,17 @@ def test_wandb_offline_run_is_resumed_with_the_same_id(tmp_path):
     assert second.run.id == run_id == json.loads((tmp_path / "wandb_id.json").read_text())["id"]
     second.finish()
     assert list((tmp_path / "wandb").glob(f"offline-run-*-{run_id}"))
+
+
+def test_optuna_sweeper_maximises_the_accuracy_each_run_returns(tmp_path):
+    import yaml
+
+    p = selfimprove("run", "-m", "hydra/sweeper=optuna_accuracy", "hydra.sweeper.n_trials=2", *QUICK,
+                    "seed_sft.learning_rate=interval(0.001,0.01)", f"output_root={tmp_path}")
+    assert p.returncode == 0, p.stderr
+    result = yaml.safe_load((tmp_path / "sweep" / "optimization_results.yaml").read_text())
+    runs = find_runs([str(tmp_path / "sweep")])
+    assert len(runs) == 2
+    lr = result["best_params"]["seed_sft.learning_rate"]
+    best = next(r for r in runs if r.path.name.endswith(f"seed_sft.learning_rate={lr}"))
+    assert result["best_value"] == best.evaluations()[-1]["accuracy"]
