@@ -129,6 +129,7 @@ def _train(ctx: StageContext) -> StageResult:
         save_steps=cfg.save_steps,
         save_total_limit=1,
         logging_steps=max(1, min(25, steps // 10)),
+        logging_nan_inf_filter=False,  # the Trainer would otherwise hide a NaN loss from the guard
         report_to=[],
         disable_tqdm=True,
         seed=ctx.seed,

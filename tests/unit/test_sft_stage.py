@@ -83,3 +83,16 @@ def test_resume_skips_a_checkpoint_cut_off_while_being_written(tmp_path):
     assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-5")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-5"]  # the cut-off ones are removed
     assert last_complete_checkpoint(tmp_path / "none") is None
+
+
+def test_non_finite_loss_stops_the_stage_with_step_and_value(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    ctx, base = context(tmp_path, steps=20)
+    broken = AutoModelForCausalLM.from_pretrained(base)
+    with torch.no_grad():
+        broken.model.norm.weight.fill_(float("nan"))  # a corrupted starting point: every loss is NaN
+    broken.save_pretrained(base)
+    ctx.out.mkdir()
+    with pytest.raises(StageError, match=r"loss became (nan|inf) at step \d+.*last good checkpoint"):
+        get_stage("sft").fn(ctx)
