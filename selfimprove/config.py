@@ -48,6 +48,9 @@ class ModelConfig:
     name_or_path: Optional[str] = None
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
     trust_remote_code: bool = False
+    # Wrap every prompt in the tokenizer's chat template as one user turn (instruct models); the
+    # training data then becomes conversational, so TRL renders it with the same template.
+    chat_template: bool = False
     # auto: float32 on CPU (bf16 is ~30x slower on AVX2 CPUs), bfloat16 on GPU.
     dtype: str = "auto"
 

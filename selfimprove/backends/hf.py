@@ -3,15 +3,16 @@ from __future__ import annotations
 
 import torch
 
-from ..models import load_model, load_tokenizer
+from ..models import load_model, load_tokenizer, render_prompts
 from . import Progress, SamplingParams
 
 
 @torch.inference_mode()
 def batched_generate(model, tokenizer, prompts: list[str], params: SamplingParams, batch_size: int,
-                     progress: Progress = None) -> list[list[str]]:
+                     progress: Progress = None, chat: bool = False) -> list[list[str]]:
     """k completions per prompt, `batch_size` sequences per `generate` call. The tokenizer must pad
     on the left. Also used on in-memory models (validation during training)."""
+    prompts = render_prompts(tokenizer, prompts, chat)
     # Similar lengths share a batch (less padding); results are returned in input order.
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     per_batch = max(1, batch_size // params.n)
@@ -21,7 +22,9 @@ def batched_generate(model, tokenizer, prompts: list[str], params: SamplingParam
     model.eval()
     for b, start in enumerate(range(0, len(order), per_batch)):
         idx = order[start:start + per_batch]
-        enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True).to(model.device)
+        # a chat template already holds the special tokens: do not add a second BOS
+        enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True,
+                        add_special_tokens=not chat).to(model.device)
         # Seeded per batch: the same prompts and params give the same samples on a rerun.
         torch.manual_seed(params.seed * 1_000_003 + b)
         out = model.generate(
@@ -48,11 +51,12 @@ def batched_generate(model, tokenizer, prompts: list[str], params: SamplingParam
 class HFSampler:
     def __init__(self, model_path: str, backend_cfg, model_cfg, device: str):
         self.batch_size = backend_cfg.batch_size
+        self.chat = model_cfg.chat_template
         self.tokenizer = load_tokenizer(model_path, model_cfg.trust_remote_code, padding_side="left")
         self.model = load_model(model_path, model_cfg.dtype, device, model_cfg.trust_remote_code).eval()
 
     def generate(self, prompts: list[str], params: SamplingParams, progress: Progress = None) -> list[list[str]]:
-        return batched_generate(self.model, self.tokenizer, prompts, params, self.batch_size, progress)
+        return batched_generate(self.model, self.tokenizer, prompts, params, self.batch_size, progress, self.chat)
 
     def close(self) -> None:
         del self.model

@@ -56,11 +56,18 @@ class VLLMSampler:
             raise BackendUnavailable("backend=vllm needs a CUDA GPU and none is visible "
                                      "(torch.cuda.is_available() is False). Use backend=hf on CPU.")
         self._vllm = vllm
+        self.chat = model_cfg.chat_template
         self.llm = vllm.LLM(**engine_kwargs(model_path, backend_cfg, model_cfg))
 
     def generate(self, prompts: list[str], params: SamplingParams, progress: Progress = None) -> list[list[str]]:
+        from ..models import render_prompts
+
+        tok = self.llm.get_tokenizer()
+        # token ids, so that a chat-rendered prompt does not get a second BOS
+        inputs = [{"prompt_token_ids": tok(p, add_special_tokens=not self.chat)["input_ids"]}
+                  for p in render_prompts(tok, prompts, self.chat)]
         sps = [self._vllm.SamplingParams(**sampling_kwargs(params, i)) for i in range(len(prompts))]
-        outputs = self.llm.generate(prompts, sps, use_tqdm=False)  # vLLM batches and schedules itself
+        outputs = self.llm.generate(inputs, sps, use_tqdm=False)  # vLLM batches and schedules itself
         if progress:
             progress(len(prompts))
         return [[c.text for c in o.outputs] for o in outputs]

@@ -60,3 +60,15 @@ def load_model(path: str | Path, dtype: str = "auto", device: str = "cpu", trust
     except (OSError, ValueError) as exc:
         raise _not_found(str(path), exc) from exc
     return model.to(device)
+
+
+def render_prompts(tokenizer, prompts: list[str], chat: bool) -> list[str]:
+    """The text a model is given: the task's prompt, or with `chat` that prompt as a user turn in
+    the tokenizer's chat template (which then carries the special tokens itself)."""
+    if not chat:
+        return prompts
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError(f"model.chat_template=true but the tokenizer of {tokenizer.name_or_path} has no chat "
+                         "template. Set model.chat_template=false for a base model.")
+    return [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
+            for p in prompts]

@@ -111,7 +111,12 @@ def _train(ctx: StageContext) -> StageResult:
     init = _initial_weights(ctx)
     tokenizer = load_tokenizer(init, ctx.model_cfg.trust_remote_code)
     model = load_model(init, ctx.model_cfg.dtype, ctx.device, ctx.model_cfg.trust_remote_code)
-    data = datasets.Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]} for r in rows])
+    if ctx.model_cfg.chat_template:  # conversational rows: TRL applies the tokenizer's chat template
+        pairs = [{"prompt": [{"role": "user", "content": r["prompt"]}],
+                  "completion": [{"role": "assistant", "content": r["completion"]}]} for r in rows]
+    else:
+        pairs = [{"prompt": r["prompt"], "completion": r["completion"]} for r in rows]
+    data = datasets.Dataset.from_list(pairs)
     checkpoints = ctx.out / "checkpoints"
     gpu = ctx.device.startswith("cuda")
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -262,7 +267,8 @@ class ValSelector:
         prompts = [self.ctx.task.prompt(p) for p in self.problems]
         params = SamplingParams(n=1, max_new_tokens=self.ctx.cfg.val_max_new_tokens)
         with torch.random.fork_rng():  # validation must not move the training RNG
-            outs = batched_generate(model, self.tokenizer, prompts, params, batch_size=256)
+            outs = batched_generate(model, self.tokenizer, prompts, params, batch_size=256,
+                                    chat=self.ctx.model_cfg.chat_template)
         reward = sum(self.ctx.task.reward(o[0], p) for o, p in zip(outs, self.problems)) / max(len(prompts), 1)
         best = max(self.history.values(), default=-1.0)
         self.history[str(step)] = reward

@@ -161,3 +161,25 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
     assert "Interrupted" in out and "run_name=int" in out
     assert json.loads((tmp_path / "int/run.json").read_text())["status"] == "interrupted"
     assert ckpt.exists()  # the trainer checkpoint survives for the resume
+
+
+CHAT = "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}"
+
+
+def test_instruct_model_with_a_chat_template(tmp_path):
+    """model.chat_template=true: prompts are rendered as a user turn, SFT data is conversational."""
+    from selfimprove.config import TinyModelConfig
+    from selfimprove.models import load_tokenizer, render_prompts
+    from selfimprove.models.tiny import save_tiny
+
+    local = save_tiny(TinyModelConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                      intermediate_size=64), tmp_path / "chat-model", seed=3)
+    tok = load_tokenizer(local)
+    with pytest.raises(ValueError, match="has no chat template"):
+        render_prompts(tok, ["Q: 1+1\nA:"], chat=True)
+    tok.chat_template = CHAT
+    tok.save_pretrained(local)
+    assert render_prompts(load_tokenizer(local), ["Q: 1+1\nA:"], chat=True) == ["<|user|>Q: 1+1\nA:\n<|assistant|>"]
+    selfimprove("run", *DEBUG, "iterations=1", f"model.name_or_path={local}", "model.chat_template=true",
+                f"output_root={tmp_path}", "run_name=chat")
+    assert (tmp_path / "chat/iter_01/evaluate/manifest.json").exists()
