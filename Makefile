@@ -1,4 +1,4 @@
-.PHONY: install test test-unit smoke bench run
+.PHONY: install test test-unit test-faults smoke bench run
 
 install:
 	pip install torch==2.13.0
@@ -9,6 +9,10 @@ test:
 
 test-unit:
 	python -m pytest -q tests/unit
+
+# SIGKILL real runs of every recipe at chosen points and compare with uninterrupted runs (~10 min)
+test-faults:
+	python -m pytest -q -s tests/faults
 
 smoke:
 	selfimprove run recipe=star profile=debug run_name=smoke

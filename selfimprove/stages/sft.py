@@ -180,6 +180,9 @@ def _train(ctx: StageContext) -> StageResult:
     trainer.remove_callback(PrinterCallback)  # our progress bar and metrics replace its log dicts
     resume = last_complete_checkpoint(checkpoints)
     done = int(resume.rsplit("-", 1)[-1]) if resume else 0
+    if selector and resume:
+        # a kill between writing a checkpoint and validating it: validate it now, from disk
+        selector.check(load_model(resume, ctx.model_cfg.dtype, ctx.device, ctx.model_cfg.trust_remote_code), done)
     start = time.time()
     with ctx.ui.progress(f"{ctx.name}: training", total=steps, completed=done) as advance:
         result = trainer.train(resume_from_checkpoint=resume)
