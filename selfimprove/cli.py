@@ -167,10 +167,10 @@ def cmd_validate(args: list[str]) -> None:
 
     try:
         cfgs = compose(_overrides(args))
+        for cfg in cfgs:
+            check_output_root(cfg.output_root)
     except ConfigError as exc:
         fail(str(exc))
-    for cfg in cfgs:
-        check_output_root(cfg.output_root)
     print(f"OK: {len(cfgs)} config(s) compose and validate; iterations={cfgs[0].iterations}, "
           f"stages={OmegaConf.to_container(cfgs[0].stages)}")
 
