@@ -87,8 +87,9 @@ def score(ctx: StageContext) -> StageResult:
     # scored rows that later stages read.
     judged = [{**r, "correct": ctx.task.reward(r["text"], problems[r["prompt_id"]]) >= 1} for r in rows]
     metrics.update(monitors(judged, c.threshold, c.pass_k, c.n_star))
-    if c.scorer == "majority":
-        labelled = {r["prompt_id"]: r for r in judged if (r["reward"] or 0) >= 1}
-        metrics["pseudo_labelled"] = round(len(labelled) / max(len({r["prompt_id"] for r in rows}), 1), 4)
-        metrics["pseudo_label_accuracy"] = round(mean([float(r["correct"]) for r in labelled.values()]), 4)
+    # For a scorer without gold (majority), how often its label was right: the share of problems
+    # with a rewarded sample, and how many of those rewarded samples carry the gold answer.
+    labelled = {r["prompt_id"]: r for r in judged if (r["reward"] or 0) >= 1}
+    metrics["pseudo_labelled"] = round(len(labelled) / max(len({r["prompt_id"] for r in rows}), 1), 4)
+    metrics["pseudo_label_accuracy"] = round(mean([float(r["correct"]) for r in labelled.values()]), 4)
     return StageResult({"scored": "scored.jsonl"}, metrics)
