@@ -126,6 +126,7 @@ def _hydra_task(cfg) -> float | None:
     from .stages import StageError
     from .backends.vllm import BackendUnavailable
     from .models import ModelNotFoundError
+    from .tasks import TaskDataError
     from .tracking import Console
 
     hc = HydraConfig.get()
@@ -134,7 +135,7 @@ def _hydra_task(cfg) -> float | None:
         sweep = cfg.sweep_name if hc.mode == RunMode.MULTIRUN else None
         code = run_pipeline(cfg, Path(hc.runtime.output_dir), list(hc.overrides.task),
                             dict(hc.runtime.choices), console, sweep=sweep)
-    except (ConfigError, RunLockedError, StageError, ModelNotFoundError, BackendUnavailable) as exc:
+    except (ConfigError, RunLockedError, StageError, ModelNotFoundError, BackendUnavailable, TaskDataError) as exc:
         fail(str(exc))
     if code:
         sys.exit(code)

@@ -239,8 +239,9 @@ def lora_config(cfg, model, init: str):
     missing = [t for t in cfg.target_modules if t not in names]
     if missing:
         linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if type(m).__name__ == "Linear"})
+        example = [n for n in ("q_proj", "v_proj") if n in linear] or linear[:2]
         raise StageError(f"LoRA target module(s) {missing} do not exist in {init}. Its linear layers are: "
-                         f"{', '.join(linear)}. Set e.g. train.lora.target_modules=[{','.join(linear[:2])}].")
+                         f"{', '.join(linear)}. Set e.g. train.lora.target_modules=[{','.join(example)}].")
     return LoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=list(cfg.target_modules),
                       task_type="CAUSAL_LM")
 

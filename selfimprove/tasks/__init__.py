@@ -7,6 +7,11 @@ from typing import Optional
 from ..registry import Registry
 
 TASKS: Registry = Registry("task")
+
+
+class TaskDataError(ValueError):
+    """A task's data cannot be read (missing file, malformed line, unreachable dataset): the
+    message names the file or option and what to set instead."""
 register_task = TASKS.register
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 
-from . import Task, register_task
+from . import Task, TaskDataError, register_task
 
 
 def scratchpad(a: int, b: int) -> str:
@@ -50,7 +50,7 @@ class Arithmetic(Task):
         for split in ("seed", "train", "test"):
             w = list(getattr(c, f"{split}_weights"))
             if not w or min(w) < 0 or sum(w) <= 0:
-                raise ValueError(f"task.{split}_weights must be non-negative shares per digit count with a positive "
+                raise TaskDataError(f"task.{split}_weights must be non-negative shares per digit count with a positive "
                                  f"sum, e.g. [0.5, 0.5] for 1- and 2-digit problems (got {w}).")
         rng = random.Random(c.data_seed)
         seen: set[str] = set()

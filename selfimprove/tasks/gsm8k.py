@@ -33,7 +33,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Optional
 
-from . import Task, register_task
+from . import Task, TaskDataError, register_task
 
 ANNOTATION_RE = re.compile(r"<<[^<>]*>>")
 _MINUS = "-\u2212\u2013"  # hyphen-minus, unicode minus, en dash
@@ -213,17 +213,17 @@ def gold_of(solution: str) -> Optional[str]:
 
 def _row(raw, where: str) -> dict:
     if not isinstance(raw, dict):
-        raise ValueError(f"{where}: expected a JSON object with 'question' and 'answer', got {type(raw).__name__}")
+        raise TaskDataError(f"{where}: expected a JSON object with 'question' and 'answer', got {type(raw).__name__}")
     missing = [k for k in ("question", "answer") if k not in raw]
     if missing:
-        raise ValueError(f"{where}: missing key {' and '.join(repr(k) for k in missing)} "
+        raise TaskDataError(f"{where}: missing key {' and '.join(repr(k) for k in missing)} "
                          f"(a GSM8K row needs 'question' and 'answer'; found {sorted(raw)})")
     for k in ("question", "answer"):
         if not isinstance(raw[k], str) or not raw[k].strip():
-            raise ValueError(f"{where}: '{k}' must be a non-empty string")
+            raise TaskDataError(f"{where}: '{k}' must be a non-empty string")
     gold = gold_of(raw["answer"])
     if gold is None:
-        raise ValueError(f"{where}: 'answer' must be a worked solution ending in a '#### <number>' line, "
+        raise TaskDataError(f"{where}: 'answer' must be a worked solution ending in a '#### <number>' line, "
                          f"got ...{raw['answer'][-60:]!r}")
     return {"question": raw["question"].strip(), "solution": raw["answer"], "gold": gold}
 
@@ -233,7 +233,7 @@ def read_gsm8k_jsonl(path, option: str = "path") -> list[dict]:
     the file and line."""
     p = Path(os.path.expandvars(os.path.expanduser(str(path))))
     if not p.is_file():
-        raise FileNotFoundError(f"GSM8K file not found: {p} (set {option}= to a JSONL file with one "
+        raise TaskDataError(f"GSM8K file not found: {p} (set {option}= to a JSONL file with one "
                                 f"{{\"question\": ..., \"answer\": \"... #### N\"}} object a line)")
     rows = []
     with p.open(encoding="utf-8") as f:
@@ -243,10 +243,10 @@ def read_gsm8k_jsonl(path, option: str = "path") -> list[dict]:
             try:
                 raw = json.loads(line)
             except json.JSONDecodeError as e:
-                raise ValueError(f"{path} line {lineno}: not valid JSON ({e.msg} at column {e.colno})") from None
+                raise TaskDataError(f"{path} line {lineno}: not valid JSON ({e.msg} at column {e.colno})") from None
             rows.append({**_row(raw, f"{path} line {lineno}"), "line": lineno})
     if not rows:
-        raise ValueError(f"{path}: no problems in the file ({option})")
+        raise TaskDataError(f"{path}: no problems in the file ({option})")
     return rows
 
 
@@ -259,7 +259,7 @@ def load_hf_split(name: str, config: str, split: str) -> list[dict]:
         offline = any(os.environ.get(v, "").lower() in ("1", "true", "yes", "on")
                       for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
         why = " HF_HUB_OFFLINE/HF_DATASETS_OFFLINE is set and it is not in the local cache." if offline else ""
-        raise RuntimeError(
+        raise TaskDataError(
             f"Could not load the Hugging Face dataset '{name}' (config '{config}', split '{split}'): "
             f"{type(e).__name__}: {e}.{why} Set task.train_path and task.test_path to local GSM8K-format "
             f"JSONL files instead.") from e
@@ -280,11 +280,11 @@ class GSM8K(Task):
             path = getattr(c, f"{split}_path", None)
             if c.train_path is None and c.test_path is None:
                 if not getattr(c, "hf_dataset", None):
-                    raise ValueError("The gsm8k task needs data: set task.train_path and task.test_path to "
+                    raise TaskDataError("The gsm8k task needs data: set task.train_path and task.test_path to "
                                      "GSM8K-format JSONL files, or task.hf_dataset (e.g. openai/gsm8k).")
                 self._cache[split] = load_hf_split(c.hf_dataset, getattr(c, "hf_config", "main"), split)
             elif path is None:
-                raise ValueError(f"task.{split}_path is not set: set both task.train_path and task.test_path "
+                raise TaskDataError(f"task.{split}_path is not set: set both task.train_path and task.test_path "
                                  f"(or neither, to load task.hf_dataset).")
             else:
                 self._cache[split] = read_gsm8k_jsonl(path, f"task.{split}_path")
@@ -304,9 +304,9 @@ class GSM8K(Task):
         rows = self._source("train")
         k, v = int(c.num_fewshot), int(c.val_size)
         if k < 0 or v < 0:
-            raise ValueError(f"task.num_fewshot and task.val_size must be >= 0 (got {k}, {v}).")
+            raise TaskDataError(f"task.num_fewshot and task.val_size must be >= 0 (got {k}, {v}).")
         if k + v >= len(rows):
-            raise ValueError(f"task.num_fewshot ({k}) + task.val_size ({v}) leave no training problems "
+            raise TaskDataError(f"task.num_fewshot ({k}) + task.val_size ({v}) leave no training problems "
                              f"out of {len(rows)}.")
         order = list(range(len(rows)))
         random.Random(c.data_seed).shuffle(order)

@@ -4,7 +4,7 @@ from types import SimpleNamespace
 import pytest
 
 from selfimprove.config import GROUP_SCHEMAS, GSM8KTaskConfig
-from selfimprove.tasks import TASKS
+from selfimprove.tasks import TASKS, TaskDataError
 from selfimprove.tasks.gsm8k import GSM8K, extract, normalize_answer, read_gsm8k_jsonl, strip_annotations
 
 JANET = ("Janet’s ducks lay 16 eggs per day. She eats three for breakfast every morning and bakes muffins "
@@ -101,7 +101,7 @@ def test_malformed_line_names_file_and_line(tmp_path, data):
 
 
 def test_missing_file_and_missing_config_name_the_option(tmp_path, data):
-    with pytest.raises(FileNotFoundError, match=r"nope\.jsonl.*task\.test_path="):
+    with pytest.raises(TaskDataError, match=r"nope\.jsonl.*task\.test_path="):
         make((data[0], str(tmp_path / "nope.jsonl"))).splits()
     with pytest.raises(ValueError, match="task.test_path is not set"):
         make((data[0], None)).splits()
@@ -120,7 +120,7 @@ def test_hf_dataset_offline_fails_with_advice(monkeypatch):
     monkeypatch.setattr(datasets, "load_dataset", offline)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     task = make((None, None), hf_dataset="openai/gsm8k")
-    with pytest.raises(RuntimeError, match=r"(?s)'openai/gsm8k'.*OfflineModeIsEnabled.*HF_HUB_OFFLINE.*task\.train_path"):
+    with pytest.raises(TaskDataError, match=r"(?s)'openai/gsm8k'.*OfflineModeIsEnabled.*HF_HUB_OFFLINE.*task\.train_path"):
         task.splits()
 
 
