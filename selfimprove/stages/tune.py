@@ -4,7 +4,7 @@ score. Later stages of the iteration read `tuned.json` (generate: temperature; f
 from __future__ import annotations
 
 from ..backends import SamplingParams
-from ..rundir import read_jsonl, write_json
+from ..rundir import write_json
 from .generate import run_sampler, sample_problems
 from .score import SCORERS, monitors
 from . import StageContext, StageResult, register_stage

@@ -1,6 +1,5 @@
 """The vLLM backend: argument mapping without a GPU; the real engine only where vLLM and CUDA exist."""
 import importlib.util
-from types import SimpleNamespace
 
 import pytest
 import torch
