@@ -130,8 +130,8 @@ class LoraConfig:
 
 
 @dataclass
-class SFTConfig:
-    """Supervised fine-tuning with TRL's SFTTrainer, loss on the completion only."""
+class TrainerConfig:
+    """What every train stage (SFT, DPO) shares: initial weights, data, budget and optimizer."""
 
     kind: str = "sft"
     enabled: bool = True
@@ -149,13 +149,36 @@ class SFTConfig:
     max_grad_norm: float = 1.0
     save_steps: int = 50  # trainer checkpoint interval: a killed stage resumes from the last one
     max_length: int = 192
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    # >1: data-parallel training in that many processes under torchrun (one per GPU; gloo on CPU)
+    num_processes: int = 1
+
+
+@dataclass
+class SFTConfig(TrainerConfig):
+    """Supervised fine-tuning with TRL's SFTTrainer, loss on the completion only."""
+
     # ReST-EM's early stopping: greedy reward on the `val` split at every checkpoint; the best
     # checkpoint, not the last, becomes the stage's model.
     select_by_val: bool = False
     val_max_new_tokens: int = 128
-    lora: LoraConfig = field(default_factory=LoraConfig)
-    # >1: data-parallel training in that many processes under torchrun (one per GPU; gloo on CPU)
-    num_processes: int = 1
+
+
+@dataclass
+class DPOConfig(TrainerConfig):
+    """Direct preference optimisation with TRL's DPOTrainer on prompt/chosen/rejected rows. The
+    reference model is the initial weights (`init`), frozen."""
+
+    kind: str = "dpo"
+    init: str = "policy"
+    data: str = "pairs"
+    output: str = "policy"  # the artifact name the trained model is published under
+    beta: float = 0.1
+    loss_type: str = "sigmoid"  # TRL's loss_type: sigmoid (DPO), ipo, hinge, ...
+    # Iterative RPO adds an NLL term on the chosen response: e.g. rpo_alpha=1.0 (null: pure DPO)
+    rpo_alpha: Optional[float] = None
+    learning_rate: float = 5e-7
+    steps: int = 100
 
 
 @dataclass
@@ -285,6 +308,7 @@ class RunConfig:
     rationalize: RationalizeConfig = field(default_factory=RationalizeConfig)
     filter: FilterConfig = field(default_factory=FilterConfig)
     train: SFTConfig = field(default_factory=SFTConfig)
+    dpo: DPOConfig = field(default_factory=DPOConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
@@ -299,6 +323,9 @@ GROUP_SCHEMAS = {
 
 # Keys that may change between invocations of one run without being a conflict.
 RESUMABLE_CHANGES = ("iterations", "reconfigure", "tracking", "threads", "sweep_name", "cache")
+
+
+TRAIN_KINDS = ("sft", "dpo")
 
 
 class ConfigError(ValueError):
@@ -405,18 +432,23 @@ def validate(cfg: Any) -> None:
             need(0 < s.top_p <= 1, f"{name}.top_p must be in (0, 1] (got {s.top_p}).")
         if "k" in s:
             need(s.k >= 1, f"{name}.k must be >= 1 (got {s.k}).")
-        if s.kind == "sft" and s.lora.enabled:
+        if s.kind in TRAIN_KINDS and s.lora.enabled:
             import importlib.util
 
             need(importlib.util.find_spec("peft") is not None,
                  f"{name}.lora.enabled needs peft: pip install \"selfimprove[lora]\".")
-        if s.kind == "sft":
-            need(s.init in ("scratch", "base", "policy"), f"{name}.init must be scratch, base or policy (got '{s.init}').")
+        if s.kind in TRAIN_KINDS:
+            need(s.init in ("scratch", "base", "policy") and (s.kind == "sft" or s.init != "scratch"),
+                 f"{name}.init must be base or policy{' or scratch' if s.kind == 'sft' else ''} (got '{s.init}').")
             need(s.steps >= 1, f"{name}.steps must be >= 1 (got {s.steps}).")
             need(s.batch_size >= 1, f"{name}.batch_size must be >= 1.")
             need(s.learning_rate > 0, f"{name}.learning_rate must be > 0.")
             need(s.step_growth > 0, f"{name}.step_growth must be > 0.")
             need(s.num_processes >= 1, f"{name}.num_processes must be >= 1.")
+        if s.kind == "dpo":
+            need(s.beta > 0, f"{name}.beta must be > 0 (got {s.beta}); the paper's value is 0.1.")
+            need(s.rpo_alpha is None or s.rpo_alpha >= 0, f"{name}.rpo_alpha must be >= 0 or null (got {s.rpo_alpha}).")
+        if s.kind == "sft":
             need(not (s.num_processes > 1 and s.select_by_val),
                  f"{name}.select_by_val is not supported with {name}.num_processes > 1 yet; use one of them.")
         if s.kind == "filter" and s.max_per_problem is not None:

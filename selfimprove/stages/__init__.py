@@ -57,7 +57,7 @@ class StageKind:
 
 
 STAGES: Registry[StageKind] = Registry("stage kind")
-_MODULES = ["prepare", "sft", "tune", "generate", "score", "rationalize", "filter", "evaluate"]
+_MODULES = ["prepare", "sft", "dpo", "tune", "generate", "score", "rationalize", "filter", "evaluate"]
 
 
 def register_stage(kind: str, inputs: Callable[[Any], dict[str, str]]):

@@ -12,11 +12,12 @@ import math
 import os
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..models import load_model, load_tokenizer
 from ..rundir import read_jsonl, write_json
-from . import StageContext, StageError, StageResult, register_stage
+from . import StageContext, StageError, StageResult, get_stage, register_stage
 
 
 def _inputs(cfg) -> dict[str, str]:
@@ -45,9 +46,14 @@ def _initial_weights(ctx: StageContext) -> str:
 
 @register_stage("sft", inputs=_inputs)
 def sft(ctx: StageContext) -> StageResult:
+    return data_parallel_or(_train, ctx)
+
+
+def data_parallel_or(train, ctx: StageContext) -> StageResult:
+    """`train(ctx)` here, or under torchrun in `num_processes` processes (each runs `train`)."""
     if ctx.cfg.num_processes > 1 and "LOCAL_RANK" not in os.environ:
         return _launch_data_parallel(ctx)
-    return _train(ctx)
+    return train(ctx)
 
 
 def _launch_data_parallel(ctx: StageContext) -> StageResult:
@@ -88,39 +94,76 @@ def _worker(spec_path: str) -> None:
     ctx = StageContext(name=spec["name"], iteration=spec["iteration"], seed=spec["seed"], cfg=cfg, task=None,
                        model_cfg=OmegaConf.create(spec["model_cfg"]), backend_cfg=None, device=spec["device"],
                        inputs=spec["inputs"], out=Path(spec["out"]), ui=Console(quiet=True))
-    result = _train(ctx)
+    result = (_train if cfg.kind == "sft" else get_stage(cfg.kind).fn)(ctx)
     if int(os.environ.get("RANK", "0")) == 0:
         write_json(ctx.out / "result.json", {"artifacts": result.artifacts, "metrics": result.metrics})
 
 
 def _train(ctx: StageContext) -> StageResult:
-    import datasets
-    from transformers import TrainerCallback
-    from transformers.trainer_callback import PrinterCallback
     from trl import SFTConfig, SFTTrainer
 
-    cfg = ctx.cfg
-    rows = read_jsonl(ctx.inputs["data"])
-    if not rows:
-        raise StageError(
-            f"No training data for '{ctx.name}' in iteration {ctx.iteration} ({ctx.inputs['data']} is empty). "
-            "Nothing was kept by the filter: try more samples per problem (generate.k), a higher "
-            "generate.temperature, more problems, or a stronger seed model (more seed_sft.steps)."
-        )
-    steps = planned_steps(cfg, ctx.iteration)
-    init = _initial_weights(ctx)
-    tokenizer = load_tokenizer(init, ctx.model_cfg.trust_remote_code)
-    model = load_model(init, ctx.model_cfg.dtype, ctx.device, ctx.model_cfg.trust_remote_code)
+    rows = training_rows(ctx, "Nothing was kept by the filter: try more samples per problem (generate.k), a higher "
+                              "generate.temperature, more problems, or a stronger seed model (more seed_sft.steps).")
     if ctx.model_cfg.chat_template:  # conversational rows: TRL applies the tokenizer's chat template
         pairs = [{"prompt": [{"role": "user", "content": r["prompt"]}],
                   "completion": [{"role": "assistant", "content": r["completion"]}]} for r in rows]
     else:
         pairs = [{"prompt": r["prompt"], "completion": r["completion"]} for r in rows]
-    data = datasets.Dataset.from_list(pairs)
+    run = fit(ctx, SFTTrainer, SFTConfig, pairs, {"completion_only_loss": True, "packing": False},
+              selector_cls=ValSelector if ctx.cfg.select_by_val else None)
+    tokens = sum(len(r["prompt"]) + len(r["completion"]) for r in rows)  # chars ~ tokens for the tiny model
+    return StageResult({"policy": "model"}, {**run.metrics(ctx.cfg, len(rows)),
+                                             "chars_per_example": round(tokens / len(rows), 1)})
+
+
+def training_rows(ctx: StageContext, advice: str) -> list[dict]:
+    rows = read_jsonl(ctx.inputs["data"])
+    if not rows:
+        raise StageError(f"No training data for '{ctx.name}' in iteration {ctx.iteration} "
+                         f"({ctx.inputs['data']} is empty). {advice}")
+    return rows
+
+
+@dataclass
+class FitResult:
+    steps: int
+    resumed_from: int
+    seconds: float
+    losses: list
+    logs: dict  # the last value the trainer logged for each key (e.g. DPO's rewards/accuracies)
+    extra: dict
+
+    def metrics(self, cfg, examples: int) -> dict:
+        return {
+            "steps": self.steps,
+            "examples": examples,
+            "epochs": round(self.steps * cfg.batch_size / examples, 2),
+            "train_loss": round(self.losses[-1], 4) if self.losses else None,
+            "resumed_from_step": self.resumed_from,
+            "processes": int(os.environ.get("WORLD_SIZE", "1")),
+            "steps_per_s": round((self.steps - self.resumed_from) / max(self.seconds, 1e-9), 2),
+            **self.extra,
+        }
+
+
+def fit(ctx: StageContext, trainer_cls, args_cls, rows: list[dict], args_extra: dict, selector_cls=None,
+        trainer_extra: dict | None = None) -> FitResult:
+    """Train `ctx.cfg.init`'s weights with a TRL trainer on `rows` and save them to `model/`.
+
+    Shared by every train stage: checkpoints every `save_steps` in the stage folder and resumes
+    from the last complete one, stops on a non-finite loss, merges LoRA adapters on save."""
+    import datasets
+    from transformers import TrainerCallback
+    from transformers.trainer_callback import PrinterCallback
+
+    cfg = ctx.cfg
+    steps = planned_steps(cfg, ctx.iteration)
+    init = _initial_weights(ctx)
+    tokenizer = load_tokenizer(init, ctx.model_cfg.trust_remote_code)
+    model = load_model(init, ctx.model_cfg.dtype, ctx.device, ctx.model_cfg.trust_remote_code)
     checkpoints = ctx.out / "checkpoints"
-    gpu = ctx.device.startswith("cuda")
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    args = SFTConfig(
+    args = args_cls(
         output_dir=str(checkpoints),
         max_steps=steps,
         per_device_train_batch_size=max(1, cfg.batch_size // world),
@@ -142,16 +185,16 @@ def _train(ctx: StageContext) -> StageResult:
         # TRL defaults to bf16 and gradient checkpointing; both are slow or unsupported on CPU.
         bf16=str(model.dtype) == "torch.bfloat16",
         fp16=False,
-        use_cpu=not gpu,
+        use_cpu=not ctx.device.startswith("cuda"),
         activation_checkpointing=False,
         max_length=cfg.max_length,
-        completion_only_loss=True,
-        packing=False,
         dataset_num_proc=1,
         dataloader_num_workers=0,
+        **args_extra,
     )
     losses: list[float] = []
-    selector = ValSelector(ctx, tokenizer) if cfg.select_by_val else None
+    last_logged: dict = {}  # the latest value of every key the trainer logs
+    selector = selector_cls(ctx, tokenizer) if selector_cls else None
 
     class Watch(TrainerCallback):
         """Progress bar, loss record, and a stop on a non-finite loss (keeping the last checkpoint)."""
@@ -173,10 +216,13 @@ def _train(ctx: StageContext) -> StageResult:
                     f"kept in {checkpoints}. Lower {ctx.name}.learning_rate or raise {ctx.name}.warmup_ratio."
                 )
             losses.append(loss)
+            last_logged.update(logs)
 
     datasets.disable_progress_bars()
-    trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer, callbacks=[Watch()],
-                         peft_config=lora_config(cfg.lora, model, init) if cfg.lora.enabled else None)
+    trainer = trainer_cls(model=model, args=args, train_dataset=datasets.Dataset.from_list(rows),
+                          processing_class=tokenizer, callbacks=[Watch()],
+                          peft_config=lora_config(cfg.lora, model, init) if cfg.lora.enabled else None,
+                          **(trainer_extra or {}))
     trainer.remove_callback(PrinterCallback)  # our progress bar and metrics replace its log dicts
     resume = last_complete_checkpoint(checkpoints)
     done = int(resume.rsplit("-", 1)[-1]) if resume else 0
@@ -200,21 +246,9 @@ def _train(ctx: StageContext) -> StageResult:
     if trainer.is_world_process_zero():
         shutil.rmtree(checkpoints, ignore_errors=True)  # the final model is kept; resume state is not needed
         shutil.rmtree(ctx.out / "init", ignore_errors=True)
-    tokens = sum(len(r["prompt"]) + len(r["completion"]) for r in rows)  # chars ~ tokens for the tiny model
-    return StageResult(
-        {"policy": "model"},
-        {
-            "steps": steps,
-            "examples": len(rows),
-            "epochs": round(steps * cfg.batch_size / len(rows), 2),
-            "train_loss": round(losses[-1], 4) if losses else round(result.training_loss, 4),
-            "resumed_from_step": done,
-            "processes": world,
-            "steps_per_s": round((steps - done) / max(seconds, 1e-9), 2),
-            "chars_per_example": round(tokens / len(rows), 1),
-            **extra,
-        },
-    )
+    if not losses:
+        losses.append(result.training_loss)
+    return FitResult(steps, done, seconds, losses, last_logged, extra)
 
 
 def last_complete_checkpoint(checkpoints: Path) -> str | None:

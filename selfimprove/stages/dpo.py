@@ -1,0 +1,45 @@
+"""Direct preference optimisation with TRL's DPOTrainer on prompt/chosen/rejected rows.
+
+Self-Rewarding trains the policy on its own judged pairs (continuing from the previous model,
+which is also the reference); V-STaR trains a verifier on correct x incorrect solutions from
+the SFT model (published as the `verifier` artifact by setting `output`). The reference model is
+the initial weights, frozen: TRL copies them when no LoRA adapter is used, and disables the
+adapter to get reference log-probs when one is. Checkpointing, resume, the NaN guard and LoRA
+merging are the SFT stage's (`sft.fit`).
+"""
+from __future__ import annotations
+
+from . import StageContext, StageResult, register_stage
+from .sft import data_parallel_or, fit, training_rows
+
+
+def _inputs(cfg) -> dict[str, str]:
+    return {"data": cfg.data, "init": cfg.init}
+
+
+@register_stage("dpo", inputs=_inputs)
+def dpo(ctx: StageContext) -> StageResult:
+    return data_parallel_or(_train, ctx)
+
+
+def _train(ctx: StageContext) -> StageResult:
+    from trl import DPOConfig, DPOTrainer
+
+    cfg = ctx.cfg
+    rows = training_rows(ctx, "No preference pair was built: see the pair stage's counts (ties, unparseable "
+                              "judgments, problems without both a correct and an incorrect sample).")
+    if ctx.model_cfg.chat_template:
+        def turn(role, text):
+            return [{"role": role, "content": text}]
+
+        pairs = [{"prompt": turn("user", r["prompt"]), "chosen": turn("assistant", r["chosen"]),
+                  "rejected": turn("assistant", r["rejected"])} for r in rows]
+    else:
+        pairs = [{"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]} for r in rows]
+    extra = {"beta": cfg.beta, "loss_type": [cfg.loss_type]}
+    if cfg.rpo_alpha is not None:  # Iterative RPO: DPO + NLL on the chosen response
+        extra["loss_type"], extra["loss_weights"] = [cfg.loss_type, "sft"], [1.0, cfg.rpo_alpha]
+    run = fit(ctx, DPOTrainer, DPOConfig, pairs, extra)
+    logged = {key.replace("rewards/", "reward_"): round(value, 4) for key, value in run.logs.items()
+              if key.startswith("rewards/")}  # accuracies, margins, chosen, rejected (last logged step)
+    return StageResult({cfg.output: "model"}, {**run.metrics(cfg, len(rows)), "pairs": len(rows), **logged})
