@@ -3,6 +3,7 @@ unfinished one is redone (training from its last checkpoint), and nothing recipe
 here: recipes differ only in their stage lists and stage options."""
 from __future__ import annotations
 
+import shutil
 import subprocess
 import time
 import traceback
@@ -13,8 +14,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import __version__
 from .config import RESUMABLE_CHANGES, ConfigError, validate
-from .rundir import Manifest, RunDir, StageCache, fingerprint, write_json
-from .stages import PERSISTENT, StageContext, get_stage
+from .rundir import Manifest, RunDir, StageCache, fingerprint, write_failure, write_json
+from .stages import PERSISTENT, StageContext, StageError, get_stage
 from .tracking import Console, WandbTracker
 
 
@@ -92,8 +93,11 @@ def run_pipeline(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: 
             return 130
         except BaseException as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            write_json(rd.info_path, info | {"status": "failed", "error": f"{type(exc).__name__}: {first}",
-                                             "traceback": traceback.format_exc()[-4000:]})
+            try:
+                write_json(rd.info_path, info | {"status": "failed", "error": f"{type(exc).__name__}: {first}",
+                                                 "traceback": traceback.format_exc()[-4000:]})
+            except OSError:
+                pass  # a full disk cannot take the status either; the error below says what happened
             raise
         finally:
             tracker.finish()
@@ -179,10 +183,21 @@ def _loop(cfg, rd: RunDir, plan, task, device: str, console: Console, tracker: W
 def _run_stage(kind, ctx: StageContext, fp: str, rd: RunDir, console: Console) -> Manifest:
     console.log(f"[bold]iter {ctx.iteration} {ctx.name}[/] ({ctx.cfg.kind})")
     start = time.time()
-    result = kind.fn(ctx)
-    manifest = Manifest(stage=ctx.name, kind=ctx.cfg.kind, iteration=ctx.iteration, fingerprint=fp,
-                        artifacts=result.artifacts, metrics=result.metrics, seconds=time.time() - start)
-    rd.commit(manifest)
+    try:
+        result = kind.fn(ctx)
+        manifest = Manifest(stage=ctx.name, kind=ctx.cfg.kind, iteration=ctx.iteration, fingerprint=fp,
+                            artifacts=result.artifacts, metrics=result.metrics, seconds=time.time() - start)
+        rd.commit(manifest)
+    except Exception as exc:
+        if (why := write_failure(exc)) is None:
+            raise
+        free = shutil.disk_usage(rd.root).free / 2**20
+        raise StageError(
+            f"iter {ctx.iteration} {ctx.name}: a write under {ctx.out} failed: {why} ({free:.1f} MiB free "
+            f"there). Every finished stage is "
+            f"intact; this stage's work folder keeps its last complete checkpoint. Free space (df -h {rd.root}) "
+            f"or pick another output_root=..., then rerun the same command to resume."
+        ) from exc
     shown = ", ".join(f"{k}={v}" for k, v in result.metrics.items() if not isinstance(v, (dict, list)))
     console.log(f"  {shown}")
     return manifest

@@ -74,16 +74,52 @@ def describe_files(root: Path) -> dict[str, dict]:
     }
 
 
+# Files up to this size are checksummed again on resume (datasets, metrics, small models); larger
+# ones (real model shards) are checked by size only, so resuming a 7B run does not reread 15 GB.
+VERIFY_MAX_BYTES = 256 << 20
+
+
 def intact(stage_dir: Path) -> "Manifest | None":
-    """The manifest of a finished stage folder if every file it lists has its recorded size."""
+    """The manifest of a finished stage folder if every file it lists is there with its recorded
+    size and (up to VERIFY_MAX_BYTES) its recorded sha256; else None and the stage is redone."""
     if not (stage_dir / MANIFEST).exists():
         return None
     manifest = Manifest.load(stage_dir / MANIFEST)
     for rel, meta in manifest.files.items():
         p = stage_dir / rel
         if not p.is_file() or p.stat().st_size != meta["bytes"]:
-            return None  # truncated or missing artifact: the stage is redone
+            return None  # truncated or missing
+        if meta["bytes"] <= VERIFY_MAX_BYTES and _file_digest(p) != meta["sha256"]:
+            return None  # same size, different bytes: corrupted
     return manifest
+
+
+# errnos that mean "this disk will not take the write": full, quota, file size limit, read-only, denied
+WRITE_ERRNOS = {28: "No space left on device", 122: "Disk quota exceeded", 27: "File too large",
+                30: "Read-only file system", 13: "Permission denied", 5: "Input/output error"}
+
+
+TORCH_WRITE_FAILURES = ("file write failed", "iostream error", "inline_container.cc", "PytorchStreamWriter")
+
+
+def write_failure(exc: BaseException) -> str | None:
+    """What went wrong if `exc` (or what caused it) is a failed write, else None. Libraries report
+    it differently: OSError (json, shutil), SafetensorError "... (os error 28)", torch.save's
+    RuntimeError "iostream error" or "unexpected pos" (which name no cause)."""
+    import re
+
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS:
+            return f"{exc.filename + ': ' if exc.filename else ''}{exc.strerror or WRITE_ERRNOS[exc.errno]}"
+        m = re.search(r"os error (\d+)", str(exc))
+        if m and int(m.group(1)) in WRITE_ERRNOS:
+            return WRITE_ERRNOS[int(m.group(1))]
+        if any(sign in str(exc) for sign in TORCH_WRITE_FAILURES):  # torch.save names no cause
+            return f"torch.save could not write a checkpoint ({str(exc).strip().splitlines()[0][:120]})"
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 @dataclass

@@ -148,6 +148,29 @@ class TestBadInput:
         assert json.loads((run / "run.json").read_text())["status"] == "failed"
 
 
+def test_disk_full_stops_the_stage_with_the_path_and_keeps_finished_stages(tmp_path):
+    """A file-size limit makes every write past 60 KB fail (as a full disk would; needs no
+    privileges): seed_sft's first checkpoint cannot be written. Then the limit goes and the run
+    resumes without redoing `prepare`."""
+    import resource
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (60 << 10, 60 << 10))
+
+    args = [sys.executable, "-m", "selfimprove.cli", "run", *DEBUG, "iterations=1", f"output_root={tmp_path}"]
+    p = subprocess.run(args, capture_output=True, text=True, preexec_fn=limit, timeout=300)
+    assert p.returncode == 2, p.stderr
+    assert "iter 0 seed_sft: a write under" in p.stderr and ".seed_sft.partial failed" in p.stderr
+    assert "rerun the same command to resume" in p.stderr
+    run = tmp_path / "star"
+    prepared = stage_mtimes(run)
+    assert list(prepared) == [str(run / "iter_00/prepare/manifest.json")]
+    resumed = selfimprove("run", *DEBUG, "iterations=1", f"output_root={tmp_path}")
+    assert "iter 0 prepare: finished earlier, skipped" in resumed.stdout
+    assert (run / "iter_01/evaluate/manifest.json").exists()
+    assert all(stage_mtimes(run)[k] == v for k, v in prepared.items())
+
+
 def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
     args = [sys.executable, "-m", "selfimprove.cli", "run", *DEBUG, f"output_root={tmp_path}", "run_name=int"]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

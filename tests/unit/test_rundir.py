@@ -34,6 +34,36 @@ def test_truncated_artifact_means_not_finished(tmp_path):
     assert rd.finished(0, "gen") is None
 
 
+def test_corrupted_artifact_of_the_same_size_means_not_finished(tmp_path):
+    rd = RunDir(tmp_path)
+    finish(rd, 0, "gen", "fp", payload="0123456789")
+    (rd.stage_dir(0, "gen") / "a.txt").write_text("0123456780")  # one byte flipped
+    assert rd.finished(0, "gen") is None
+
+
+def test_write_failures_are_recognised_however_a_library_reports_them():
+    import errno
+
+    from safetensors import SafetensorError
+
+    from selfimprove.rundir import write_failure
+
+    full = OSError(errno.ENOSPC, "No space left on device", "/runs/x/data.jsonl")
+    assert write_failure(full) == "/runs/x/data.jsonl: No space left on device"
+    assert write_failure(SafetensorError("Error while serializing: I/O error: File too large (os error 27)")) == \
+        "File too large"
+    try:  # a wrapper whose cause is the OSError
+        try:
+            raise full
+        except OSError as exc:
+            raise RuntimeError("saving failed") from exc
+    except RuntimeError as wrapped:
+        assert "No space left" in write_failure(wrapped)
+    assert "torch.save" in write_failure(RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos"))
+    assert write_failure(ValueError("loss is nan")) is None
+    assert write_failure(FileNotFoundError(errno.ENOENT, "No such file", "x")) is None  # a bug, not the disk
+
+
 def test_partial_folder_kept_only_for_same_fingerprint(tmp_path):
     rd = RunDir(tmp_path)
     out = rd.begin(0, "train", "fpA")
