@@ -150,8 +150,11 @@ class TrainerConfig:
     save_steps: int = 50  # trainer checkpoint interval: a killed stage resumes from the last one
     max_length: int = 192
     lora: LoraConfig = field(default_factory=LoraConfig)
-    # >1: data-parallel training in that many processes under torchrun (one per GPU; gloo on CPU)
+    # >1: training in that many processes (one per GPU; gloo on CPU) under `accelerate launch`
     num_processes: int = 1
+    # how those processes share the work: ddp | fsdp | deepspeed_zero2 | deepspeed_zero3, the
+    # accelerate configs shipped in conf/accelerate/ (copy one to tune it). Only ddp runs on CPU.
+    distributed: str = "ddp"
 
 
 @dataclass
@@ -445,6 +448,18 @@ def validate(cfg: Any) -> None:
             need(s.learning_rate > 0, f"{name}.learning_rate must be > 0.")
             need(s.step_growth > 0, f"{name}.step_growth must be > 0.")
             need(s.num_processes >= 1, f"{name}.num_processes must be >= 1.")
+            shipped = sorted(p.stem for p in (CONF_DIR / "accelerate").glob("*.yaml"))
+            need(s.distributed in shipped, f"{name}.distributed must be one of {', '.join(shipped)} (got '{s.distributed}').")
+            if s.num_processes > 1 and s.distributed.startswith("deepspeed"):
+                import importlib.util
+
+                need(importlib.util.find_spec("deepspeed") is not None,
+                     f"{name}.distributed={s.distributed} needs DeepSpeed: `pip install deepspeed` on the GPU machine.")
+            if s.num_processes > 1 and s.distributed != "ddp":
+                import torch
+
+                need(torch.cuda.is_available() or cfg.device.startswith("cuda"),
+                     f"{name}.distributed={s.distributed} needs GPUs and none is visible; use {name}.distributed=ddp on CPU.")
         if s.kind == "dpo":
             need(s.beta > 0, f"{name}.beta must be > 0 (got {s.beta}); the paper's value is 0.1.")
             need(s.rpo_alpha is None or s.rpo_alpha >= 0, f"{name}.rpo_alpha must be >= 0 or null (got {s.rpo_alpha}).")

@@ -57,13 +57,17 @@ def data_parallel_or(train, ctx: StageContext) -> StageResult:
 
 
 def _launch_data_parallel(ctx: StageContext) -> StageResult:
-    """Run this stage's training in `num_processes` data-parallel processes under torchrun (gloo
-    on CPU, NCCL on GPUs); each process gets batch_size / num_processes sequences per step, so
-    the global batch and the schedule match a single-process run."""
+    """Run this stage's training in `num_processes` processes under `accelerate launch`, with the
+    shipped accelerate config named by `distributed` (conf/accelerate/: ddp, fsdp, deepspeed_*).
+    Each process gets batch_size / num_processes sequences per step, so the global batch and the
+    schedule match a single-process run. On CPU, DDP runs over gloo."""
+    import socket
     import subprocess
     import sys
 
     from omegaconf import OmegaConf
+
+    from ..config import CONF_DIR
 
     init = _initial_weights(ctx)  # built once, before the workers start
     spec = {"name": ctx.name, "iteration": ctx.iteration, "seed": ctx.seed, "device": ctx.device,
@@ -71,19 +75,27 @@ def _launch_data_parallel(ctx: StageContext) -> StageResult:
             "cfg": OmegaConf.to_container(ctx.cfg, resolve=True),
             "model_cfg": OmegaConf.to_container(ctx.model_cfg, resolve=True)}
     write_json(ctx.out / "launch.json", spec)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ctx.cfg.num_processes}",
+    with socket.socket() as s:  # a free rendezvous port: parallel sweep jobs must not collide
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "accelerate.commands.launch",
+           "--config_file", str(CONF_DIR / "accelerate" / f"{ctx.cfg.distributed}.yaml"),
+           "--num_processes", str(ctx.cfg.num_processes), "--main_process_port", str(port),
+           # no --cpu even on CPU: it would start one process; the workers' Trainer (use_cpu) picks gloo
            "-m", "selfimprove.stages.sft", str(ctx.out / "launch.json")]
-    ctx.ui.log(f"  {ctx.cfg.num_processes} training processes: {' '.join(cmd[2:5])}")
+    ctx.ui.log(f"  {ctx.cfg.num_processes} training processes ({ctx.cfg.distributed}): accelerate launch "
+               + " ".join(cmd[3:-2]))
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise StageError(f"'{ctx.name}' data-parallel training failed (exit {proc.returncode}):\n"
-                         + (proc.stderr.strip().splitlines() or ["(no output)"])[-1][:2000])
+        errors = [line for line in proc.stderr.splitlines() if "Error" in line] or proc.stderr.strip().splitlines()
+        raise StageError(f"'{ctx.name}' distributed training failed (exit {proc.returncode}): "
+                         + (errors or ["(no output)"])[-1][:2000])
     result = json.loads((ctx.out / "result.json").read_text())
     return StageResult(result["artifacts"], result["metrics"])
 
 
 def _worker(spec_path: str) -> None:
-    """Entry point of each torchrun process: the same training code, one shard of each batch."""
+    """Entry point of each launched process: the same training code, one shard of each batch."""
     from omegaconf import OmegaConf
 
     from ..tracking import Console
@@ -325,7 +337,7 @@ class ValSelector:
                 "val_reward_last": round(self.history[last_step], 4)}
 
 
-if __name__ == "__main__":  # torchrun ... -m selfimprove.stages.sft launch.json
+if __name__ == "__main__":  # accelerate launch ... -m selfimprove.stages.sft launch.json
     import sys
 
     _worker(sys.argv[1])

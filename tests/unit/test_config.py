@@ -32,6 +32,8 @@ def test_sweep_values_are_each_validated():
     (["evaluate.pass_k=[1,16]", "evaluate.num_samples=4"], "raise evaluate.num_samples to at least 16"),
     (["filter.max_per_problem=0"], "max_per_problem must be >= 1"),
     (["stages=[generate,nonexistent]"], "stage 'nonexistent'"),
+    (["train.distributed=zero"], "train.distributed must be one of ddp, deepspeed_zero2, deepspeed_zero3, fsdp"),
+    (["train.num_processes=2", "train.distributed=fsdp"], "needs GPUs and none is visible; use train.distributed=ddp"),
     (["stages=[dpo]", "dpo.beta=0"], "dpo.beta must be > 0 .*0.1"),
     (["stages=[dpo]", "dpo.init=scratch"], "dpo.init must be base or policy"),
 ])

@@ -61,7 +61,7 @@ def test_checkpoint_selected_by_validation_reward(tmp_path):
 
 
 def test_two_process_data_parallel_training_matches_one_process(tmp_path):
-    """torchrun with 2 CPU processes (gloo): same global batch and schedule, so the loss matches."""
+    """accelerate launch with 2 CPU processes (DDP over gloo): same global batch and schedule, so the loss matches."""
     losses = {}
     for n in (1, 2):
         ctx, _ = context(tmp_path / f"p{n}", num_processes=n, steps=8)
