@@ -92,6 +92,15 @@ class GSM8KTaskConfig:
 
 
 @dataclass
+class MathTaskConfig(GSM8KTaskConfig):
+    """MATH-style JSONL (problem, solution with \\boxed{} and/or answer, level); see tasks/competition_math.py."""
+
+    name: str = "math"
+    hf_dataset: Optional[str] = None  # e.g. a MATH mirror with problem/solution columns
+    hf_config: str = "default"
+
+
+@dataclass
 class HFBackendConfig:
     name: str = "hf"
     batch_size: int = 256  # sequences (prompts x samples) per generate call
@@ -320,6 +329,7 @@ class RunConfig:
 GROUP_SCHEMAS = {
     ("task", "arithmetic_schema"): ArithmeticTaskConfig,
     ("task", "gsm8k_schema"): GSM8KTaskConfig,
+    ("task", "math_schema"): MathTaskConfig,
     ("backend", "hf_schema"): HFBackendConfig,
     ("backend", "vllm_schema"): VLLMBackendConfig,
 }

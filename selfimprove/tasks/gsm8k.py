@@ -228,13 +228,14 @@ def _row(raw, where: str) -> dict:
     return {"question": raw["question"].strip(), "solution": raw["answer"], "gold": gold}
 
 
-def read_gsm8k_jsonl(path, option: str = "path") -> list[dict]:
-    """Rows {question, solution, gold, line} of a GSM8K-format JSONL file, with errors that name
-    the file and line."""
+def read_gsm8k_jsonl(path, option: str = "path", row=_row,
+                     example: str = '{"question": ..., "answer": "... #### N"}') -> list[dict]:
+    """Rows {question, solution, gold, line} of a JSONL file (GSM8K format unless `row` parses
+    another), with errors that name the file and line."""
     p = Path(os.path.expandvars(os.path.expanduser(str(path))))
     if not p.is_file():
-        raise TaskDataError(f"GSM8K file not found: {p} (set {option}= to a JSONL file with one "
-                                f"{{\"question\": ..., \"answer\": \"... #### N\"}} object a line)")
+        raise TaskDataError(f"Task data file not found: {p} (set {option}= to a JSONL file with one "
+                            f"{example} object a line)")
     rows = []
     with p.open(encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
@@ -244,13 +245,13 @@ def read_gsm8k_jsonl(path, option: str = "path") -> list[dict]:
                 raw = json.loads(line)
             except json.JSONDecodeError as e:
                 raise TaskDataError(f"{path} line {lineno}: not valid JSON ({e.msg} at column {e.colno})") from None
-            rows.append({**_row(raw, f"{path} line {lineno}"), "line": lineno})
+            rows.append({**row(raw, f"{path} line {lineno}"), "line": lineno})
     if not rows:
         raise TaskDataError(f"{path}: no problems in the file ({option})")
     return rows
 
 
-def load_hf_split(name: str, config: str, split: str) -> list[dict]:
+def load_hf_split(name: str, config: str, split: str, row=_row) -> list[dict]:
     try:
         from datasets import load_dataset
 
@@ -263,11 +264,14 @@ def load_hf_split(name: str, config: str, split: str) -> list[dict]:
             f"Could not load the Hugging Face dataset '{name}' (config '{config}', split '{split}'): "
             f"{type(e).__name__}: {e}.{why} Set task.train_path and task.test_path to local GSM8K-format "
             f"JSONL files instead.") from e
-    return [{**_row(dict(raw), f"{name}[{split}] row {i}"), "line": i} for i, raw in enumerate(ds)]
+    return [{**row(dict(raw), f"{name}[{split}] row {i}"), "line": i} for i, raw in enumerate(ds)]
 
 
 @register_task("gsm8k")
 class GSM8K(Task):
+    row = staticmethod(_row)  # parses and checks one raw record of the data files
+    row_example = '{"question": ..., "answer": "... #### N"}'
+
     def __init__(self, cfg):
         self.cfg = cfg
         self._cache: dict[str, list[dict]] = {}
@@ -282,12 +286,12 @@ class GSM8K(Task):
                 if not getattr(c, "hf_dataset", None):
                     raise TaskDataError("The gsm8k task needs data: set task.train_path and task.test_path to "
                                      "GSM8K-format JSONL files, or task.hf_dataset (e.g. openai/gsm8k).")
-                self._cache[split] = load_hf_split(c.hf_dataset, getattr(c, "hf_config", "main"), split)
+                self._cache[split] = load_hf_split(c.hf_dataset, getattr(c, "hf_config", "main"), split, self.row)
             elif path is None:
                 raise TaskDataError(f"task.{split}_path is not set: set both task.train_path and task.test_path "
                                  f"(or neither, to load task.hf_dataset).")
             else:
-                self._cache[split] = read_gsm8k_jsonl(path, f"task.{split}_path")
+                self._cache[split] = read_gsm8k_jsonl(path, f"task.{split}_path", self.row, self.row_example)
         return self._cache[split]
 
     def _problem(self, row: dict, split: str, with_solution: bool) -> dict:
