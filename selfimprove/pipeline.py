@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from . import __version__
 from .config import RESUMABLE_CHANGES, ConfigError, validate
 from .rundir import Manifest, RunDir, StageCache, fingerprint, write_failure, write_json
-from .stages import PERSISTENT, StageContext, StageError, get_stage
+from .stages import PERSISTENT, RESUME_DIR, StageContext, StageError, get_stage
 from .tracking import Console, WandbTracker
 
 
@@ -187,6 +187,7 @@ def _run_stage(kind, ctx: StageContext, fp: str, rd: RunDir, console: Console) -
         result = kind.fn(ctx)
         manifest = Manifest(stage=ctx.name, kind=ctx.cfg.kind, iteration=ctx.iteration, fingerprint=fp,
                             artifacts=result.artifacts, metrics=result.metrics, seconds=time.time() - start)
+        shutil.rmtree(ctx.out / RESUME_DIR, ignore_errors=True)
         rd.commit(manifest)
     except Exception as exc:
         if (why := write_failure(exc)) is None:

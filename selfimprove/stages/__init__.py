@@ -15,6 +15,7 @@ from typing import Any, Callable, Optional
 from ..registry import Registry
 
 # Artifacts that live for the whole run; every other artifact made in an iteration expires with it.
+RESUME_DIR = "resume"
 PERSISTENT = {"base", "policy", "seed_data", "train", "val", "test"}
 
 
@@ -31,6 +32,14 @@ class StageContext:
     inputs: dict[str, Optional[str]]  # role -> path (None for a missing optional input)
     out: Path  # the stage's working folder
     ui: Any  # tracking.Console: progress bars and messages
+
+    @property
+    def resume_dir(self) -> Path:
+        """Scratch space for resuming a killed stage (e.g. finished sampling chunks); the pipeline
+        deletes it when the stage commits, so it never becomes part of the artifacts."""
+        path = self.out / RESUME_DIR
+        path.mkdir(exist_ok=True)
+        return path
 
     @contextlib.contextmanager
     def sampler(self, model_path: str):

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from ..backends import SamplingParams
-from ..rundir import read_jsonl, write_jsonl
+from ..rundir import read_jsonl, write_json, write_jsonl
 from . import StageContext, StageResult, register_stage
 
 
@@ -21,14 +23,35 @@ def sample_problems(ctx: StageContext, path: str, limit) -> list[dict]:
 
 def run_sampler(ctx: StageContext, sampler, prompts: list[str], params: SamplingParams, label: str):
     """Sample with a progress bar, cut each completion after its answer line; returns the
-    completions and throughput metrics."""
+    completions and throughput metrics.
+
+    Prompts go to the engine in chunks of `backend.chunk_prompts`, each saved in the stage's
+    resume folder as it finishes, so a killed stage resumes at its first missing chunk. A chunk's
+    seed depends only on its index, so a resumed stage samples exactly what an uninterrupted one
+    would (and one chunk is one engine call, as before chunking)."""
+    size = max(1, int(getattr(ctx.backend_cfg, "chunk_prompts", 0) or len(prompts) or 1))
+    tag = re.sub(r"[^\w.=-]+", "_", label)
+    outs: list[list[str]] = []
+    n = chars = reused = 0
     start = time.time()
     with ctx.ui.progress(f"{ctx.name}: {label}", total=len(prompts)) as advance:
-        outs = [[ctx.task.truncate(t) for t in o] for o in sampler.generate(prompts, params, progress=advance)]
+        for c, lo in enumerate(range(0, len(prompts), size)):
+            saved = ctx.resume_dir / f"{tag}-{c:05d}.json"
+            if saved.exists():
+                chunk = json.loads(saved.read_text())
+                advance(len(chunk))
+                reused += 1
+            else:
+                got = sampler.generate(prompts[lo:lo + size], replace(params, seed=params.seed + 1_000_033 * c),
+                                       progress=advance)
+                chunk = [[ctx.task.truncate(t) for t in o] for o in got]
+                write_json(saved, chunk)
+                n += sum(len(o) for o in chunk)
+                chars += sum(len(t) for o in chunk for t in o)
+            outs.extend(chunk)
     seconds = max(time.time() - start, 1e-9)
-    n = sum(len(o) for o in outs)
-    chars = sum(len(t) for o in outs for t in o)
-    return outs, {"samples_per_s": round(n / seconds, 1), "chars_per_s": round(chars / seconds, 1)}
+    speed = {"samples_per_s": round(n / seconds, 1), "chars_per_s": round(chars / seconds, 1)}
+    return outs, speed | ({"resumed_chunks": reused} if reused else {})
 
 
 def tuned(ctx: StageContext, key: str, default):
