@@ -149,13 +149,14 @@ class TestBadInput:
 
 
 def test_disk_full_stops_the_stage_with_the_path_and_keeps_finished_stages(tmp_path):
-    """A file-size limit makes every write past 60 KB fail (as a full disk would; needs no
-    privileges): seed_sft's first checkpoint cannot be written. Then the limit goes and the run
-    resumes without redoing `prepare`."""
+    """A file-size limit makes every write past 96 KB fail (as a full disk would; needs no
+    privileges). Under profile=debug prepare's largest file (seed data) is ~83 KB and the model
+    ~55 KB, but seed_sft's first checkpoint holds Adam's state (~110 KB), so it cannot be written.
+    Then the limit goes and the run resumes without redoing `prepare`."""
     import resource
 
     def limit():
-        resource.setrlimit(resource.RLIMIT_FSIZE, (60 << 10, 60 << 10))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (96 << 10, 96 << 10))
 
     args = [sys.executable, "-m", "selfimprove.cli", "run", *DEBUG, "iterations=1", f"output_root={tmp_path}"]
     p = subprocess.run(args, capture_output=True, text=True, preexec_fn=limit, timeout=300)
