@@ -27,12 +27,22 @@ class RunLockedError(RuntimeError):
     pass
 
 
+# Failpoint for the fault-injection suite: SIGKILL this process halfway through writing the file
+# whose path ends with this value (e.g. "iter_02/.score.partial/scored.jsonl"). Inert when unset.
+KILL_WHILE_WRITING = "SELFIMPROVE_KILL_WHILE_WRITING"
+
+
 def write_atomic(path: Path, data: bytes | str) -> None:
     """Write to a temporary sibling, fsync, rename: readers never see a partial file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    data = data.encode() if isinstance(data, str) else data
     with open(tmp, "wb") as f:
-        f.write(data.encode() if isinstance(data, str) else data)
+        if (target := os.environ.get(KILL_WHILE_WRITING)) and str(path).endswith(target):
+            f.write(data[: len(data) // 2])
+            f.flush()
+            os.kill(os.getpid(), 9)
+        f.write(data)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)

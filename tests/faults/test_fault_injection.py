@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from selfimprove.rundir import read_jsonl
+from selfimprove.rundir import KILL_WHILE_WRITING, read_jsonl
 
 pytestmark = pytest.mark.faults
 
@@ -28,9 +28,12 @@ KILL_POINTS = {
                          "iter_02/.train.partial/checkpoints/checkpoint-12/trainer_state.json",
                          "iter_02/.evaluate.partial"],
     "bstar": ["iter_01/.tune.partial", "iter_02/.train.partial/checkpoints/checkpoint-8/trainer_state.json"],
-    # mid-sampling: after the first of several saved chunks (profile=debug + small chunks)
-    "star_chunked": ["iter_02/.generate.partial/resume/sampling-00001.json"],
+    # mid-sampling: after the first of several saved chunks (profile=debug + small chunks); and halfway
+    # through writing a dataset and a stage's done-marker
+    "star_chunked": ["iter_02/.generate.partial/resume/sampling-00001.json",
+                     "writing:iter_01/.score.partial/scored.jsonl", "writing:iter_02/.filter.partial/manifest.json"],
 }
+WRITING = "writing:"
 # variants: a run name -> the recipe and extra overrides it runs with
 VARIANTS = {"star_chunked": ["recipe=star", "backend.chunk_prompts=8"]}
 
@@ -69,16 +72,25 @@ def references(tmp_path_factory):
 @pytest.mark.parametrize("recipe,point", [(r, p) for r, ps in KILL_POINTS.items() for p in ps])
 def test_kill_then_resume_matches_uninterrupted(references, tmp_path, recipe, point):
     run = tmp_path / recipe
-    proc = subprocess.Popen(command(recipe, tmp_path, recipe), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 600
-    while not (run / point).exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    try:
-        os.kill(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass  # it finished first: the assertion below says so
-    proc.wait()
-    assert (run / point).exists(), f"the run ended before reaching {point}"
+    if point.startswith(WRITING):  # the run SIGKILLs itself halfway through writing that file
+        point = point[len(WRITING):]
+        env = os.environ | {KILL_WHILE_WRITING: point}
+        proc = subprocess.run(command(recipe, tmp_path, recipe), capture_output=True, env=env, timeout=900)
+        assert proc.returncode == -signal.SIGKILL, f"the run never wrote {point}"
+        target = run / point
+        assert list(target.parent.glob(f".{target.name}.tmp*")) and not target.exists()  # half a file, unseen
+    else:
+        proc = subprocess.Popen(command(recipe, tmp_path, recipe), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        deadline = time.time() + 600
+        while not (run / point).exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.02)
+        try:
+            os.kill(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass  # it finished first: the assertion below says so
+        proc.wait()
+        assert (run / point).exists(), f"the run ended before reaching {point}"
     done_before = {str(p): p.stat().st_mtime_ns for p in run.glob("iter_*/*/manifest.json")}
 
     subprocess.run(command(recipe, tmp_path, recipe), check=True, capture_output=True, timeout=900)
