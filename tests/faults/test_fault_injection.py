@@ -28,6 +28,7 @@ KILL_POINTS = {
                          "iter_02/.train.partial/checkpoints/checkpoint-12/trainer_state.json",
                          "iter_02/.evaluate.partial"],
     "bstar": ["iter_01/.tune.partial", "iter_02/.train.partial/checkpoints/checkpoint-8/trainer_state.json"],
+    "vstar": ["iter_01/.buffer.partial", "iter_02/.verifier.partial/checkpoints/checkpoint-4/trainer_state.json"],
 }
 
 

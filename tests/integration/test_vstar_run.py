@@ -61,9 +61,9 @@ def test_vstar_debug_run_with_kill_during_verifier_training(tmp_path):
     assert "verifier@2" not in m[(1, "evaluate")] and "majority@2" in m[(1, "evaluate")]
     scored = [r for r in read_jsonl(run / "iter_02/evaluate/eval.jsonl") if r["mode"] == "sample"]
     assert scored and all(isinstance(r["verifier_score"], float) for r in scored)
-    # the verifier starts from G_SFT (the seed model) and moved away from it
+    # the verifier starts from the last generator (recipe: verifier.init=policy) and moved away from it
     from transformers import AutoModelForCausalLM
 
-    base = AutoModelForCausalLM.from_pretrained(run / "iter_00/seed_sft/model")
+    base = AutoModelForCausalLM.from_pretrained(run / "iter_02/train/model")
     verifier = AutoModelForCausalLM.from_pretrained(run / "iter_02/verifier/model")
     assert max((a - b).abs().max().item() for a, b in zip(base.parameters(), verifier.parameters())) > 1e-5
