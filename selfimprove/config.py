@@ -260,6 +260,26 @@ class FilterConfig:
     min_reward: float = 1.0
     max_per_problem: Optional[int] = None  # cap on kept samples per problem; null = no cap
     dedup: bool = True  # drop identical texts for one problem before capping
+    # the scored rows to select from: this iteration's `scored`, or V-STaR's `verifier_buffer`
+    # (every sample of every iteration so far: STaR-style accumulation, nothing discarded)
+    source: str = "scored"
+
+
+@dataclass
+class BestOfKConfig:
+    """Best-of-k evaluation: every sampled candidate is scored once by the verifier; from the n
+    candidates, exact subset estimators give pass@1, majority@k, verifier@k (the top-scored of k)
+    and oracle@k (= pass@k), plus the verifier's accuracy on held-out (correct, incorrect) pairs."""
+
+    enabled: bool = False
+    k: List[int] = field(default_factory=lambda: [4, 16])  # each needs k <= num_samples
+    verifier: Optional[str] = None  # the verifier's artifact (e.g. `verifier`); null: generator metrics only
+    # logprob: log V(y|x), the paper's score; mean_logprob: per token; implicit_reward: the DPO
+    # reward beta * (log V(y|x) - log ref(y|x)) with `reference` as ref
+    score: str = "logprob"
+    reference: str = "base"
+    beta: float = "${verifier.beta}"  # type: ignore[assignment]
+    batch_size: int = 64  # sequences per verifier forward pass
 
 
 @dataclass
@@ -274,6 +294,43 @@ class EvaluateConfig:
     pass_k: List[int] = field(default_factory=lambda: [1, 4])
     temperature: float = 1.0
     top_p: float = 0.95
+    # V-STaR: Best-of-k over the `num_samples` candidates, ranked by a verifier (see BestOfKConfig)
+    best_of: BestOfKConfig = field(default_factory=lambda: BestOfKConfig())
+
+
+@dataclass
+class QueriesConfig:
+    """V-STaR's D_query: the problem splits to sample in each iteration, published as `output`."""
+
+    kind: str = "queries"
+    enabled: bool = True
+    splits: List[str] = field(default_factory=lambda: ["seed", "train"])
+    output: str = "train"
+
+
+@dataclass
+class BufferConfig:
+    """V-STaR's verifier buffer D_VER: every scored sample, correct or not, appended each
+    iteration to the previous iteration's buffer (one dataset artifact per iteration)."""
+
+    kind: str = "buffer"
+    enabled: bool = True
+    output: str = "verifier_buffer"  # the artifact; it lives for the whole run
+    # also hold the worked seed examples as correct rows, as D_GEN and D_VER start from D_SFT
+    include_seed: bool = True
+
+
+@dataclass
+class VerifierPairsConfig:
+    """Correct x incorrect solutions of the same problem, as prompt/chosen/rejected rows."""
+
+    kind: str = "verifier_pairs"
+    enabled: bool = True
+    source: str = "verifier_buffer"
+    min_reward: float = 1.0  # a sample is correct at or above this reward, incorrect below it
+    # the Cartesian product per problem, capped (pairs drawn uniformly from it); null = no cap
+    max_pairs_per_problem: Optional[int] = 64
+    dedup: bool = True  # identical texts of one problem count once
 
 
 @dataclass
@@ -328,6 +385,14 @@ class RunConfig:
     dpo: DPOConfig = field(default_factory=DPOConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    # V-STaR: the verifier buffer, its preference pairs and the DPO verifier (from G_SFT = base)
+    queries: QueriesConfig = field(default_factory=QueriesConfig)
+    buffer: BufferConfig = field(default_factory=BufferConfig)
+    verifier_pairs: VerifierPairsConfig = field(default_factory=VerifierPairsConfig)
+    verifier: DPOConfig = field(default_factory=lambda: DPOConfig(init="base", data="verifier_pairs", output="verifier"))
+    # stages of `stages` that run in the last iteration only (V-STaR trains its verifier once,
+    # after the last iteration; empty the list to train one every iteration)
+    last_iteration_only: List[str] = field(default_factory=list)
 
 
 # Option schemas for groups whose shape depends on the choice (task=, backend=).
@@ -487,6 +552,7 @@ def validate(cfg: Any) -> None:
             bad = [k for k in s.pass_k if k > s.num_samples or k < 1]
             need(not bad, f"{name}.pass_k has {bad} but only {name}.num_samples={s.num_samples} samples are drawn; "
                           f"raise {name}.num_samples to at least {max(s.pass_k)} or drop those k.")
+    _validate_vstar(cfg, names, need)
     if cfg.backend.name == "vllm":
         import importlib.util
 
@@ -497,3 +563,30 @@ def validate(cfg: Any) -> None:
          f"model.dtype must be auto, float32, bfloat16 or float16 (got '{cfg.model.dtype}').")
     if problems:
         raise ConfigError("Invalid configuration:\n  - " + "\n  - ".join(problems))
+
+
+def _validate_vstar(cfg: Any, names: list[str], need) -> None:
+    """V-STaR's settings: Best-of-k needs k <= the candidates sampled and a verifier some stage
+    trains; last_iteration_only names stages of the iteration."""
+    extra = [s for s in cfg.get("last_iteration_only", []) if s not in cfg.stages]
+    need(not extra, f"last_iteration_only lists {extra}, which are not in stages={list(cfg.stages)}.")
+    trained = {cfg[n].output for n in names if n in cfg and OmegaConf.is_dict(cfg[n]) and cfg[n].get("kind") == "dpo"}
+    for name in names:
+        s = cfg[name] if name in cfg and OmegaConf.is_dict(cfg[name]) else {}
+        if s.get("kind") == "evaluate" and s.best_of.enabled:
+            b = s.best_of
+            big = [k for k in b.k if k > s.num_samples or k < 1]
+            need(not big, f"{name}.best_of.k has {big} but only {name}.num_samples={s.num_samples} candidates are "
+                          f"sampled per problem; raise {name}.num_samples to at least {max(b.k)} (the paper samples "
+                          f"n >= k, e.g. 128 for k = 64) or drop those k.")
+            need(b.score in ("logprob", "mean_logprob", "implicit_reward"),
+                 f"{name}.best_of.score must be logprob, mean_logprob or implicit_reward (got '{b.score}').")
+            need(len(b.k) > 0, f"{name}.best_of.k is empty; list the k to report, e.g. {name}.best_of.k=[4,16].")
+            need(b.batch_size >= 1, f"{name}.best_of.batch_size must be >= 1.")
+            need(b.verifier is None or b.verifier in trained,
+                 f"{name}.best_of.verifier='{b.verifier}' but no dpo stage in the stage lists publishes it "
+                 f"(stages publish: {sorted(trained) or 'none'}); add the verifier stages (recipe=vstar) or set "
+                 f"{name}.best_of.verifier=null.")
+        if s.get("kind") == "verifier_pairs" and s.max_pairs_per_problem is not None:
+            need(s.max_pairs_per_problem >= 1, f"{name}.max_pairs_per_problem must be >= 1 or null for the full "
+                                               f"product (got {s.max_pairs_per_problem}).")

@@ -61,7 +61,9 @@ def check_saved_config(rd: RunDir, new: dict) -> None:
 
 
 def stage_plan(cfg) -> list[tuple[int, str]]:
-    return [(0, s) for s in cfg.setup] + [(i, s) for i in range(1, cfg.iterations + 1) for s in cfg.stages]
+    last_only = set(cfg.get("last_iteration_only", []))  # e.g. V-STaR's verifier, trained once at the end
+    return [(0, s) for s in cfg.setup] + [(i, s) for i in range(1, cfg.iterations + 1) for s in cfg.stages
+                                          if i == cfg.iterations or s not in last_only]
 
 
 def run_pipeline(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict, console: Console,

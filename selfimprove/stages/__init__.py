@@ -17,6 +17,8 @@ from ..registry import Registry
 # Artifacts that live for the whole run; every other artifact made in an iteration expires with it.
 RESUME_DIR = "resume"
 PERSISTENT = {"base", "policy", "seed_data", "train", "val", "test"}
+# V-STaR: the verifier buffer grows across iterations; its seed rows come from the `seed` split
+PERSISTENT |= {"verifier_buffer", "seed"}
 
 
 @dataclass
@@ -67,6 +69,7 @@ class StageKind:
 
 STAGES: Registry[StageKind] = Registry("stage kind")
 _MODULES = ["prepare", "sft", "dpo", "tune", "generate", "score", "rationalize", "filter", "evaluate"]
+_MODULES += ["queries", "buffer", "verifier_pairs"]  # V-STaR
 
 
 def register_stage(kind: str, inputs: Callable[[Any], dict[str, str]]):

@@ -8,7 +8,7 @@ from ..backends import SamplingParams
 from ..metrics import majority, mean, pass_at_k
 from ..rundir import write_jsonl
 from .generate import run_sampler, sample_problems
-from . import StageContext, StageResult, register_stage
+from . import StageContext, StageResult, best_of_k, register_stage
 
 
 def sampled_metrics(correct: list[list[bool]], answers: list[list], golds: list[str], ks) -> dict:
@@ -20,13 +20,16 @@ def sampled_metrics(correct: list[list[bool]], answers: list[list], golds: list[
     return out
 
 
-@register_stage("evaluate", inputs=lambda cfg: {"model": "policy", "problems": cfg.split})
+@register_stage("evaluate", inputs=lambda cfg: {"model": "policy", "problems": cfg.split, **best_of_k.roles(cfg)})
 def evaluate(ctx: StageContext) -> StageResult:
     c, task = ctx.cfg, ctx.task
     problems = sample_problems(ctx, ctx.inputs["problems"], c.max_problems)
     prompts = [task.prompt(p) for p in problems]
     with ctx.sampler(ctx.inputs["model"]) as sampler:
-        return _evaluate(ctx, sampler, problems, prompts)
+        result = _evaluate(ctx, sampler, problems, prompts)
+    if c.best_of.enabled:  # V-STaR: rank the sampled candidates with the verifier (after the sampler is freed)
+        result = best_of_k.add_best_of_k(ctx, result, problems)
+    return result
 
 
 def _evaluate(ctx: StageContext, sampler, problems: list[dict], prompts: list[str]) -> StageResult:

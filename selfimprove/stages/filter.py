@@ -29,7 +29,7 @@ def select(rows: list[dict], min_reward: float, max_per_problem, dedup: bool, se
     return kept
 
 
-@register_stage("filter", inputs=lambda cfg: {"scored": "scored", "rationalized": "rationalized?", "tuned": "tuned?"})
+@register_stage("filter", inputs=lambda cfg: {"scored": cfg.source, "rationalized": "rationalized?", "tuned": "tuned?"})
 def filter_stage(ctx: StageContext) -> StageResult:
     c = ctx.cfg
     generated = read_jsonl(ctx.inputs["scored"])

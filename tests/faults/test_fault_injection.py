@@ -32,6 +32,7 @@ KILL_POINTS = {
     # through writing a dataset and a stage's done-marker
     "star_chunked": ["iter_02/.generate.partial/resume/sampling-00001.json",
                      "writing:iter_01/.score.partial/scored.jsonl", "writing:iter_02/.filter.partial/manifest.json"],
+    "vstar": ["iter_01/.buffer.partial", "iter_02/.verifier.partial/checkpoints/checkpoint-4/trainer_state.json"],
 }
 WRITING = "writing:"
 # variants: a run name -> the recipe and extra overrides it runs with
