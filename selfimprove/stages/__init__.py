@@ -66,7 +66,8 @@ class StageKind:
 
 
 STAGES: Registry[StageKind] = Registry("stage kind")
-_MODULES = ["prepare", "sft", "dpo", "tune", "generate", "score", "rationalize", "filter", "evaluate"]
+_MODULES = ["prepare", "sft", "dpo", "tune", "generate", "score", "rationalize", "filter", "evaluate",
+            "judge_seed", "self_instruct", "judge", "pairs", "judge_quality"]
 
 
 def register_stage(kind: str, inputs: Callable[[Any], dict[str, str]]):
