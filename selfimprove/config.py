@@ -306,7 +306,7 @@ class JudgeConfig:
     samples: int = 3  # judgments per candidate, averaged over the parseable ones
     temperature: float = 0.7
     top_p: float = 0.9
-    max_new_tokens: int = 112
+    max_new_tokens: int = 64
 
 
 @dataclass

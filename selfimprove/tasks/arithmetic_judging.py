@@ -12,8 +12,10 @@ selfimprove/judges/templates/scratchpad_5pt.txt):
     digits  the steps equal the correct scratchpad (right digits and carries)
     answer  the final answer is the correct sum
 
-The EFT judgment first recomputes the correct scratchpad (the judge "checks the work"), then
-lists the points and ends with `Score: N`. Wrong candidates are perturbations of the gold
+The EFT judgment first recomputes the correct scratchpad and sum (the judge "checks the work"),
+then writes the points awarded, one digit per criterion in the order above, and ends with
+`Score: N`: " 3+1=4,8+6=14 94 10111\nScore: 4". (Short, because every character is a token of
+a character-level model's context and compute.) Wrong candidates are perturbations of the gold
 solution, one family per kind of mistake the model makes, so every score 0-5 occurs.
 """
 from __future__ import annotations
@@ -58,8 +60,8 @@ def judgment(question: str, response: str) -> tuple[str, int]:
     a, b = operands(question)
     got = points(question, response)
     total = sum(got.values())
-    awarded = " ".join(f"{c}+{got[c]}" for c in CRITERIA)
-    return f" check {scratchpad(a, b)} = {a + b}; {awarded}\nScore: {total}", total
+    awarded = "".join(str(got[c]) for c in CRITERIA)  # one digit per criterion, in CRITERIA's order
+    return f" {scratchpad(a, b)} {a + b} {awarded}\nScore: {total}", total
 
 
 def _steps(a: int, b: int) -> list[str]:

@@ -28,6 +28,7 @@ KILL_POINTS = {
                          "iter_02/.train.partial/checkpoints/checkpoint-12/trainer_state.json",
                          "iter_02/.evaluate.partial"],
     "bstar": ["iter_01/.tune.partial", "iter_02/.train.partial/checkpoints/checkpoint-8/trainer_state.json"],
+    "self_rewarding": ["iter_01/.judge.partial", "iter_02/.dpo.partial/checkpoints/checkpoint-5/trainer_state.json"],
 }
 
 
@@ -43,7 +44,9 @@ def comparable(run: Path):
 
 
 def last_model(run: Path) -> bytes:
-    return sorted(run.glob("iter_*/train/model/model.safetensors"))[-1].read_bytes()
+    found = sorted(run.glob("iter_*/train/model/model.safetensors")) or sorted(
+        run.glob("iter_*/dpo/model/model.safetensors"))  # self_rewarding trains with its dpo stage
+    return found[-1].read_bytes()
 
 
 @pytest.fixture(scope="module")
