@@ -1,7 +1,8 @@
 """Preference pairs from self-judged candidates: per prompt, the highest-scored response is
 chosen and the lowest-scored rejected (first in sample order among equals); prompts whose
-scores are all equal (ties) are dropped, as are prompts with fewer than two scored candidates
-and pairs whose two texts are identical (a DPO pair of one text teaches nothing)."""
+scores are all equal (ties) are dropped, as are prompts with fewer than two scored distinct
+responses and prompts whose candidates are all the same text (a DPO pair of one text teaches
+nothing)."""
 from __future__ import annotations
 
 from collections import defaultdict
@@ -12,26 +13,29 @@ from . import StageContext, StageError, StageResult, register_stage
 
 
 def build_pairs(rows: list[dict]) -> tuple[list[dict], dict]:
-    """Pure: (pairs, counts) from judged rows (prompt_id, sample_id, prompt, text, score)."""
-    groups: dict[str, list[dict]] = defaultdict(list)
-    for r in rows:
-        groups[r["prompt_id"]].append(r)
+    """Pure: (pairs, counts) from judged rows (prompt_id, sample_id, prompt, text, score[, scores]).
+
+    Candidates with the same text are one response: their parseable judgments are pooled into
+    one average (short answers repeat often; a text must not be both chosen and rejected)."""
+    groups: dict[str, dict[str, dict]] = defaultdict(dict)
+    for r in sorted(rows, key=lambda r: r["sample_id"]):
+        scores = [s for s in r.get("scores", [r.get("score")]) if s is not None]
+        same = groups[r["prompt_id"]].setdefault(r["text"], {**r, "pooled": []})
+        same["pooled"] += scores
     pairs, counts = [], {"prompts": len(groups), "too_few_scored": 0, "ties": 0, "identical": 0}
-    for pid in groups:  # first-seen order: the samples file's order
-        scored = sorted((r for r in groups[pid] if r.get("score") is not None), key=lambda r: r["sample_id"])
+    for pid, by_text in groups.items():
+        scored = [{**r, "score": sum(r["pooled"]) / len(r["pooled"])} for r in by_text.values() if r["pooled"]]
         if len(scored) < 2:
-            counts["too_few_scored"] += 1
+            # one distinct scored text: every candidate said the same thing, or too few were scored
+            counts["identical" if len(scored) == 1 and len(by_text) == 1 else "too_few_scored"] += 1
             continue
-        hi = max(scored, key=lambda r: r["score"])  # max/min return the first of equals
+        hi = max(scored, key=lambda r: r["score"])  # max/min return the first (lowest sample_id) of equals
         lo = min(scored, key=lambda r: r["score"])
         if hi["score"] == lo["score"]:
             counts["ties"] += 1
             continue
-        if hi["text"] == lo["text"]:
-            counts["identical"] += 1
-            continue
         pairs.append({"prompt_id": pid, "prompt": hi["prompt"], "chosen": hi["text"], "rejected": lo["text"],
-                      "chosen_score": hi["score"], "rejected_score": lo["score"]})
+                      "chosen_score": round(hi["score"], 4), "rejected_score": round(lo["score"], 4)})
     return pairs, counts
 
 

@@ -45,7 +45,7 @@ def test_pairs_take_highest_and_lowest_and_drop_ties():
     rows = [row("a", 0, 3.0), row("a", 1, 4.5), row("a", 2, 1.0), row("a", 3, 4.5),  # hi: first 4.5, lo: 1.0
             row("b", 0, 2.0), row("b", 1, 2.0), row("b", 2, 2.0), row("b", 3, 2.0),  # all tied
             row("c", 0, 5.0), row("c", 1, None), row("c", 2, None), row("c", 3, None),  # one scored
-            row("d", 0, 4.0, "same"), row("d", 1, 1.0, "same"),  # identical texts
+            row("d", 0, 4.0, "same"), row("d", 1, 1.0, "same"),  # one distinct text
             row("e", 0, None), row("e", 1, 2.0), row("e", 2, 3.0)]  # unscored ignored
     pairs, counts = build_pairs(rows)
     assert [(p["prompt_id"], p["chosen"], p["rejected"]) for p in pairs] == [("a", "a-1", "a-2"), ("e", "e-2", "e-1")]
@@ -56,6 +56,13 @@ def test_pairs_take_highest_and_lowest_and_drop_ties():
 def test_pairs_when_everything_ties():
     pairs, counts = build_pairs([row("a", i, 3.0) for i in range(4)] + [row("b", i, None) for i in range(4)])
     assert pairs == [] and counts["ties"] == 1 and counts["too_few_scored"] == 1
+
+
+def test_identical_texts_pool_their_judgments():
+    rows = [{**row("a", 0, None, "x"), "scores": [5.0, 1.0, None]}, {**row("a", 1, None, "y"), "scores": [4.0]},
+            {**row("a", 2, None, "x"), "scores": [3.0, 3.0]}]
+    pairs, _ = build_pairs(rows)  # x: mean(5, 1, 3, 3) = 3.0 < y: 4.0
+    assert [(p["chosen"], p["rejected"], p["chosen_score"], p["rejected_score"]) for p in pairs] == [("y", "x", 4.0, 3.0)]
 
 
 def test_template_needs_placeholders_and_a_header(tmp_path):
