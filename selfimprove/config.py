@@ -293,6 +293,20 @@ class EvaluateConfig:
 
 # Self-Rewarding (recipe=self_rewarding): the `judge` section is also the `judge=` config group
 # (conf/judge/*.yaml: template and score regex); the other judge-using stages read it.
+def _template_sha256(name: str) -> str:
+    """The judge template file's checksum, part of every judge stage's config: stage fingerprints
+    follow the file's content, not just its name (an edited rubric recomputes what it affects)."""
+    import hashlib
+
+    from .judges import template_path
+
+    path = template_path(str(name))
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else "missing"
+
+
+OmegaConf.register_new_resolver("template_sha256", _template_sha256, replace=True)
+
+
 @dataclass
 class JudgeConfig:
     """LLM-as-a-judge over the policy's own candidates (Yuan et al. 2024: 3 judgments at T=0.7, p=0.9)."""
@@ -300,6 +314,7 @@ class JudgeConfig:
     kind: str = "judge"
     enabled: bool = True
     template: str = "scratchpad_5pt.txt"  # a shipped template (selfimprove/judges/templates/) or a path
+    template_sha256: str = "${template_sha256:${.template}}"  # computed: do not set
     score_regex: str = "Score: ([0-9.]+)"  # first group = the score; the last match in a judgment counts
     min_score: float = 0.0
     max_score: float = 5.0
@@ -320,6 +335,7 @@ class JudgeSeedConfig:
     instruct_examples: int = 400  # self-instruction demonstrations (few shots -> a new prompt)
     shots: int = 4
     template: str = "${judge.template}"
+    template_sha256: str = "${template_sha256:${.template}}"  # computed: do not set
     score_regex: str = "${judge.score_regex}"
     min_score: float = "${judge.min_score}"  # type: ignore[assignment]
     max_score: float = "${judge.max_score}"  # type: ignore[assignment]
@@ -356,6 +372,7 @@ class JudgeQualityConfig:
     split: str = "val"
     max_pairs: Optional[int] = None
     template: str = "${judge.template}"
+    template_sha256: str = "${template_sha256:${.template}}"  # computed: do not set
     score_regex: str = "${judge.score_regex}"
     min_score: float = "${judge.min_score}"  # type: ignore[assignment]
     max_score: float = "${judge.max_score}"  # type: ignore[assignment]

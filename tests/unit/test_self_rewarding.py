@@ -69,9 +69,9 @@ def test_template_needs_placeholders_and_a_header(tmp_path):
     assert "{prompt}" in load_template("additive_5pt.txt").body
     t = load_template("scratchpad_5pt.txt")
     assert "Yuan et al. 2024" in t.header and "#" not in t.body
-    assert t.render("Q: 1+2\nA:", " 1+2=3\n#### 3") == "Judge Q: 1+2\nA: 1+2=3\n#### 3\nVerdict:"
+    assert t.render("Q: 1+2\nA:", " 1+2=3\n#### 3") == "Rate 1+2=3\n#### 3\nQ: 1+2\nA:"
     # a response that itself contains a placeholder is not expanded again
-    assert t.render("{response}", "x") == "Judge {response}x\nVerdict:"
+    assert t.render("{response}", "x") == "Ratex\n{response}"
     bad = tmp_path / "bad.txt"
     bad.write_text("# rubric: mine\nRate this: {response}\n")
     with pytest.raises(JudgeConfigError, match=r"lacks the placeholder\(s\) \{prompt\}"):
