@@ -101,6 +101,21 @@ class MathTaskConfig(GSM8KTaskConfig):
 
 
 @dataclass
+class PromptsTaskConfig:
+    """Prompts without gold answers (Self-Rewarding on a real instruct model); see tasks/prompts.py."""
+
+    name: str = "prompts"
+    path: Optional[str] = None  # JSONL, one {"prompt": ...} a line
+    seed_path: Optional[str] = None  # JSONL of IFT {"prompt","response"} and EFT {"kind":"eft",...,"judgment"} rows
+    judge_pairs_path: Optional[str] = None  # JSONL of held-out {"prompt","chosen","rejected"}
+    data_seed: int = 1234
+    train_size: Optional[int] = None  # unused: every non-held-out prompt is a training prompt
+    val_size: int = 0  # unused: val is the held-out test prompts
+    test_size: int = 50  # prompts held out for evaluation (answered, never trained on)
+    max_instruction_chars: int = 2000  # self-instruction: longer "prompts" are rejected
+
+
+@dataclass
 class HFBackendConfig:
     name: str = "hf"
     batch_size: int = 256  # sequences (prompts x samples) per generate call
@@ -333,6 +348,97 @@ class VerifierPairsConfig:
     dedup: bool = True  # identical texts of one problem count once
 
 
+# Self-Rewarding (recipe=self_rewarding): the `judge` section is also the `judge=` config group
+# (conf/judge/*.yaml: template and score regex); the other judge-using stages read it.
+def _template_sha256(name: str) -> str:
+    """The judge template file's checksum, part of every judge stage's config: stage fingerprints
+    follow the file's content, not just its name (an edited rubric recomputes what it affects)."""
+    import hashlib
+
+    from .judges import template_path
+
+    path = template_path(str(name))
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else "missing"
+
+
+OmegaConf.register_new_resolver("template_sha256", _template_sha256, replace=True)
+
+
+@dataclass
+class JudgeConfig:
+    """LLM-as-a-judge over the policy's own candidates (Yuan et al. 2024: 3 judgments at T=0.7, p=0.9)."""
+
+    kind: str = "judge"
+    enabled: bool = True
+    template: str = "scratchpad_5pt.txt"  # a shipped template (selfimprove/judges/templates/) or a path
+    template_sha256: str = "${template_sha256:${.template}}"  # computed: do not set
+    score_regex: str = "Score: ([0-9.]+)"  # first group = the score; the last match in a judgment counts
+    min_score: float = 0.0
+    max_score: float = 5.0
+    samples: int = 3  # judgments per candidate, averaged over the parseable ones
+    temperature: float = 0.7
+    top_p: float = 0.9
+    max_new_tokens: int = 64
+
+
+@dataclass
+class JudgeSeedConfig:
+    """EFT seed data (judge prompt -> justification + `Score: N`) and self-instruction demos, added
+    to the IFT seed data that trains M1."""
+
+    kind: str = "judge_seed"
+    enabled: bool = True
+    eft_per_problem: int = 2  # EFT judgments per seed problem (built-in task)
+    instruct_examples: int = 400  # self-instruction demonstrations (few shots -> a new prompt)
+    shots: int = 4
+    template: str = "${judge.template}"
+    template_sha256: str = "${template_sha256:${.template}}"  # computed: do not set
+    score_regex: str = "${judge.score_regex}"
+    min_score: float = "${judge.min_score}"  # type: ignore[assignment]
+    max_score: float = "${judge.max_score}"  # type: ignore[assignment]
+
+
+@dataclass
+class SelfInstructConfig:
+    """The policy writes new prompts from few-shot prompts of pool examples (paper: 8-shot, T=0.6, p=0.9)."""
+
+    kind: str = "self_instruct"
+    enabled: bool = True
+    num_prompts: int = 600  # attempts; invalid/duplicate ones are dropped
+    max_kept: Optional[int] = None
+    shots: int = 4
+    temperature: float = 0.6
+    top_p: float = 0.9
+    max_new_tokens: int = 24
+
+
+@dataclass
+class PairsConfig:
+    """Highest- vs lowest-scored candidate per prompt; ties dropped."""
+
+    kind: str = "pairs"
+    enabled: bool = True
+
+
+@dataclass
+class JudgeQualityConfig:
+    """Pairwise accuracy of the policy-as-judge on held-out (correct, incorrect) pairs (paper's Table 4)."""
+
+    kind: str = "judge_quality"
+    enabled: bool = True
+    split: str = "val"
+    max_pairs: Optional[int] = None
+    template: str = "${judge.template}"
+    template_sha256: str = "${template_sha256:${.template}}"  # computed: do not set
+    score_regex: str = "${judge.score_regex}"
+    min_score: float = "${judge.min_score}"  # type: ignore[assignment]
+    max_score: float = "${judge.max_score}"  # type: ignore[assignment]
+    samples: int = "${judge.samples}"  # type: ignore[assignment]
+    temperature: float = "${judge.temperature}"  # type: ignore[assignment]
+    top_p: float = "${judge.top_p}"  # type: ignore[assignment]
+    max_new_tokens: int = "${judge.max_new_tokens}"  # type: ignore[assignment]
+
+
 @dataclass
 class TrackingConfig:
     wandb_mode: str = "disabled"  # disabled | offline | online
@@ -384,6 +490,14 @@ class RunConfig:
     train: SFTConfig = field(default_factory=SFTConfig)
     dpo: DPOConfig = field(default_factory=DPOConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    # Self-Rewarding: M1 is SFT from scratch on IFT + EFT seed data (its own section, so budgets and
+    # profiles can size it apart from STaR's seed model)
+    m1_sft: SFTConfig = field(default_factory=lambda: SFTConfig(init="scratch", data="seed_data"))
+    judge_seed: JudgeSeedConfig = field(default_factory=JudgeSeedConfig)
+    self_instruct: SelfInstructConfig = field(default_factory=SelfInstructConfig)
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
+    pairs: PairsConfig = field(default_factory=PairsConfig)
+    judge_quality: JudgeQualityConfig = field(default_factory=JudgeQualityConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     # V-STaR: the verifier buffer, its preference pairs and the DPO verifier (from G_SFT = base)
     queries: QueriesConfig = field(default_factory=QueriesConfig)
@@ -402,6 +516,7 @@ GROUP_SCHEMAS = {
     ("task", "math_schema"): MathTaskConfig,
     ("backend", "hf_schema"): HFBackendConfig,
     ("backend", "vllm_schema"): VLLMBackendConfig,
+    ("task", "prompts_schema"): PromptsTaskConfig,
 }
 
 # Keys that may change between invocations of one run without being a conflict.
@@ -561,6 +676,7 @@ def validate(cfg: Any) -> None:
              "`pip install \"selfimprove[vllm]\"`, or use backend=hf.")
     need(cfg.model.dtype in ("auto", "float32", "bfloat16", "float16"),
          f"model.dtype must be auto, float32, bfloat16 or float16 (got '{cfg.model.dtype}').")
+    problems += judge_problems(cfg, names)
     if problems:
         raise ConfigError("Invalid configuration:\n  - " + "\n  - ".join(problems))
 
@@ -590,3 +706,48 @@ def _validate_vstar(cfg: Any, names: list[str], need) -> None:
         if s.get("kind") == "verifier_pairs" and s.max_pairs_per_problem is not None:
             need(s.max_pairs_per_problem >= 1, f"{name}.max_pairs_per_problem must be >= 1 or null for the full "
                                                f"product (got {s.max_pairs_per_problem}).")
+JUDGE_KINDS = ("judge", "judge_seed", "judge_quality")
+
+
+def judge_problems(cfg: Any, names: list[str]) -> list[str]:
+    """Self-Rewarding's startup checks: the judge template has its placeholders, and the score
+    regex reads scores from the EFT data the model will be taught (else every judgment would be
+    unparseable, an hour later)."""
+    used = [n for n in names if n in cfg and OmegaConf.is_dict(cfg[n]) and cfg[n].get("kind") in JUDGE_KINDS
+            and cfg[n].enabled]
+    out: list[str] = []
+    if not used:
+        return out
+    from .judges import JudgeConfigError, check_regex_on, compile_score_regex, load_template
+
+    for name in used:
+        s = cfg[name]
+        if "samples" in s and s.samples < 1:
+            out.append(f"{name}.samples must be >= 1 (got {s.samples}); the paper judges each response 3 times.")
+        if s.max_score <= s.min_score:
+            out.append(f"{name}.max_score must be above {name}.min_score (got {s.min_score}..{s.max_score}).")
+    for name in ("self_instruct",):
+        if name in cfg and name in names and cfg[name].enabled:
+            if cfg[name].num_prompts < 1 or cfg[name].shots < 1:
+                out.append(f"{name}.num_prompts and {name}.shots must be >= 1.")
+    try:
+        s = cfg[used[0]]
+        load_template(s.template)
+        rx = compile_score_regex(s.score_regex)
+        if any(cfg[n].kind == "judge_seed" for n in used):
+            from .tasks import TaskDataError, build_task
+
+            eft: list = []
+            try:
+                task = build_task(cfg.task)
+                if hasattr(task, "eft_examples"):
+                    eft = task.eft_examples(task.splits().get("seed", [])[:50], 2, 0)
+                else:
+                    out.append(f"task={cfg.task.name} has no EFT seed data for the judge; use task=arithmetic or "
+                               "task=prompts with task.seed_path.")
+            except TaskDataError as exc:
+                out.append(str(exc))
+            check_regex_on(rx, [e["judgment"] for e in eft], s.min_score, s.max_score, f"task={cfg.task.name}")
+    except JudgeConfigError as exc:
+        out.append(str(exc))
+    return out

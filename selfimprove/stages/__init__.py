@@ -70,6 +70,7 @@ class StageKind:
 STAGES: Registry[StageKind] = Registry("stage kind")
 _MODULES = ["prepare", "sft", "dpo", "tune", "generate", "score", "rationalize", "filter", "evaluate"]
 _MODULES += ["queries", "buffer", "verifier_pairs"]  # V-STaR
+_MODULES += ["judge_seed", "self_instruct", "judge", "pairs", "judge_quality"]  # Self-Rewarding
 
 
 def register_stage(kind: str, inputs: Callable[[Any], dict[str, str]]):

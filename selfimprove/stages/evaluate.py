@@ -34,6 +34,8 @@ def evaluate(ctx: StageContext) -> StageResult:
 
 def _evaluate(ctx: StageContext, sampler, problems: list[dict], prompts: list[str]) -> StageResult:
     c, task = ctx.cfg, ctx.task
+    if problems and all(p.get("answer") is None for p in problems):  # prompts without gold (task=prompts)
+        return _lengths_only(ctx, sampler, problems, prompts)
     greedy, speed = run_sampler(ctx, sampler, prompts,
                                 SamplingParams(n=1, max_new_tokens=c.max_new_tokens, seed=ctx.seed), "greedy eval")
     rows, by_diff = [], defaultdict(list)
@@ -58,3 +60,13 @@ def _evaluate(ctx: StageContext, sampler, problems: list[dict], prompts: list[st
                  for j, (t, a, ok) in enumerate(zip(texts, anss, oks))]
     write_jsonl(ctx.out / "eval.jsonl", rows)
     return StageResult({"eval": "eval.jsonl"}, metrics)
+
+
+def _lengths_only(ctx: StageContext, sampler, problems: list[dict], prompts: list[str]) -> StageResult:
+    """No gold answers: no accuracy, only the greedy responses and their length."""
+    greedy, speed = run_sampler(ctx, sampler, prompts,
+                                SamplingParams(n=1, max_new_tokens=ctx.cfg.max_new_tokens, seed=ctx.seed), "greedy eval")
+    rows = [{"prompt_id": p["id"], "mode": "greedy", "text": text} for p, (text,) in zip(problems, greedy)]
+    write_jsonl(ctx.out / "eval.jsonl", rows)
+    return StageResult({"eval": "eval.jsonl"}, {"problems": len(problems), "mean_chars": round(
+        mean([len(r["text"]) for r in rows]), 1), **speed})

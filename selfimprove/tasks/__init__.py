@@ -56,5 +56,6 @@ class Task:
 
 def build_task(cfg) -> Task:
     from . import arithmetic, competition_math, gsm8k  # noqa: F401  (registration happens on import)
+    from . import prompts  # noqa: F401
 
     return TASKS.get_or_explain(cfg.name)(cfg)

@@ -73,3 +73,34 @@ class Arithmetic(Task):
     def prompt(self, problem: dict, hint: bool = False) -> str:
         hinted = f" ({problem['answer']})" if hint else ""
         return f"Q: {problem['question']}{hinted}\nA:"
+
+    # ---- Self-Rewarding (recipe=self_rewarding): the task supplies its judge's seed data ----
+    def eft_examples(self, problems: list[dict], per_problem: int, seed: int) -> list[dict]:
+        """EFT seed: candidate responses (gold and perturbed) with judgments from the gold answer."""
+        from .arithmetic_judging import eft_examples
+
+        return eft_examples(problems, per_problem, seed)
+
+    def judge_pairs(self, problems: list[dict], seed: int) -> list[dict]:
+        """Held-out (correct, incorrect) responses, for the judge's pairwise accuracy."""
+        from .arithmetic_judging import judge_pairs
+
+        return judge_pairs(problems, seed)
+
+    def instruction_prompt(self, examples: list[dict]) -> str:
+        from .arithmetic_judging import instruction_prompt
+
+        return instruction_prompt([p["question"] for p in examples])
+
+    def parse_instruction(self, text: str):
+        """A new problem written by the model, or None if it is not one in the task's format."""
+        from .arithmetic_judging import parse_instruction
+
+        return parse_instruction(text, max_digits=len(self.cfg.train_weights))
+
+    def oracle_correct(self, prompt: str, text: str) -> bool:
+        """Reporting only: whether `text` answers the problem in `prompt` (the sum is computable)."""
+        import re
+
+        m = re.search(r"Q: (\d+)\+(\d+)", prompt)
+        return bool(m) and self.reward(text, {"answer": str(int(m[1]) + int(m[2]))}) >= 1

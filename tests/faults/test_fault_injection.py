@@ -33,6 +33,7 @@ KILL_POINTS = {
     "star_chunked": ["iter_02/.generate.partial/resume/sampling-00001.json",
                      "writing:iter_01/.score.partial/scored.jsonl", "writing:iter_02/.filter.partial/manifest.json"],
     "vstar": ["iter_01/.buffer.partial", "iter_02/.verifier.partial/checkpoints/checkpoint-4/trainer_state.json"],
+    "self_rewarding": ["iter_01/.judge.partial", "iter_02/.dpo.partial/checkpoints/checkpoint-5/trainer_state.json"],
 }
 WRITING = "writing:"
 # variants: a run name -> the recipe and extra overrides it runs with
@@ -56,6 +57,9 @@ def last_model(run: Path) -> bytes:
     models = sorted(run.glob("iter_*/*/model/model.safetensors"),
                     key=lambda p: (p.parts[-4], p.stat().st_mtime_ns))
     return models[-1].read_bytes()
+    found = sorted(run.glob("iter_*/train/model/model.safetensors")) or sorted(
+        run.glob("iter_*/dpo/model/model.safetensors"))  # self_rewarding trains with its dpo stage
+    return found[-1].read_bytes()
 
 
 @pytest.fixture(scope="module")

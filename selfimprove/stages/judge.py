@@ -1,0 +1,54 @@
+"""LLM-as-a-judge: the policy scores its own candidate responses with the judge template,
+`samples` times each (paper: 3, temperature 0.7, top-p 0.9), and the parseable scores are
+averaged. Unparseable judgments (no score, or one outside [min_score, max_score]) are counted
+and ignored; a candidate none of whose judgments parse gets no score."""
+from __future__ import annotations
+
+from collections import Counter
+
+from ..backends import SamplingParams
+from ..judges import compile_score_regex, load_template, parse_score
+from ..metrics import mean
+from ..rundir import read_jsonl, write_jsonl
+from .generate import run_sampler
+from . import StageContext, StageResult, register_stage
+
+
+def judge_all(ctx: StageContext, sampler, items: list[tuple[str, str]], label: str) -> list[dict]:
+    """Judge each (prompt, response): {"judgments": [...], "scores": [...], "score": mean or None}."""
+    c = ctx.cfg
+    template, rx = load_template(c.template), compile_score_regex(c.score_regex)
+    prompts = [template.render(p, r) for p, r in items]
+    params = SamplingParams(n=c.samples, temperature=c.temperature, top_p=c.top_p, max_new_tokens=c.max_new_tokens,
+                            seed=ctx.seed + 7)
+    outs, _ = run_sampler(ctx, sampler, prompts, params, label)
+    results = []
+    for texts in outs:
+        scores = [parse_score(t, rx, c.min_score, c.max_score) for t in texts]
+        ok = [s for s in scores if s is not None]
+        results.append({"judgments": texts, "scores": scores, "score": round(mean(ok), 4) if ok else None})
+    return results
+
+
+def judgment_metrics(results: list[dict]) -> dict:
+    total = sum(len(r["scores"]) for r in results)
+    bad = sum(s is None for r in results for s in r["scores"])
+    scored = [r["score"] for r in results if r["score"] is not None]
+    hist = Counter(round(s) for s in scored)
+    return {"judgments": total, "unparseable": bad, "unparseable_fraction": round(bad / max(total, 1), 4),
+            "mean_score": round(mean(scored), 4) if scored else None,
+            **{f"score_{k}": hist[k] for k in sorted(hist)}}
+
+
+@register_stage("judge", inputs=lambda cfg: {"model": "policy", "samples": "samples"})
+def judge(ctx: StageContext) -> StageResult:
+    rows = read_jsonl(ctx.inputs["samples"])
+    with ctx.sampler(ctx.inputs["model"]) as sampler:
+        results = judge_all(ctx, sampler, [(r["prompt"], r["text"]) for r in rows], "judging")
+    for r, res in zip(rows, results):
+        r.update(res)
+    write_jsonl(ctx.out / "judged.jsonl", rows)
+    metrics = {"candidates": len(rows), **judgment_metrics(results),
+               "unscored_candidates": sum(r["score"] is None for r in rows),
+               "response_chars": round(mean([len(r["text"]) for r in rows]), 1)}
+    return StageResult({"judged": "judged.jsonl"}, metrics)

@@ -1,0 +1,45 @@
+"""Self-Rewarding's seed data for M1: IFT (the worked examples `prepare` wrote) plus EFT, judge
+prompts followed by a justification and `Score: N`, rendered with the configured judge template
+so the model is taught exactly the prompt it is later asked. The task supplies the EFT
+judgments (the built-in task derives them from gold answers with the additive rubric; a
+prompts-only task reads them from its seed file). Self-instruction demonstrations (a few
+problems, then a new one) teach the from-scratch model the format it later writes prompts in.
+"""
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+from ..judges import compile_score_regex, load_template, parse_score
+from ..rundir import read_jsonl, write_jsonl
+from . import StageContext, StageError, StageResult, register_stage
+
+
+@register_stage("judge_seed", inputs=lambda cfg: {"seed_data": "seed_data", "seed": "seed", "pool": "train"})
+def judge_seed(ctx: StageContext) -> StageResult:
+    c, task = ctx.cfg, ctx.task
+    template = load_template(c.template)
+    rx = compile_score_regex(c.score_regex)
+    ift = read_jsonl(ctx.inputs["seed_data"])
+    examples = task.eft_examples(read_jsonl(ctx.inputs["seed"]), c.eft_per_problem, ctx.seed)
+    eft = [{"prompt": template.render(task.prompt({"question": e["question"]}), e["response"]),
+            "completion": e["judgment"], "prompt_id": e["problem_id"], "kind": "eft"} for e in examples]
+    scores = [parse_score(e["completion"], rx, c.min_score, c.max_score) for e in eft]
+    if eft and all(s is None for s in scores):  # validate() checks this at startup; a changed file lands here
+        raise StageError(f"judge.score_regex '{c.score_regex}' reads no score from the {len(eft)} EFT judgments.")
+    pool = read_jsonl(ctx.inputs["pool"])
+    rng = random.Random(ctx.seed)
+    demos = []
+    if c.instruct_examples > 0 and len(pool) > c.shots:
+        for j in range(c.instruct_examples):
+            *shots, target = rng.sample(pool, c.shots + 1)
+            demos.append({"prompt": task.instruction_prompt(shots), "completion": " " + target["question"],
+                          "prompt_id": target["id"], "kind": "instruct"})
+    rows = [{**r, "kind": r.get("kind", "ift")} for r in ift] + eft + demos
+    write_jsonl(ctx.out / "seed_data.jsonl", rows)
+    write_jsonl(ctx.out / "eft.jsonl", examples)
+    hist = Counter(s for s in scores if s is not None)
+    return StageResult({"seed_data": "seed_data.jsonl"},
+                       {"ift_rows": len(ift), "eft_rows": len(eft), "instruct_rows": len(demos),
+                        **{f"eft_score_{k:g}": hist[k] for k in sorted(hist)},
+                        "eft_max_chars": max((len(r["prompt"]) + len(r["completion"]) for r in eft), default=0)})

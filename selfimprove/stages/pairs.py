@@ -1,0 +1,67 @@
+"""Preference pairs from self-judged candidates: per prompt, the highest-scored response is
+chosen and the lowest-scored rejected (first in sample order among equals); prompts whose
+scores are all equal (ties) are dropped, as are prompts with fewer than two scored distinct
+responses and prompts whose candidates are all the same text (a DPO pair of one text teaches
+nothing)."""
+from __future__ import annotations
+
+from collections import defaultdict
+
+from ..metrics import mean
+from ..rundir import read_jsonl, write_jsonl
+from . import StageContext, StageError, StageResult, register_stage
+
+
+def build_pairs(rows: list[dict]) -> tuple[list[dict], dict]:
+    """Pure: (pairs, counts) from judged rows (prompt_id, sample_id, prompt, text, score[, scores]).
+
+    Candidates with the same text are one response: their parseable judgments are pooled into
+    one average (short answers repeat often; a text must not be both chosen and rejected)."""
+    groups: dict[str, dict[str, dict]] = defaultdict(dict)
+    for r in sorted(rows, key=lambda r: r["sample_id"]):
+        scores = [s for s in r.get("scores", [r.get("score")]) if s is not None]
+        same = groups[r["prompt_id"]].setdefault(r["text"], {**r, "pooled": []})
+        same["pooled"] += scores
+    pairs, counts = [], {"prompts": len(groups), "too_few_scored": 0, "ties": 0, "identical": 0}
+    for pid, by_text in groups.items():
+        scored = [{**r, "score": sum(r["pooled"]) / len(r["pooled"])} for r in by_text.values() if r["pooled"]]
+        if len(scored) < 2:
+            # one distinct scored text: every candidate said the same thing, or too few were scored
+            counts["identical" if len(scored) == 1 and len(by_text) == 1 else "too_few_scored"] += 1
+            continue
+        hi = max(scored, key=lambda r: r["score"])  # max/min return the first (lowest sample_id) of equals
+        lo = min(scored, key=lambda r: r["score"])
+        if hi["score"] == lo["score"]:
+            counts["ties"] += 1
+            continue
+        pairs.append({"prompt_id": pid, "prompt": hi["prompt"], "chosen": hi["text"], "rejected": lo["text"],
+                      "chosen_score": round(hi["score"], 4), "rejected_score": round(lo["score"], 4)})
+    return pairs, counts
+
+
+@register_stage("pairs", inputs=lambda cfg: {"judged": "judged"})
+def pairs_stage(ctx: StageContext) -> StageResult:
+    rows = read_jsonl(ctx.inputs["judged"])
+    pairs, counts = build_pairs(rows)
+    judged = counts["prompts"] - counts["too_few_scored"]
+    unparseable = sum(s is None for r in rows for s in r.get("scores", []))
+    judgments = sum(len(r.get("scores", [])) for r in rows)
+    metrics = {"pairs": len(pairs), **counts, "tie_fraction": round(counts["ties"] / max(judged, 1), 4),
+               "unparseable_fraction": round(unparseable / max(judgments, 1), 4)}
+    if not pairs:
+        raise StageError(
+            f"No preference pair survived iteration {ctx.iteration}: of {counts['prompts']} prompts, "
+            f"{counts['ties']} had all candidates scored equal (ties), {counts['too_few_scored']} had fewer than two "
+            f"scored candidates ({unparseable} of {judgments} judgments unparseable), {counts['identical']} had "
+            f"identical best and worst texts. More candidates per prompt (generate.k), a higher generate.temperature, "
+            f"more judgments per candidate (judge.samples), or more EFT seed data (judge_seed.eft_per_problem) help.")
+    metrics["chosen_score"] = round(mean([p["chosen_score"] for p in pairs]), 4)
+    metrics["rejected_score"] = round(mean([p["rejected_score"] for p in pairs]), 4)
+    # Reporting only, when the task can check an answer without stored gold (the built-in task can
+    # add): how often the chosen / rejected response is actually right. Never used to build pairs.
+    oracle = getattr(ctx.task, "oracle_correct", None)
+    if oracle is not None:
+        metrics["gold_chosen_correct"] = round(mean([float(oracle(p["prompt"], p["chosen"])) for p in pairs]), 4)
+        metrics["gold_rejected_correct"] = round(mean([float(oracle(p["prompt"], p["rejected"])) for p in pairs]), 4)
+    write_jsonl(ctx.out / "pairs.jsonl", pairs)
+    return StageResult({"pairs": "pairs.jsonl"}, metrics)

@@ -1,0 +1,52 @@
+"""Self-instruction: the current model writes new prompts from a few-shot prompt of pool
+examples; each completion is checked by the task's parser (for the built-in task: a problem
+"a+b" within its digit range). Invalid, repeated, copied-from-the-shots and held-out-overlapping
+prompts are dropped and counted. The paper used a fixed Llama 2-Chat 70B here; the trained model
+itself writing them is the fully "self" variant (a deviation the recipe records)."""
+from __future__ import annotations
+
+import random
+
+from ..backends import SamplingParams
+from ..rundir import read_jsonl, write_jsonl
+from .generate import run_sampler
+from . import StageContext, StageError, StageResult, register_stage
+
+
+@register_stage("self_instruct", inputs=lambda cfg: {"model": "policy", "pool": "train", "test": "test", "val": "val"})
+def self_instruct(ctx: StageContext) -> StageResult:
+    c, task = ctx.cfg, ctx.task
+    pool = read_jsonl(ctx.inputs["pool"])
+    if len(pool) < c.shots:
+        raise StageError(f"self_instruct needs at least {c.shots} pool prompts for its few-shot prompt; the train "
+                         f"split has {len(pool)}. Lower self_instruct.shots.")
+    heldout = {p["question"] for split in ("test", "val") for p in read_jsonl(ctx.inputs[split])}
+    rng = random.Random(ctx.seed)
+    shots = [rng.sample(pool, c.shots) for _ in range(c.num_prompts)]
+    prompts = [task.instruction_prompt(s) for s in shots]
+    params = SamplingParams(n=1, temperature=c.temperature, top_p=c.top_p, max_new_tokens=c.max_new_tokens,
+                            seed=ctx.seed)
+    with ctx.sampler(ctx.inputs["model"]) as sampler:
+        outs, speed = run_sampler(ctx, sampler, prompts, params, "writing prompts")
+    counts = {"invalid": 0, "duplicate": 0, "copied": 0, "heldout_overlap": 0}
+    kept, seen = [], set()
+    for shown, (text,) in zip(shots, outs):
+        q = task.parse_instruction(text)
+        why = ("invalid" if q is None else "duplicate" if q in seen else
+               "copied" if q in {p["question"] for p in shown} else "heldout_overlap" if q in heldout else None)
+        if why:
+            counts[why] += 1
+            continue
+        seen.add(q)
+        kept.append({"id": f"si{ctx.iteration}-{len(kept)}", "question": q, "difficulty": None})
+    if c.max_kept is not None:
+        kept = kept[:c.max_kept]
+    metrics = {"attempted": len(prompts), "kept": len(kept), **counts,
+               "valid_fraction": round((len(prompts) - counts["invalid"]) / max(len(prompts), 1), 4), **speed}
+    if not kept:
+        raise StageError(f"self_instruct kept no prompt: {metrics}. The model did not write prompts in the task's "
+                         "format: train the seed model longer (seed_sft.steps), add self-instruction demonstrations "
+                         "(judge_seed.instruct_examples), or sample from the task's prompts instead "
+                         "(self_instruct.enabled=false generate.split=train).")
+    write_jsonl(ctx.out / "instructions.jsonl", kept)
+    return StageResult({"instructions": "instructions.jsonl"}, metrics)

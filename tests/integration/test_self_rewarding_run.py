@@ -1,0 +1,99 @@
+"""Self-Rewarding end to end under profile=debug through the CLI: every stage runs on the tiny
+model (self-instruction, candidates, self-judging, pairs, DPO continuing from the previous
+model), a SIGKILL inside the DPO stage resumes from its checkpoint to the uninterrupted run's
+metrics and weights, and a prompts-only task (no gold answers) runs too."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from selfimprove.rundir import read_jsonl
+
+ARGS = ["recipe=self_rewarding", "profile=debug", "tracking.quiet=true", "threads=1"]
+
+
+def cli(*args, check=True):
+    p = subprocess.run([sys.executable, "-m", "selfimprove.cli", "run", *ARGS, *args], capture_output=True, text=True,
+                       timeout=900)
+    if check:
+        assert p.returncode == 0, p.stdout + p.stderr
+    return p
+
+
+def comparable(run: Path):
+    return [{k: v for k, v in r.items() if k != "seconds" and "per_s" not in k and k != "resumed_from_step"}
+            for r in read_jsonl(run / "metrics.jsonl")]
+
+
+def test_debug_run_then_kill_inside_dpo_and_resume(tmp_path):
+    ref_root, cut_root = tmp_path / "ref", tmp_path / "cut"
+    proc = cli(f"output_root={ref_root}", "run_name=sr")
+    ref = ref_root / "sr"
+    m = {(r["iteration"], r["stage"]): r for r in read_jsonl(ref / "metrics.jsonl")}
+    for it in (1, 2):
+        si, gen, judge, pairs, dpo = (m[(it, s)] for s in ("self_instruct", "generate", "judge", "pairs", "dpo"))
+        assert si["attempted"] == 48 and si["kept"] + si["invalid"] + si["duplicate"] + si["copied"] + \
+            si["heldout_overlap"] == 48
+        assert gen["samples"] == 4 * gen["problems"] and gen["temperature"] == 0.7
+        assert judge["judgments"] == 2 * judge["candidates"] and 0 <= judge["unparseable_fraction"] <= 1
+        assert pairs["pairs"] + pairs["ties"] + pairs["too_few_scored"] + pairs["identical"] == pairs["prompts"]
+        assert dpo["pairs"] == pairs["pairs"] and dpo["steps"] == 12
+        assert "pairwise_accuracy" in m[(it, "judge_quality")] and "accuracy" in m[(it, "evaluate")]
+    assert "pairwise_accuracy" in m[(0, "judge_quality")]
+    assert m[(0, "judge_seed")]["eft_rows"] == 3200 and "per-iteration summary" in proc.stdout
+    # DPO continued from the previous model, which is also its reference (the dpo stage's init)
+    cfg = (ref / "config.yaml").read_text()
+    assert "init: policy" in cfg and "beta: 0.1" in cfg
+    pairs = read_jsonl(ref / "iter_01/pairs/pairs.jsonl")
+    assert all(p["chosen_score"] > p["rejected_score"] for p in pairs)
+
+    cmd = [sys.executable, "-m", "selfimprove.cli", "run", *ARGS, f"output_root={cut_root}", "run_name=sr"]
+    killer = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    point = cut_root / "sr/iter_02/.dpo.partial/checkpoints/checkpoint-5/trainer_state.json"
+    deadline = time.time() + 600
+    while not point.exists() and killer.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    os.kill(killer.pid, signal.SIGKILL)
+    killer.wait()
+    assert point.exists(), "the run was not caught inside the DPO stage"
+    run = cut_root / "sr"
+    assert not (run / "iter_02/dpo/manifest.json").exists()
+    done = {str(p): p.stat().st_mtime_ns for p in run.glob("iter_*/*/manifest.json")}
+    cli(f"output_root={cut_root}", "run_name=sr")
+    assert all(p.stat().st_mtime_ns == done[str(p)] for p in run.glob("iter_*/*/manifest.json") if str(p) in done)
+    dpo = json.loads((run / "iter_02/dpo/manifest.json").read_text())
+    assert dpo["metrics"]["resumed_from_step"] == 5
+    assert comparable(run) == comparable(ref)
+    name = "iter_02/dpo/model/model.safetensors"
+    assert (run / name).read_bytes() == (ref / name).read_bytes()
+
+
+def test_prompts_only_task_runs_without_gold(tmp_path):
+    """task=prompts: a JSONL of prompts and a seed file; held-out accuracy is absent."""
+    from selfimprove.config import ArithmeticTaskConfig
+    from selfimprove.tasks.arithmetic import Arithmetic
+
+    task = Arithmetic(ArithmeticTaskConfig())
+    splits = task.splits()
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": task.prompt(p)}) + "\n" for p in splits["train"][:88]))
+    seed = tmp_path / "seed.jsonl"
+    rows = [{"prompt": task.prompt(p), "response": p["solution"]} for p in splits["seed"]]
+    rows += [{"kind": "eft", "prompt": task.prompt({"question": e["question"]}), "response": e["response"],
+              "judgment": e["judgment"]} for e in task.eft_examples(splits["seed"], 2, 0)]
+    seed.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cli(f"output_root={tmp_path}", "run_name=p", "iterations=1", "task=prompts", f"task.path={prompts}",
+        f"task.seed_path={seed}", "task.test_size=24", "self_instruct.enabled=false", "generate.split=train")
+    m = {(r["iteration"], r["stage"]): r for r in read_jsonl(tmp_path / "p/metrics.jsonl")}
+    assert "accuracy" not in m[(1, "evaluate")] and m[(1, "evaluate")]["mean_chars"] > 0
+    assert m[(0, "judge_quality")]["pairs"] == 0  # no held-out pairs file given
+    assert m[(1, "dpo")]["pairs"] > 0 and m[(0, "judge_seed")]["eft_rows"] == 800
+    # the score regex is checked against the seed file's EFT judgments at startup
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"kind": "eft", "prompt": "Q: 1+1\nA:", "response": " 2", "judgment": "fine. 4/5"}) + "\n")
+    p = cli(f"output_root={tmp_path}", "run_name=bad", "task=prompts", f"task.path={prompts}", f"task.seed_path={bad}",
+            check=False)
+    assert p.returncode == 2 and "reads no score" in p.stderr and "4/5" in p.stderr

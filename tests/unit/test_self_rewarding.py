@@ -1,0 +1,145 @@
+"""Self-Rewarding's pure parts: score parsing on hand-written judgments, pair construction with
+ties, the template and regex checks that run at startup, and the built-in task's rubric."""
+import random
+import re
+
+import pytest
+
+from selfimprove.cli import compose
+from selfimprove.config import ConfigError
+from selfimprove.judges import (JudgeConfigError, check_regex_on, compile_score_regex, load_template, parse_score)
+from selfimprove.stages.pairs import build_pairs
+from selfimprove.tasks.arithmetic_judging import (FAMILIES, eft_examples, judge_pairs, judgment, parse_instruction,
+                                                  perturb, points)
+
+RX = compile_score_regex(r"Score: ([0-9.]+)")
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("The response answers directly and correctly.\nScore: 4", 4.0),
+    ("Good work. Score: 3.5", 3.5),
+    ("Ends a sentence. Score: 5.", 5.0),
+    # several scores: the last one is the verdict (the justification may quote the format)
+    ("It asks for 'Score: <total points>'; I give 2 points.\nScore: 2", 2.0),
+    ("Score: 1 at first, but on reflection\nScore: 3", 3.0),
+    # out of range: unparseable, not clipped
+    ("Excellent!\nScore: 7", None),
+    ("Score: 4\nScore: 9", None),
+    # missing or malformed
+    ("A fine answer, I would say four points.", None),
+    ("Score: ", None),
+    ("Score: ..", None),
+    ("", None),
+    (None, None),
+])
+def test_parse_score(text, expected):
+    assert parse_score(text, RX, 0, 5) == expected
+
+
+def row(pid, sid, score, text=None):
+    return {"prompt_id": pid, "sample_id": sid, "prompt": f"Q: {pid}\nA:", "text": text or f"{pid}-{sid}",
+            "score": score}
+
+
+def test_pairs_take_highest_and_lowest_and_drop_ties():
+    rows = [row("a", 0, 3.0), row("a", 1, 4.5), row("a", 2, 1.0), row("a", 3, 4.5),  # hi: first 4.5, lo: 1.0
+            row("b", 0, 2.0), row("b", 1, 2.0), row("b", 2, 2.0), row("b", 3, 2.0),  # all tied
+            row("c", 0, 5.0), row("c", 1, None), row("c", 2, None), row("c", 3, None),  # one scored
+            row("d", 0, 4.0, "same"), row("d", 1, 1.0, "same"),  # one distinct text
+            row("e", 0, None), row("e", 1, 2.0), row("e", 2, 3.0)]  # unscored ignored
+    pairs, counts = build_pairs(rows)
+    assert [(p["prompt_id"], p["chosen"], p["rejected"]) for p in pairs] == [("a", "a-1", "a-2"), ("e", "e-2", "e-1")]
+    assert counts == {"prompts": 5, "too_few_scored": 1, "ties": 1, "identical": 1}
+    assert pairs[0]["chosen_score"] == 4.5 and pairs[0]["rejected_score"] == 1.0
+
+
+def test_pairs_when_everything_ties():
+    pairs, counts = build_pairs([row("a", i, 3.0) for i in range(4)] + [row("b", i, None) for i in range(4)])
+    assert pairs == [] and counts["ties"] == 1 and counts["too_few_scored"] == 1
+
+
+def test_identical_texts_pool_their_judgments():
+    rows = [{**row("a", 0, None, "x"), "scores": [5.0, 1.0, None]}, {**row("a", 1, None, "y"), "scores": [4.0]},
+            {**row("a", 2, None, "x"), "scores": [3.0, 3.0]}]
+    pairs, _ = build_pairs(rows)  # x: mean(5, 1, 3, 3) = 3.0 < y: 4.0
+    assert [(p["chosen"], p["rejected"], p["chosen_score"], p["rejected_score"]) for p in pairs] == [("y", "x", 4.0, 3.0)]
+
+
+def test_template_needs_placeholders_and_a_header(tmp_path):
+    assert "{prompt}" in load_template("additive_5pt.txt").body
+    t = load_template("scratchpad_5pt.txt")
+    assert "Yuan et al. 2024" in t.header and "#" not in t.body
+    assert t.render("Q: 1+2\nA:", " 1+2=3\n#### 3") == "Rate 1+2=3\n#### 3\nQ: 1+2\nA:"
+    # a response that itself contains a placeholder is not expanded again
+    assert t.render("{response}", "x") == "Ratex\n{response}"
+    bad = tmp_path / "bad.txt"
+    bad.write_text("# rubric: mine\nRate this: {response}\n")
+    with pytest.raises(JudgeConfigError, match=r"lacks the placeholder\(s\) \{prompt\}"):
+        load_template(str(bad))
+    bare = tmp_path / "bare.txt"
+    bare.write_text("{prompt} {response}\n")
+    with pytest.raises(JudgeConfigError, match="no header"):
+        load_template(str(bare))
+    with pytest.raises(JudgeConfigError, match="neither a shipped template"):
+        load_template("nope.txt")
+
+
+def test_score_regex_checks():
+    with pytest.raises(JudgeConfigError, match="no capture group"):
+        compile_score_regex(r"Score: \d")
+    with pytest.raises(JudgeConfigError, match="not a valid regex"):
+        compile_score_regex(r"Score: ([0-9")
+    check_regex_on(RX, ["ok\nScore: 3"], 0, 5, "x")
+    with pytest.raises(JudgeConfigError, match="reads no score .* from any of the 2 EFT judgments"):
+        check_regex_on(compile_score_regex(r"Rating=(\d)"), ["a\nScore: 3", "b\nScore: 4"], 0, 5, "x")
+
+
+@pytest.mark.parametrize("override,expected", [
+    (["judge.score_regex='Rating: (\\d)'"], "reads no score in \\[0, 5\\] from any of the 100 EFT judgments"),
+    (["judge.score_regex='Score: \\d'"], "no capture group"),
+    (["judge.template=missing.txt"], "neither a shipped template"),
+    (["judge.samples=0"], "judge.samples must be >= 1"),
+])
+def test_bad_judge_config_is_rejected_at_startup(override, expected):
+    with pytest.raises(ConfigError, match=expected):
+        compose(["recipe=self_rewarding", *override])
+
+
+def test_template_without_placeholders_is_rejected_at_startup(tmp_path):
+    t = tmp_path / "t.txt"
+    t.write_text("# from: nowhere\nJudge this answer: {response}\n")
+    with pytest.raises(ConfigError, match="lacks the placeholder"):
+        compose(["recipe=self_rewarding", f"judge.template={t}"])
+
+
+def test_rubric_points_follow_the_mistake():
+    q = "4783+3561"
+    gold = " 3+1=4,8+6=14,7+5+1=13,4+3+1=8\n#### 8344"
+    assert points(q, gold) == {"form": 1, "pad": 1, "sums": 1, "digits": 1, "answer": 1}
+    assert sum(points(q, gold.replace("8344", "8345")).values()) == 4
+    assert points(q, " 3+1=4,8+6=14,7+5+1=13,4+3+1=9\n#### 9344")["sums"] == 0
+    assert points(q, "\n#### 8344") == {"form": 1, "pad": 0, "sums": 0, "digits": 0, "answer": 1}
+    assert sum(points(q, "banana").values()) == 0
+    text, score = judgment(q, gold)
+    assert text == " 3+1=4,8+6=14,7+5+1=13,4+3+1=8 8344 11111\nScore: 5"
+    assert parse_score(text, RX, 0, 5) == score == 5
+
+
+def test_eft_scores_vary_and_held_out_pairs_are_correct_vs_incorrect():
+    problems = [{"id": f"p{i}", "question": f"{random.Random(i).randint(10, 9999)}+{i * 37}"} for i in range(200)]
+    rows = eft_examples(problems, 2, seed=0)
+    scores = {r["score"] for r in rows}
+    assert scores >= {0, 2, 3, 4, 5} and {r["family"] for r in rows} == set(FAMILIES)
+    assert all(parse_score(r["judgment"], RX, 0, 5) == r["score"] for r in rows)
+    for p in judge_pairs(problems, seed=0):
+        a, b = map(int, p["question"].split("+"))
+        good, bad = (re.search(r"#### (\d+)", t) for t in (p["good"], p["bad"]))
+        assert int(good[1]) == a + b and (bad is None or int(bad[1]) != a + b)
+    assert perturb(12, 34, "gold", random.Random(0)) == " 2+4=6,1+3=4\n#### 46"
+
+
+def test_self_instruction_parser():
+    assert parse_instruction(" 123+4567\nQ: 1+1", 5) == "123+4567"
+    assert parse_instruction(" 123456+1", 5) is None  # more digits than the task has
+    for bad in (" 12+", " 012+3", " 1+2+3", " abc", "", " 1-2"):
+        assert parse_instruction(bad, 5) is None
