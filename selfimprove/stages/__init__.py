@@ -67,6 +67,7 @@ class StageKind:
 
 STAGES: Registry[StageKind] = Registry("stage kind")
 _MODULES = ["prepare", "sft", "dpo", "tune", "generate", "score", "rationalize", "filter", "evaluate"]
+_MODULES += ["score_rl", "evaluate_turns"]  # SCoRe
 
 
 def register_stage(kind: str, inputs: Callable[[Any], dict[str, str]]):
