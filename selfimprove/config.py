@@ -107,8 +107,9 @@ class ArithmeticCorrectionTaskConfig(ArithmeticTaskConfig):
     attempt has a slip, how often a slip is fixed, and how often a right answer is broken."""
 
     name: str = "arithmetic_correction"
-    # appended to the first turn (prompt + first attempt); {attempt} is replaced by the first
-    # attempt. It must not say whether that attempt was right.
+    # the second turn's prompt is the first turn's prompt followed by this template, whose leading
+    # {attempt} stands for the first attempt; the instruction after it must not say whether that
+    # attempt was right.
     correction_template: str = "{attempt}\nCheck each step and fix any error.\nA:"
     correction_demos: int = 100_000  # at most this many demonstrations (one per worked example)
     demo_first_error_rate: float = 0.5
@@ -559,9 +560,10 @@ def validate(cfg: Any) -> None:
                  f"stage '{name}' needs a two-turn task with a correction instruction; task={cfg.task.name} has "
                  "none. Use task=arithmetic_correction.")
     if "correction_template" in cfg.task:
-        need("{attempt}" in cfg.task.correction_template,
-             f"task.correction_template must contain the placeholder {{attempt}} where the first attempt goes "
-             f"(got {cfg.task.correction_template!r}); e.g. '{{attempt}}\\nCheck each step and fix any error.\\nA:'.")
+        need(cfg.task.correction_template.startswith("{attempt}"),
+             f"task.correction_template must begin with the placeholder {{attempt}}, where the first attempt goes: "
+             f"the instruction follows it, as in the paper (got {cfg.task.correction_template!r}); e.g. "
+             f"'{{attempt}}\\nCheck each step and fix any error.\\nA:'.")
         for key in ("demo_first_error_rate", "demo_fix_rate", "demo_break_rate"):
             need(0 <= cfg.task[key] <= 1, f"task.{key} must be a share in [0, 1] (got {cfg.task[key]}).")
     if cfg.backend.name == "vllm":

@@ -57,25 +57,28 @@ def policy_loss(logp1: torch.Tensor, logp2: torch.Tensor, adv1: torch.Tensor, ad
 
 
 # ----------------------------------------------------------------------------- log-probabilities
-def sequence_logprobs(model, tokenizer, prompts: list[str], completions: list[str]) -> torch.Tensor:
-    """Sum of log pi(completion token | everything before it), one value per (prompt, completion).
-    Prompt and completion are tokenized apart and joined, as the sampler saw them."""
-    ids, starts = [], []
-    for p, c in zip(prompts, completions):
-        pi = tokenizer(p, add_special_tokens=True)["input_ids"]
-        ci = tokenizer(c, add_special_tokens=False)["input_ids"]
-        ids.append(pi + ci)
-        starts.append(len(pi))
+def segment_logprobs(model, tokenizer, rows: list[list[str]], scored: tuple[int, ...]) -> list[torch.Tensor]:
+    """Each row is a sequence given as text segments (e.g. prompt, attempt 1, instruction, attempt
+    2). Returns, for each index in `scored`, the sum of log pi(token | everything before it) over
+    that segment's tokens, one value per row. Segments are tokenized apart and joined, as the
+    sampler saw them; one forward pass scores both turns of an episode."""
+    ids, owner = [], []  # token ids, and which segment each token belongs to
+    for segments in rows:
+        row_ids, row_owner = [], []
+        for i, text in enumerate(segments):
+            piece = tokenizer(text, add_special_tokens=i == 0)["input_ids"]
+            row_ids += piece
+            row_owner += [i] * len(piece)
+        ids.append(row_ids)
+        owner.append(row_owner)
     width = max(len(x) for x in ids)
-    pad = tokenizer.pad_token_id
     device = next(model.parameters()).device
-    input_ids = torch.tensor([x + [pad] * (width - len(x)) for x in ids], device=device)
+    input_ids = torch.tensor([x + [tokenizer.pad_token_id] * (width - len(x)) for x in ids], device=device)
     attention = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in ids], device=device)
-    positions = torch.arange(width, device=device)
-    completion = (positions[None, :] >= torch.tensor(starts, device=device)[:, None]) & attention.bool()
+    owners = torch.tensor([x + [-1] * (width - len(x)) for x in owner], device=device)
     logits = model(input_ids=input_ids, attention_mask=attention).logits[:, :-1].float()
     token_logp = torch.log_softmax(logits, -1).gather(-1, input_ids[:, 1:, None]).squeeze(-1)
-    return (token_logp * completion[:, 1:]).sum(-1)
+    return [(token_logp * (owners[:, 1:] == i)).sum(-1) for i in scored]
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -155,11 +158,11 @@ def score_rl(ctx: StageContext) -> StageResult:
 
             r1 = torch.tensor([task.reward(y, p) for y, p in zip(y1, episodes)])
             r2 = torch.tensor([task.reward(y, p) for y, p in zip(y2, episodes)])
-            logp1 = sequence_logprobs(policy, tokenizer, prompts1, y1)
-            logp2 = sequence_logprobs(policy, tokenizer, prompts2, y2)
+            rows = [[x, a, task.instruction, b] for x, a, b in zip(prompts1, y1, y2)]
+            logp1, logp2 = segment_logprobs(policy, tokenizer, rows, scored=(1, 3))
             with torch.no_grad():
-                kl1 = logp1.detach() - sequence_logprobs(ref, tokenizer, prompts1, y1)
-                kl2 = logp2.detach() - sequence_logprobs(ref, tokenizer, prompts2, y2)
+                ref1, ref2 = segment_logprobs(ref, tokenizer, rows, scored=(1, 3))
+            kl1, kl2 = logp1.detach() - ref1, logp2.detach() - ref2  # per-episode KL estimates
             R1, R2 = turn_rewards(r1, r2, kl1, kl2, stage, c.alpha, c.beta1, c.beta2)
             adv1 = rloo_advantages(R1.view(-1, c.k)).flatten()
             adv2 = rloo_advantages(R2.view(-1, c.k)).flatten()

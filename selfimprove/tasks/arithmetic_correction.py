@@ -58,9 +58,14 @@ def random_slip(a: int, b: int, rng: random.Random) -> tuple[int, int]:
 
 @register_task("arithmetic_correction")
 class ArithmeticCorrection(Arithmetic):
+    @property
+    def instruction(self) -> str:
+        """What follows the first attempt: the template after its leading {attempt} placeholder."""
+        return self.cfg.correction_template[len(PLACEHOLDER):]
+
     def turn2_prompt(self, problem: dict, first_attempt: str) -> str:
         """The second turn's prompt: the first turn, the first attempt and the fixed instruction."""
-        return self.prompt(problem) + self.cfg.correction_template.replace(PLACEHOLDER, first_attempt)
+        return self.prompt(problem) + first_attempt + self.instruction
 
     def extra_seed_rows(self, problems: list[dict]) -> list[dict]:
         """One correction demonstration per worked example (seeded by `data_seed`)."""
