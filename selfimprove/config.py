@@ -102,9 +102,10 @@ class MathTaskConfig(GSM8KTaskConfig):
 
 @dataclass
 class ArithmeticCorrectionTaskConfig(ArithmeticTaskConfig):
-    """Two-turn addition for SCoRe (tasks/arithmetic_correction.py): the seed data adds one
-    correction demonstration per worked example; the shares below set how often its first
-    attempt has a slip, how often a slip is fixed, and how often a right answer is broken."""
+    """Two-turn addition for SCoRe (tasks/arithmetic_correction.py): the seed data gives the base
+    model a checkable blind spot and one correction demonstration per worked example; the shares
+    below set how often first attempts are wrong, how often a wrong one is fixed, and how often a
+    right one is broken."""
 
     name: str = "arithmetic_correction"
     # the second turn's prompt is the first turn's prompt followed by this template, whose leading
@@ -112,9 +113,15 @@ class ArithmeticCorrectionTaskConfig(ArithmeticTaskConfig):
     # attempt was right.
     correction_template: str = "{attempt}\nCheck each step and fix any error.\nA:"
     correction_demos: int = 100_000  # at most this many demonstrations (one per worked example)
-    demo_first_error_rate: float = 0.5
-    demo_fix_rate: float = 0.6
-    demo_break_rate: float = 0.3
+    blind_spot_rate: float = 0.7  # a column summing to 10 is written as 11 (first attempts)
+    demo_first_error_rate: float = 0.3  # random one-column slips in the other first attempts
+    demo_fix_rate: float = 0.4
+    demo_break_rate: float = 0.2
+    # the test is 3-digit (where the base model is right about half the time) and so are most
+    # of the RL problems; the worked examples stay at most 3 digits too
+    seed_weights: List[float] = field(default_factory=lambda: [0.2, 0.3, 0.5])
+    train_weights: List[float] = field(default_factory=lambda: [0.0, 0.2, 0.8])
+    test_weights: List[float] = field(default_factory=lambda: [0.0, 0.0, 1.0])
 
 
 @dataclass
@@ -564,7 +571,7 @@ def validate(cfg: Any) -> None:
              f"task.correction_template must begin with the placeholder {{attempt}}, where the first attempt goes: "
              f"the instruction follows it, as in the paper (got {cfg.task.correction_template!r}); e.g. "
              f"'{{attempt}}\\nCheck each step and fix any error.\\nA:'.")
-        for key in ("demo_first_error_rate", "demo_fix_rate", "demo_break_rate"):
+        for key in ("blind_spot_rate", "demo_first_error_rate", "demo_fix_rate", "demo_break_rate"):
             need(0 <= cfg.task[key] <= 1, f"task.{key} must be a share in [0, 1] (got {cfg.task[key]}).")
     if cfg.backend.name == "vllm":
         import importlib.util

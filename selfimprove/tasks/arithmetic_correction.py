@@ -1,20 +1,26 @@
 """Two-turn addition for SCoRe: answer, read a fixed correction instruction, answer again.
 
-    turn 1 prompt:  "Q: 478+356\nA:"
-    first attempt:  " 8+6=14,7+5+1=12,4+3+1=8\n#### 824"          (a slip: 7+5+1 is not 12)
-    turn 2 prompt:  turn 1 prompt + correction_template.format(attempt=first attempt)
-                    = "Q: 478+356\nA: 8+6=14,...\n#### 824\nCheck each step and fix any error.\nA:"
-    second attempt: " 8+6=14,7+5+1=13,4+3+1=8\n#### 834"
+    turn 1 prompt:  "Q: 473+356\nA:"
+    first attempt:  " 3+6=9,7+5=12,4+3+1=8\n#### 829"              (7+5 is not 12: a wrong column)
+    turn 2 prompt:  turn 1 prompt + first attempt + the instruction of `correction_template`
+                    = "Q: 473+356\nA: 3+6=9,...\n#### 829\nCheck each step and fix any error.\nA:"
+    second attempt: " 3+6=9,7+5=12,4+3+1=8\n#### 829"
 
-The instruction never says whether the first attempt was right (intrinsic self-correction).
-A slip changes one column's sum by one and carries the wrong sum through to the answer, so the
-error is visible in the scratchpad: a model can find it by re-adding each column.
+The instruction never says whether the first attempt was right (intrinsic self-correction). A
+wrong column sum is carried through to the answer, so the error is visible in the scratchpad: a
+model can find it by re-adding each column.
 
-The seed data adds correction demonstrations to the worked examples. They stand in for what a
-pretrained model brings to SCoRe: it knows the two-turn format and sometimes fixes a wrong first
-attempt, but it also sometimes copies a wrong one and sometimes breaks a right one (the paper's
-base model changes correct answers more often than it repairs wrong ones). The shares are
-options, so that the base model's Δ i→c and Δ c→i are non-trivial and set in the open.
+The seed data stands in for what a pretrained model brings to SCoRe, with its habits set in the
+open by options:
+- a blind spot: in `blind_spot_rate` of the worked examples that have a column summing to exactly
+  10, that column is written as 11 (e.g. "3+7=11"). The base model learns it, so its greedy first
+  attempts carry a systematic, checkable error;
+- correction demonstrations (one per worked example): the first attempt has the blind-spot error
+  (at the same rate) or else, in `demo_first_error_rate` of the rest, a random one-column slip; a
+  wrong first attempt is fixed in `demo_fix_rate` of them and copied otherwise; a right one is
+  broken by a new slip in `demo_break_rate` of them. So the base model knows the two-turn format
+  and sometimes fixes, sometimes copies, sometimes breaks (the paper's base model changes right
+  answers more often than it repairs wrong ones).
 """
 from __future__ import annotations
 
@@ -56,6 +62,23 @@ def random_slip(a: int, b: int, rng: random.Random) -> tuple[int, int]:
     return column, delta
 
 
+def blind_spot(a: int, b: int) -> tuple[int, int] | None:
+    """The base model's systematic error: the first column summing to exactly 10 written as 11."""
+    xs, ys = str(a)[::-1], str(b)[::-1]
+    carry = 0
+    for i in range(max(len(xs), len(ys))):
+        total = (int(xs[i]) if i < len(xs) else 0) + (int(ys[i]) if i < len(ys) else 0) + carry
+        if total == 10:
+            return i, 1
+        carry = total // 10
+    return None
+
+
+def operands(problem: dict) -> tuple[int, int]:
+    a, b = problem["question"].split("+")
+    return int(a), int(b)
+
+
 @register_task("arithmetic_correction")
 class ArithmeticCorrection(Arithmetic):
     @property
@@ -67,18 +90,33 @@ class ArithmeticCorrection(Arithmetic):
         """The second turn's prompt: the first turn, the first attempt and the fixed instruction."""
         return self.prompt(problem) + first_attempt + self.instruction
 
+    def splits(self) -> dict[str, list[dict]]:
+        out = super().splits()
+        rng = random.Random(self.cfg.data_seed + 2)
+        for p in out["seed"]:  # the worked examples teach the blind spot at its rate
+            spot = blind_spot(*operands(p))
+            if spot and rng.random() < self.cfg.blind_spot_rate:
+                p["solution"] = attempt(*operands(p), spot)
+        return out
+
     def extra_seed_rows(self, problems: list[dict]) -> list[dict]:
         """One correction demonstration per worked example (seeded by `data_seed`)."""
         c = self.cfg
         rng = random.Random(c.data_seed + 1)
         rows = []
         for p in problems[: c.correction_demos]:
-            a, b = (int(x) for x in p["question"].split("+"))
+            a, b = operands(p)
             right = attempt(a, b)
-            wrong = attempt(a, b, random_slip(a, b, rng))
-            if rng.random() < c.demo_first_error_rate:  # a wrong first attempt: fixed, or copied
+            spot = blind_spot(a, b)
+            if spot and rng.random() < c.blind_spot_rate:
+                wrong = attempt(a, b, spot)
+            elif rng.random() < c.demo_first_error_rate:
+                wrong = attempt(a, b, random_slip(a, b, rng))
+            else:
+                wrong = None
+            if wrong:  # a wrong first attempt: fixed, or copied
                 first, second = wrong, right if rng.random() < c.demo_fix_rate else wrong
             else:  # a right first attempt: kept, or broken by a new slip
-                first, second = right, wrong if rng.random() < c.demo_break_rate else right
+                first, second = right, attempt(a, b, random_slip(a, b, rng)) if rng.random() < c.demo_break_rate else right
             rows.append({"prompt": self.turn2_prompt(p, first), "completion": second, "prompt_id": p["id"]})
         return rows

@@ -28,6 +28,8 @@ KILL_POINTS = {
                          "iter_02/.train.partial/checkpoints/checkpoint-12/trainer_state.json",
                          "iter_02/.evaluate.partial"],
     "bstar": ["iter_01/.tune.partial", "iter_02/.train.partial/checkpoints/checkpoint-8/trainer_state.json"],
+    "score": ["iter_01/.score_rl.partial/checkpoints/step-000004/state.json",
+              "iter_02/.score_rl.partial/checkpoints/step-000006/state.json", "iter_02/.evaluate_turns.partial"],
 }
 
 
@@ -38,12 +40,13 @@ def command(recipe, root, name):
 
 def comparable(run: Path):
     rows = read_jsonl(run / "metrics.jsonl")
-    return [{k: v for k, v in r.items() if k != "seconds" and "per_s" not in k and k != "resumed_from_step"}
+    return [{k: v for k, v in r.items() if k != "seconds" and "per_s" not in k and k != "resumed_from_step"
+             and not k.startswith("time_share")}
             for r in rows]
 
 
 def last_model(run: Path) -> bytes:
-    return sorted(run.glob("iter_*/train/model/model.safetensors"))[-1].read_bytes()
+    return sorted(run.glob("iter_*/*/model/model.safetensors"))[-1].read_bytes()  # train, score_rl, ...
 
 
 @pytest.fixture(scope="module")

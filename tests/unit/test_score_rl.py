@@ -8,7 +8,7 @@ import torch
 from selfimprove.stages.evaluate_turns import turn_metrics
 from selfimprove.stages.score_rl import policy_loss, rloo_advantages, segment_logprobs, turn_rewards
 from selfimprove.tasks.arithmetic import solution
-from selfimprove.tasks.arithmetic_correction import attempt, random_slip
+from selfimprove.tasks.arithmetic_correction import attempt, blind_spot, random_slip
 
 ALPHA, BETA1, BETA2 = 10.0, 0.01, 0.1
 
@@ -81,6 +81,8 @@ def test_segment_logprobs_score_each_turn_in_one_pass():
 
 def test_a_slip_is_wrong_and_visible_in_the_scratchpad():
     assert attempt(478, 356) == solution(478, 356)
+    assert blind_spot(473, 356) is None and blind_spot(463, 357) == (1, 1)  # 6+5+1 = 12; 3+7 = 10
+    assert attempt(463, 357, blind_spot(463, 357)) == " 3+7=11,6+5+1=13,4+3+1=8\n#### 831"
     assert attempt(478, 356, (1, -1)) == " 8+6=14,7+5+1=12,4+3+1=8\n#### 824"
     rng = random.Random(0)
     for _ in range(200):
@@ -98,8 +100,9 @@ def test_correction_demonstrations_follow_the_configured_shares():
     from selfimprove.config import ArithmeticCorrectionTaskConfig
     from selfimprove.tasks import build_task
 
-    cfg = OmegaConf.structured(ArithmeticCorrectionTaskConfig(seed_examples=600, demo_first_error_rate=0.5,
-                                                              demo_fix_rate=1.0, demo_break_rate=0.0))
+    cfg = OmegaConf.structured(ArithmeticCorrectionTaskConfig(seed_examples=600, blind_spot_rate=0.0,
+                                                              demo_first_error_rate=0.5, demo_fix_rate=1.0,
+                                                              demo_break_rate=0.0))
     task = build_task(cfg)
     seed = task.splits()["seed"]
     rows = task.extra_seed_rows(seed)
