@@ -112,6 +112,7 @@ class ArithmeticCorrectionTaskConfig(ArithmeticTaskConfig):
     # {attempt} stands for the first attempt; the instruction after it must not say whether that
     # attempt was right.
     correction_template: str = "{attempt}\nCheck each step and fix any error.\nA:"
+    seed_examples: int = 600
     correction_demos: int = 100_000  # at most this many demonstrations (one per worked example)
     blind_spot_rate: float = 0.7  # a column summing to 10 is written as 11 (first attempts)
     demo_first_error_rate: float = 0.3  # random one-column slips in the other first attempts

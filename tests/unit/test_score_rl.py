@@ -81,8 +81,8 @@ def test_segment_logprobs_score_each_turn_in_one_pass():
 
 def test_a_slip_is_wrong_and_visible_in_the_scratchpad():
     assert attempt(478, 356) == solution(478, 356)
-    assert blind_spot(473, 356) is None and blind_spot(463, 357) == (1, 1)  # 6+5+1 = 12; 3+7 = 10
-    assert attempt(463, 357, blind_spot(463, 357)) == " 3+7=11,6+5+1=13,4+3+1=8\n#### 831"
+    assert blind_spot(473, 356) is None and blind_spot(463, 357) == (0, 1)  # 3+7 = 10 in the ones column
+    assert attempt(463, 357, blind_spot(463, 357)) == " 3+7=11,6+5+1=12,4+3+1=8\n#### 821"
     assert attempt(478, 356, (1, -1)) == " 8+6=14,7+5+1=12,4+3+1=8\n#### 824"
     rng = random.Random(0)
     for _ in range(200):
