@@ -12,10 +12,11 @@ from safetensors.torch import load_file
 
 from selfimprove.rundir import read_jsonl
 
-# 1-2-digit problems and a longer seed stage: the debug model then answers some of them, so both
-# RL stages get non-zero advantages and really change the weights (a resume test needs that).
-ARGS = ["recipe=score", "profile=debug", "tracking.quiet=true", "cache=false", "seed_sft.steps=60",
-        "task.seed_weights=[0.6,0.4]", "task.train_weights=[0.6,0.4]", "task.test_weights=[0.6,0.4]"]
+# Mostly 1-digit problems, a longer seed stage and more episodes per step than profile=debug: the
+# debug model then answers a few of them, so both RL stages get non-zero advantages and really
+# change the weights (a resume test needs that). No stage cache: the killed run computes everything.
+ARGS = ["recipe=score", "profile=debug", "tracking.quiet=true", "cache=false", "seed_sft.steps=250", "task.seed_weights=[0.8,0.2]",
+        "task.train_weights=[0.8,0.2]", "task.test_weights=[0.8,0.2]", "score_rl.problems_per_step=8", "score_rl.k=4"]
 KILL_AT = "iter_02/.score_rl.partial/checkpoints/step-000004/state.json"  # Stage II, after 4 of 8 steps
 
 
@@ -38,7 +39,7 @@ def test_score_two_stages_then_kill_and_resume_inside_stage2(tmp_path):
         assert {"acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i"} <= set(m)
         assert abs(m["delta"] - (m["delta_i2c"] - m["delta_c2i"])) < 1e-3
     assert rows[(1, "score_rl")]["score_stage"] == 1 and rows[(2, "score_rl")]["score_stage"] == 2
-    assert rows[(2, "score_rl")]["episodes"] == 8 * 4 * 2 and rows[(2, "score_rl")]["episodes_per_s"] > 0
+    assert rows[(2, "score_rl")]["episodes"] == 8 * 8 * 4 and rows[(2, "score_rl")]["episodes_per_s"] > 0
     stage1, stage2 = (load_file(ref / f"iter_0{i}/score_rl/model/model.safetensors") for i in (1, 2))
     assert any(not stage1[k].equal(stage2[k]) for k in stage1), "Stage II did not change the weights"
 
