@@ -135,3 +135,35 @@ def test_bad_score_config_is_rejected_with_advice(override, message):
     compose(["recipe=score"])  # the recipe itself is valid
     with pytest.raises(ConfigError, match=message):
         compose(["recipe=score", override])
+
+
+def test_non_finite_loss_stops_the_stage_with_step_and_values(tmp_path):
+    from omegaconf import OmegaConf
+
+    from selfimprove.config import ArithmeticCorrectionTaskConfig, ModelConfig, ScoreRLConfig, TinyModelConfig
+    from selfimprove.models.tiny import build_tokenizer, save_tiny
+    from selfimprove.rundir import write_jsonl
+    from selfimprove.stages import StageContext, StageError
+    from selfimprove.stages.score_rl import score_rl
+    from selfimprove.tasks import build_task
+    from selfimprove.tracking import Console
+    from transformers import AutoModelForCausalLM
+
+    base = save_tiny(TinyModelConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64),
+                     tmp_path / "base", seed=0)
+    broken = AutoModelForCausalLM.from_pretrained(base)
+    with torch.no_grad():
+        broken.lm_head.weight[5, 0] = float("nan")  # a corrupted reference model: NaN KL, NaN loss
+    broken.save_pretrained(tmp_path / "broken")
+    build_tokenizer().save_pretrained(tmp_path / "broken")
+    task = build_task(OmegaConf.structured(ArithmeticCorrectionTaskConfig(seed_examples=10, train_size=20, val_size=2,
+                                                                          test_size=2)))
+    write_jsonl(tmp_path / "train.jsonl", task.splits()["train"])
+    cfg = OmegaConf.structured(ScoreRLConfig(steps=3, problems_per_step=2, k=2, max_new_tokens=8))
+    ctx = StageContext(name="score_rl", iteration=1, seed=0, cfg=cfg, task=task, model_cfg=OmegaConf.structured(ModelConfig()),
+                       backend_cfg=None, device="cpu", out=tmp_path / "out", ui=Console(quiet=True),
+                       inputs={"init": str(base), "ref": str(tmp_path / "broken"), "problems": str(tmp_path / "train.jsonl")})
+    (tmp_path / "out").mkdir()
+    with pytest.raises(StageError, match=r"loss is nan at step 1 .*mean KL turn 1 nan.*last good checkpoint \(step 0\)"):
+        score_rl(ctx)
+    assert not (tmp_path / "out/model").exists()
