@@ -116,6 +116,31 @@ class PromptsTaskConfig:
 
 
 @dataclass
+class ArithmeticCorrectionTaskConfig(ArithmeticTaskConfig):
+    """Two-turn addition for SCoRe (tasks/arithmetic_correction.py): the seed data gives the base
+    model a checkable blind spot and one correction demonstration per worked example; the shares
+    below set how often first attempts are wrong, how often a wrong one is fixed, and how often a
+    right one is broken."""
+
+    name: str = "arithmetic_correction"
+    # the second turn's prompt is the first turn's prompt followed by this template, whose leading
+    # {attempt} stands for the first attempt; the instruction after it must not say whether that
+    # attempt was right.
+    correction_template: str = "{attempt}\nCheck each step and fix any error.\nA:"
+    seed_examples: int = 600
+    correction_demos: int = 100_000  # at most this many demonstrations (one per worked example)
+    blind_spot_rate: float = 0.7  # a column summing to 10 is written as 11 (first attempts)
+    demo_first_error_rate: float = 0.3  # random one-column slips in the other first attempts
+    demo_fix_rate: float = 0.4
+    demo_break_rate: float = 0.2
+    # the test is 3-digit (where the base model is right about half the time) and so are most
+    # of the RL problems; the worked examples stay at most 3 digits too
+    seed_weights: List[float] = field(default_factory=lambda: [0.2, 0.3, 0.5])
+    train_weights: List[float] = field(default_factory=lambda: [0.0, 0.2, 0.8])
+    test_weights: List[float] = field(default_factory=lambda: [0.0, 0.0, 1.0])
+
+
+@dataclass
 class HFBackendConfig:
     name: str = "hf"
     batch_size: int = 256  # sequences (prompts x samples) per generate call
@@ -440,6 +465,42 @@ class JudgeQualityConfig:
 
 
 @dataclass
+class ScoreRLConfig:
+    """SCoRe's multi-turn RL (stages/score_rl.py): REINFORCE with a leave-one-out baseline over
+    `k` two-turn episodes per problem, a per-turn KL penalty to the base model, and per-turn
+    rewards. `schedule[i - 1]` is the SCoRe stage run in outer iteration i: 1 = Stage I (reward
+    turn 2 only, strong KL `beta2` on turn 1), 2 = Stage II (both turns, turn 2 shaped)."""
+
+    kind: str = "score_rl"
+    enabled: bool = True
+    schedule: List[int] = field(default_factory=lambda: [1, 2])
+    split: str = "train"
+    steps: int = 200
+    problems_per_step: int = 16
+    k: int = 4  # episodes per problem (RLOO needs >= 2)
+    temperature: float = 1.0
+    max_new_tokens: int = 64
+    alpha: float = 10.0  # Stage II shaping: r2 + alpha * (r2 - r1)
+    beta1: float = 0.01  # KL to the base model on every turn (turn 2 only in Stage I)
+    beta2: float = 0.1  # Stage I: KL on turn 1
+    learning_rate: float = 1e-3
+    max_grad_norm: float = 1.0
+    save_steps: int = 10  # checkpoint interval (model, optimizer, RNG, step)
+    loss_limit: float = 1e4  # |loss| above this (or non-finite) stops the stage
+
+
+@dataclass
+class TurnsEvalConfig:
+    """Two-turn held-out evaluation, greedy as in the paper: Acc@t1, Acc@t2, Δ(t1,t2), Δ i→c, Δ c→i."""
+
+    kind: str = "evaluate_turns"
+    enabled: bool = True
+    split: str = "test"
+    max_problems: Optional[int] = None
+    max_new_tokens: int = 64
+
+
+@dataclass
 class TrackingConfig:
     wandb_mode: str = "disabled"  # disabled | offline | online
     wandb_project: str = "selfimprove"
@@ -498,6 +559,9 @@ class RunConfig:
     judge: JudgeConfig = field(default_factory=JudgeConfig)
     pairs: PairsConfig = field(default_factory=PairsConfig)
     judge_quality: JudgeQualityConfig = field(default_factory=JudgeQualityConfig)
+    # SCoRe (recipes/score.yaml)
+    score_rl: ScoreRLConfig = field(default_factory=ScoreRLConfig)
+    evaluate_turns: TurnsEvalConfig = field(default_factory=TurnsEvalConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     # V-STaR: the verifier buffer, its preference pairs and the DPO verifier (from G_SFT = base)
     queries: QueriesConfig = field(default_factory=QueriesConfig)
@@ -514,6 +578,7 @@ GROUP_SCHEMAS = {
     ("task", "arithmetic_schema"): ArithmeticTaskConfig,
     ("task", "gsm8k_schema"): GSM8KTaskConfig,
     ("task", "math_schema"): MathTaskConfig,
+    ("task", "arithmetic_correction_schema"): ArithmeticCorrectionTaskConfig,
     ("backend", "hf_schema"): HFBackendConfig,
     ("backend", "vllm_schema"): VLLMBackendConfig,
     ("task", "prompts_schema"): PromptsTaskConfig,
@@ -667,7 +732,29 @@ def validate(cfg: Any) -> None:
             bad = [k for k in s.pass_k if k > s.num_samples or k < 1]
             need(not bad, f"{name}.pass_k has {bad} but only {name}.num_samples={s.num_samples} samples are drawn; "
                           f"raise {name}.num_samples to at least {max(s.pass_k)} or drop those k.")
+        if s.kind == "score_rl":
+            need(s.alpha >= 0, f"{name}.alpha must be >= 0 (got {s.alpha}); the paper's value is 10.")
+            need(s.beta1 >= 0 and s.beta2 >= 0, f"{name}.beta1 and {name}.beta2 must be >= 0 (got {s.beta1}, "
+                                                f"{s.beta2}); the paper's values are 0.01 and 0.1.")
+            need(s.k >= 2, f"{name}.k must be >= 2: the leave-one-out baseline needs another episode (got {s.k}).")
+            need(s.steps >= 1 and s.problems_per_step >= 1 and s.save_steps >= 1,
+                 f"{name}.steps, problems_per_step and save_steps must be >= 1.")
+            need(s.learning_rate > 0 and s.loss_limit > 0, f"{name}.learning_rate and loss_limit must be > 0.")
+            need(set(s.schedule) <= {1, 2} and len(s.schedule) >= cfg.iterations,
+                 f"{name}.schedule lists the SCoRe stage (1 or 2) of each iteration and needs one per iteration: "
+                 f"got {list(s.schedule)} for iterations={cfg.iterations}; e.g. {name}.schedule=[1,2].")
+        if s.kind in ("score_rl", "evaluate_turns"):
+            need("correction_template" in cfg.task,
+                 f"stage '{name}' needs a two-turn task with a correction instruction; task={cfg.task.name} has "
+                 "none. Use task=arithmetic_correction.")
     _validate_vstar(cfg, names, need)
+    if "correction_template" in cfg.task:
+        need(cfg.task.correction_template.startswith("{attempt}"),
+             f"task.correction_template must begin with the placeholder {{attempt}}, where the first attempt goes: "
+             f"the instruction follows it, as in the paper (got {cfg.task.correction_template!r}); e.g. "
+             f"'{{attempt}}\\nCheck each step and fix any error.\\nA:'.")
+        for key in ("blind_spot_rate", "demo_first_error_rate", "demo_fix_rate", "demo_break_rate"):
+            need(0 <= cfg.task[key] <= 1, f"task.{key} must be a share in [0, 1] (got {cfg.task[key]}).")
     if cfg.backend.name == "vllm":
         import importlib.util
 

@@ -71,6 +71,7 @@ STAGES: Registry[StageKind] = Registry("stage kind")
 _MODULES = ["prepare", "sft", "dpo", "tune", "generate", "score", "rationalize", "filter", "evaluate"]
 _MODULES += ["queries", "buffer", "verifier_pairs"]  # V-STaR
 _MODULES += ["judge_seed", "self_instruct", "judge", "pairs", "judge_quality"]  # Self-Rewarding
+_MODULES += ["score_rl", "evaluate_turns"]  # SCoRe
 
 
 def register_stage(kind: str, inputs: Callable[[Any], dict[str, str]]):

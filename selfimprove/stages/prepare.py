@@ -20,6 +20,7 @@ def prepare(ctx: StageContext) -> StageResult:
         # from-scratch model knows what a hint means when rationalization uses one.
         seed_rows += [{"prompt": ctx.task.prompt(p, hint=True), "completion": p["solution"], "prompt_id": p["id"]}
                       for p in worked]
+    seed_rows += ctx.task.extra_seed_rows(worked)
     write_jsonl(ctx.out / "seed_data.jsonl", seed_rows)
     artifacts["seed_data"] = "seed_data.jsonl"
     return StageResult(artifacts, {f"{k}_problems": len(v) for k, v in splits.items()} | {"seed_rows": len(seed_rows)})

@@ -27,6 +27,11 @@ class Task:
     def prompt(self, problem: dict, hint: bool = False) -> str:
         raise NotImplementedError
 
+    def extra_seed_rows(self, problems: list[dict]) -> list[dict]:
+        """More prompt/completion rows for the seed stage, built from the worked seed problems
+        (e.g. self-correction demonstrations); none by default."""
+        return []
+
     def extract_answer(self, text: str) -> Optional[str]:
         """The final answer written after the marker, normalised; None when there is none."""
         if not isinstance(text, str):
@@ -55,7 +60,7 @@ class Task:
 
 
 def build_task(cfg) -> Task:
-    from . import arithmetic, competition_math, gsm8k  # noqa: F401  (registration happens on import)
-    from . import prompts  # noqa: F401
+    # registration happens on import
+    from . import arithmetic, arithmetic_correction, competition_math, gsm8k, prompts  # noqa: F401
 
     return TASKS.get_or_explain(cfg.name)(cfg)

@@ -34,6 +34,8 @@ KILL_POINTS = {
                      "writing:iter_01/.score.partial/scored.jsonl", "writing:iter_02/.filter.partial/manifest.json"],
     "vstar": ["iter_01/.buffer.partial", "iter_02/.verifier.partial/checkpoints/checkpoint-4/trainer_state.json"],
     "self_rewarding": ["iter_01/.judge.partial", "iter_02/.dpo.partial/checkpoints/checkpoint-5/trainer_state.json"],
+    "score": ["iter_01/.score_rl.partial/checkpoints/step-000004/state.json",
+              "iter_02/.score_rl.partial/checkpoints/step-000006/state.json", "iter_02/.evaluate_turns.partial"],
 }
 WRITING = "writing:"
 # variants: a run name -> the recipe and extra overrides it runs with
@@ -48,7 +50,8 @@ def command(recipe, root, name):
 def comparable(run: Path):
     rows = read_jsonl(run / "metrics.jsonl")
     # timings and the resume bookkeeping (resumed_from_step, resumed_chunks) differ by design
-    return [{k: v for k, v in r.items() if k != "seconds" and "per_s" not in k and not k.startswith("resumed_")}
+    return [{k: v for k, v in r.items() if k != "seconds" and "per_s" not in k and not k.startswith("resumed_")
+             and not k.startswith("time_share")}
             for r in rows]
 
 
@@ -57,9 +60,6 @@ def last_model(run: Path) -> bytes:
     models = sorted(run.glob("iter_*/*/model/model.safetensors"),
                     key=lambda p: (p.parts[-4], p.stat().st_mtime_ns))
     return models[-1].read_bytes()
-    found = sorted(run.glob("iter_*/train/model/model.safetensors")) or sorted(
-        run.glob("iter_*/dpo/model/model.safetensors"))  # self_rewarding trains with its dpo stage
-    return found[-1].read_bytes()
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,212 @@
+"""SCoRe (Kumar et al., 2024): two-stage multi-turn RL that teaches a model to correct itself.
+
+An episode is two turns: the policy answers (y1), the task's fixed correction instruction is
+appended, the policy answers again (y2). Each step samples `k` episodes for each of
+`problems_per_step` training problems, scores both turns with the binary answer reward, and
+takes one REINFORCE step with a leave-one-out (RLOO) baseline per turn. Each turn's tokens are
+weighted only by that turn's reward (the paper's gamma = 0), and each turn's reward carries a KL
+penalty to the frozen base model, as in Ahmadian et al. (2024): the per-episode estimate
+sum_tokens(log pi - log pi_ref) of the sampled tokens, subtracted from the reward.
+
+    Stage I  (schedule entry 1): R1 = -beta2 * KL1            R2 = r2 - beta1 * KL2
+    Stage II (schedule entry 2): R1 = r1 - beta1 * KL1        R2 = r2 + alpha * (r2 - r1) - beta1 * KL2
+    loss = -mean over episodes of (A1 * log pi(y1 | x) + A2 * log pi(y2 | x, y1, instruction))
+
+TRL's trainers are single-turn, so this loop is ours. Sampling reuses the transformers backend's
+batched `generate`. A checkpoint (weights, optimizer, RNG state, step, per-step history) is
+written every `save_steps` into the stage's folder; a killed stage resumes from the last one and
+ends with the same weights as an uninterrupted run, because every step's problems and samples
+are seeded by the step number alone.
+"""
+from __future__ import annotations
+
+import math
+import random
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+from ..backends import SamplingParams
+from ..backends.hf import batched_generate
+from ..metrics import mean
+from ..models import load_model, load_tokenizer
+from ..rundir import read_jsonl, write_json
+from . import StageContext, StageError, StageResult, register_stage
+
+
+# ----------------------------------------------------------------------------- the method
+def turn_rewards(r1, r2, kl1, kl2, stage: int, alpha: float, beta1: float, beta2: float):
+    """Per-turn rewards with the KL penalty folded in (tensors or floats, one value per episode)."""
+    if stage == 1:  # decouple the attempts: turn 1 only stays close to the base model
+        return -beta2 * kl1, r2 - beta1 * kl2
+    return r1 - beta1 * kl1, r2 + alpha * (r2 - r1) - beta1 * kl2  # Stage II: reward progress
+
+
+def rloo_advantages(rewards: torch.Tensor) -> torch.Tensor:
+    """rewards: [problems, k]. Each episode's baseline is the mean reward of the other k - 1
+    episodes of its problem (leave-one-out), so the baseline never depends on the episode itself."""
+    k = rewards.shape[-1]
+    return rewards - (rewards.sum(-1, keepdim=True) - rewards) / (k - 1)
+
+
+def policy_loss(logp1: torch.Tensor, logp2: torch.Tensor, adv1: torch.Tensor, adv2: torch.Tensor) -> torch.Tensor:
+    """REINFORCE over both turns; logp_t is the summed log-probability of turn t's tokens."""
+    return -(adv1.detach() * logp1 + adv2.detach() * logp2).mean()
+
+
+# ----------------------------------------------------------------------------- log-probabilities
+def segment_logprobs(model, tokenizer, rows: list[list[str]], scored: tuple[int, ...]) -> list[torch.Tensor]:
+    """Each row is a sequence given as text segments (e.g. prompt, attempt 1, instruction, attempt
+    2). Returns, for each index in `scored`, the sum of log pi(token | everything before it) over
+    that segment's tokens, one value per row. Segments are tokenized apart and joined, as the
+    sampler saw them; one forward pass scores both turns of an episode."""
+    ids, owner = [], []  # token ids, and which segment each token belongs to
+    for segments in rows:
+        row_ids, row_owner = [], []
+        for i, text in enumerate(segments):
+            piece = tokenizer(text, add_special_tokens=i == 0)["input_ids"]
+            row_ids += piece
+            row_owner += [i] * len(piece)
+        ids.append(row_ids)
+        owner.append(row_owner)
+    width = max(len(x) for x in ids)
+    device = next(model.parameters()).device
+    input_ids = torch.tensor([x + [tokenizer.pad_token_id] * (width - len(x)) for x in ids], device=device)
+    attention = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in ids], device=device)
+    owners = torch.tensor([x + [-1] * (width - len(x)) for x in owner], device=device)
+    logits = model(input_ids=input_ids, attention_mask=attention).logits[:, :-1].float()
+    token_logp = torch.log_softmax(logits, -1).gather(-1, input_ids[:, 1:, None]).squeeze(-1)
+    return [(token_logp * (owners[:, 1:] == i)).sum(-1) for i in scored]
+
+
+# ----------------------------------------------------------------------------- checkpoints
+def _save(folder: Path, step: int, model, tokenizer, optimizer, history: list[dict]) -> None:
+    """checkpoints/step-N: weights, optimizer and RNG state; state.json is written last, so a
+    checkpoint without it was cut off by a kill and is ignored. Older checkpoints are removed."""
+    path = folder / f"step-{step:06d}"
+    if path.exists():
+        shutil.rmtree(path)
+    model.save_pretrained(path / "model")
+    tokenizer.save_pretrained(path / "model")
+    torch.save({"optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state()}, path / "optimizer.pt")
+    write_json(path / "state.json", {"step": step, "history": history})
+    for old in folder.glob("step-*"):
+        if old != path:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _last_checkpoint(folder: Path) -> tuple[Path, dict] | None:
+    import json
+
+    for path in sorted(folder.glob("step-*"), reverse=True):
+        try:
+            return path, json.loads((path / "state.json").read_text())
+        except (OSError, ValueError):
+            shutil.rmtree(path, ignore_errors=True)
+    return None
+
+
+# ----------------------------------------------------------------------------- the stage
+def _inputs(cfg) -> dict[str, str]:
+    return {"init": "policy", "ref": "base", "problems": cfg.split}
+
+
+@register_stage("score_rl", inputs=_inputs)
+def score_rl(ctx: StageContext) -> StageResult:
+    c, task = ctx.cfg, ctx.task
+    stage = int(c.schedule[ctx.iteration - 1])
+    problems = read_jsonl(ctx.inputs["problems"])
+    if len(problems) < c.problems_per_step:
+        raise StageError(f"'{ctx.name}' draws {c.problems_per_step} problems per step but the {c.split} split has "
+                         f"{len(problems)}; lower {ctx.name}.problems_per_step or enlarge the split.")
+    folder = ctx.out / "checkpoints"
+    found = _last_checkpoint(folder)
+    weights = str(found[0] / "model") if found else ctx.inputs["init"]
+    tokenizer = load_tokenizer(weights, ctx.model_cfg.trust_remote_code, padding_side="left")
+    policy = load_model(weights, ctx.model_cfg.dtype, ctx.device, ctx.model_cfg.trust_remote_code)
+    ref = load_model(ctx.inputs["ref"], ctx.model_cfg.dtype, ctx.device, ctx.model_cfg.trust_remote_code).eval()
+    ref.requires_grad_(False)
+    optimizer = torch.optim.Adam(policy.parameters(), lr=c.learning_rate)
+    done, history = 0, []
+    if found:
+        saved = torch.load(found[0] / "optimizer.pt", weights_only=False)
+        optimizer.load_state_dict(saved["optimizer"])
+        torch.set_rng_state(saved["torch_rng"])
+        done, history = found[1]["step"], found[1]["history"]
+    policy.train()
+    batch_size = c.problems_per_step * c.k  # every episode of a step in one generate call per turn
+    sampling = SamplingParams(n=c.k, temperature=c.temperature, max_new_tokens=c.max_new_tokens)
+    seconds = {"sampling": 0.0, "update": 0.0}
+    with ctx.ui.progress(f"{ctx.name}: SCoRe stage {'I' if stage == 1 else 'II'}", total=c.steps,
+                         completed=done) as advance:
+        for step in range(done, c.steps):
+            start = time.time()
+            batch = random.Random(ctx.seed * 1_000_003 + step).sample(problems, c.problems_per_step)
+            seed = ctx.seed + 7919 * step
+            prompts1 = [task.prompt(p) for p in batch for _ in range(c.k)]
+            firsts = batched_generate(policy, tokenizer, [task.prompt(p) for p in batch],
+                                      SamplingParams(**{**sampling.__dict__, "seed": seed}), batch_size)
+            y1 = [task.truncate(t) for texts in firsts for t in texts]
+            episodes = [p for p in batch for _ in range(c.k)]
+            prompts2 = [task.turn2_prompt(p, a) for p, a in zip(episodes, y1)]
+            outs2 = batched_generate(policy, tokenizer, prompts2,
+                                        SamplingParams(**{**sampling.__dict__, "n": 1, "seed": seed + 1}), batch_size)
+            y2 = [task.truncate(texts[0]) for texts in outs2]
+            sampled = time.time()
+
+            r1 = torch.tensor([task.reward(y, p) for y, p in zip(y1, episodes)])
+            r2 = torch.tensor([task.reward(y, p) for y, p in zip(y2, episodes)])
+            rows = [[x, a, task.instruction, b] for x, a, b in zip(prompts1, y1, y2)]
+            logp1, logp2 = segment_logprobs(policy, tokenizer, rows, scored=(1, 3))
+            with torch.no_grad():
+                ref1, ref2 = segment_logprobs(ref, tokenizer, rows, scored=(1, 3))
+            kl1, kl2 = logp1.detach() - ref1, logp2.detach() - ref2  # per-episode KL estimates
+            R1, R2 = turn_rewards(r1, r2, kl1, kl2, stage, c.alpha, c.beta1, c.beta2)
+            adv1 = rloo_advantages(R1.view(-1, c.k)).flatten()
+            adv2 = rloo_advantages(R2.view(-1, c.k)).flatten()
+            loss = policy_loss(logp1, logp2, adv1, adv2)
+            if not math.isfinite(loss.item()) or abs(loss.item()) > c.loss_limit:
+                raise StageError(
+                    f"'{ctx.name}' (SCoRe stage {stage}) loss is {loss.item():.4g} at step {step + 1} (limit "
+                    f"{ctx.name}.loss_limit={c.loss_limit}; mean KL turn 1 {kl1.mean().item():.4g}, turn 2 "
+                    f"{kl2.mean().item():.4g}; mean reward turn 1 {r1.mean().item():.3f}, turn 2 {r2.mean().item():.3f}). "
+                    f"The last good checkpoint (step {done}) is kept in {folder}. Lower {ctx.name}.learning_rate "
+                    f"or {ctx.name}.alpha.")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), c.max_grad_norm)
+            optimizer.step()
+            seconds["sampling"] += sampled - start
+            seconds["update"] += time.time() - sampled
+            history.append({"loss": loss.item(), "r1": r1.mean().item(), "r2": r2.mean().item(),
+                            "kl1": kl1.mean().item(), "kl2": kl2.mean().item(), "grad_norm": float(grad_norm),
+                            "changed": mean([float(task.extract_answer(a) != task.extract_answer(b))
+                                             for a, b in zip(y1, y2)])})
+            if (step + 1) % c.save_steps == 0 or step + 1 == c.steps:
+                _save(folder, step + 1, policy, tokenizer, optimizer, history)
+                done = step + 1
+            advance(1)
+    policy.save_pretrained(ctx.out / "model")
+    tokenizer.save_pretrained(ctx.out / "model")
+    shutil.rmtree(folder, ignore_errors=True)
+    return StageResult({"policy": "model"}, _metrics(stage, history, c, seconds, found[1]["step"] if found else 0))
+
+
+def _metrics(stage: int, history: list[dict], c, seconds: dict, resumed_from: int) -> dict:
+    """Training rewards at the start and end (sampled episodes, T=`temperature`) and throughput."""
+    window = max(1, min(10, len(history) // 4))
+    first, last = history[:window], history[-window:]
+    busy = max(seconds["sampling"] + seconds["update"], 1e-9)
+    ran = len(history) - resumed_from
+    out = {"score_stage": stage, "steps": len(history), "episodes": len(history) * c.problems_per_step * c.k,
+           "resumed_from_step": resumed_from}
+    for key in ("r1", "r2", "kl1", "kl2", "changed"):
+        out[f"train_{key}_first"] = round(mean([h[key] for h in first]), 4)
+        out[f"train_{key}_last"] = round(mean([h[key] for h in last]), 4)
+    out["train_loss_last"] = round(history[-1]["loss"], 4)
+    out["episodes_per_s"] = round(ran * c.problems_per_step * c.k / busy, 2)
+    out["time_share_sampling"] = round(seconds["sampling"] / busy, 3)
+    out["time_share_update"] = round(seconds["update"] / busy, 3)
+    return out

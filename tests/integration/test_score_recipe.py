@@ -1,0 +1,61 @@
+"""SCoRe end to end under profile=debug: base model, Stage I, Stage II, each evaluated on two-turn
+episodes; then a run SIGKILLed inside Stage II resumes from its last RL checkpoint and ends with
+the uninterrupted run's metrics and weights, bit for bit."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from safetensors.torch import load_file
+
+from selfimprove.rundir import read_jsonl
+
+# Mostly 1-digit problems, a longer seed stage and more episodes per step than profile=debug: the
+# debug model then answers a few of them, so both RL stages get non-zero advantages and really
+# change the weights (a resume test needs that). No stage cache: the killed run computes everything.
+ARGS = ["recipe=score", "profile=debug", "tracking.quiet=true", "cache=false", "seed_sft.steps=250", "task.seed_weights=[0.8,0.2]",
+        "task.train_weights=[0.8,0.2]", "task.test_weights=[0.8,0.2]", "score_rl.problems_per_step=8", "score_rl.k=4"]
+KILL_AT = "iter_02/.score_rl.partial/checkpoints/step-000004/state.json"  # Stage II, after 4 of 8 steps
+
+
+def command(root, name):
+    return [sys.executable, "-m", "selfimprove.cli", "run", *ARGS, f"output_root={root}", f"run_name={name}"]
+
+
+def comparable(run):
+    drop = ("seconds", "resumed_from_step")
+    return [{k: v for k, v in r.items() if k not in drop and "per_s" not in k and not k.startswith("time_share")}
+            for r in read_jsonl(run / "metrics.jsonl")]
+
+
+def test_score_two_stages_then_kill_and_resume_inside_stage2(tmp_path):
+    subprocess.run(command(tmp_path, "ref"), check=True, capture_output=True, timeout=600)
+    ref = tmp_path / "ref"
+    rows = {(r["iteration"], r["stage"]): r for r in read_jsonl(ref / "metrics.jsonl")}
+    for it in (0, 1, 2):  # the paper's five columns for the base model, Stage I and Stage II
+        m = rows[(it, "evaluate_turns")]
+        assert {"acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i"} <= set(m)
+        assert abs(m["delta"] - (m["delta_i2c"] - m["delta_c2i"])) < 1e-3
+    assert rows[(1, "score_rl")]["score_stage"] == 1 and rows[(2, "score_rl")]["score_stage"] == 2
+    assert rows[(2, "score_rl")]["episodes"] == 8 * 8 * 4 and rows[(2, "score_rl")]["episodes_per_s"] > 0
+    stage1, stage2 = (load_file(ref / f"iter_0{i}/score_rl/model/model.safetensors") for i in (1, 2))
+    assert any(not stage1[k].equal(stage2[k]) for k in stage1), "Stage II did not change the weights"
+
+    run = tmp_path / "killed"
+    proc = subprocess.Popen(command(tmp_path, "killed"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 600
+    while not (run / KILL_AT).exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert (run / KILL_AT).exists(), "the run was not caught inside Stage II"
+    assert not (run / "iter_02/score_rl/manifest.json").exists()
+
+    subprocess.run(command(tmp_path, "killed"), check=True, capture_output=True, timeout=600)
+    stage2_manifest = json.loads((run / "iter_02/score_rl/manifest.json").read_text())
+    assert stage2_manifest["metrics"]["resumed_from_step"] == 4
+    assert comparable(run) == comparable(ref)
+    for name in ("iter_02/score_rl/model/model.safetensors",):
+        assert (run / name).read_bytes() == (ref / name).read_bytes()
