@@ -119,7 +119,7 @@ def test_verifier_log_likelihood_is_the_sum_over_the_solution_tokens(tmp_path):
             lp = model(ids).logits[0, :-1].log_softmax(-1).gather(1, ids[0, 1:, None])[:, 0]
         assert n == len(t) + 1  # one token per character, plus the end of sequence
         assert logp == pytest.approx(lp[len(prompt_ids) - 1:].sum().item(), abs=1e-4)
-    cfg = OmegaConf.structured(BestOfKConfig(beta=0.5, batch_size=2))
+    cfg = OmegaConf.structured(BestOfKConfig(batch_size=2))
     mc = OmegaConf.structured(ModelConfig(tiny=TINY))
     assert verifier_scores(cfg, mc, "cpu", str(path), None, prompts, texts) == pytest.approx([b[0] for b in batched])
     cfg.score = "implicit_reward"  # the verifier against itself as the reference: zero reward
