@@ -315,10 +315,10 @@ class BestOfKConfig:
     k: List[int] = field(default_factory=lambda: [4, 16])  # each needs k <= num_samples
     verifier: Optional[str] = None  # the verifier's artifact (e.g. `verifier`); null: generator metrics only
     # logprob: log V(y|x), the paper's score; mean_logprob: per token; implicit_reward: the DPO
-    # reward beta * (log V(y|x) - log ref(y|x)) with `reference` as ref
+    # reward log V(y|x) - log ref(y|x) with `reference` as ref (DPO's beta scales it, which
+    # changes no ranking, so it is left out)
     score: str = "logprob"
     reference: str = "base"
-    beta: float = "${verifier.beta}"  # type: ignore[assignment]
     batch_size: int = 64  # sequences per verifier forward pass
 
 

@@ -1,6 +1,6 @@
 """Scoring candidate solutions with a V-STaR verifier: the log-likelihood of the solution given
 the problem, log V(y|x), as in the paper; per token, or the DPO implicit reward
-beta * (log V(y|x) - log ref(y|x)), as options.
+beta * (log V(y|x) - log ref(y|x)) (without its positive factor beta: a ranking ignores it), as options.
 
 The solution is tokenized the way TRL's DPOTrainer tokenized it for training: prompt and
 completion together with the end-of-sequence token appended (conversational rows through the chat
@@ -91,6 +91,6 @@ def verifier_scores(cfg, model_cfg, device: str, verifier: str, reference: str |
         scores = [s / max(n, 1) for s, n in v]
     else:  # implicit_reward
         ref = logprobs(reference)
-        scores = [cfg.beta * (s - r) for (s, _), (r, _) in zip(v, ref)]
+        scores = [s - r for (s, _), (r, _) in zip(v, ref)]  # the implicit reward divided by beta
     by_pair = dict(zip(unique, scores))
     return [by_pair[pc] for pc in zip(prompts, completions)]

@@ -119,10 +119,37 @@ def test_verifier_log_likelihood_is_the_sum_over_the_solution_tokens(tmp_path):
             lp = model(ids).logits[0, :-1].log_softmax(-1).gather(1, ids[0, 1:, None])[:, 0]
         assert n == len(t) + 1  # one token per character, plus the end of sequence
         assert logp == pytest.approx(lp[len(prompt_ids) - 1:].sum().item(), abs=1e-4)
-    cfg = OmegaConf.structured(BestOfKConfig(beta=0.5, batch_size=2))
+    cfg = OmegaConf.structured(BestOfKConfig(batch_size=2))
     mc = OmegaConf.structured(ModelConfig(tiny=TINY))
     assert verifier_scores(cfg, mc, "cpu", str(path), None, prompts, texts) == pytest.approx([b[0] for b in batched])
     cfg.score = "implicit_reward"  # the verifier against itself as the reference: zero reward
     assert verifier_scores(cfg, mc, "cpu", str(path), str(path), prompts, texts) == [0.0, 0.0, 0.0]
     cfg.score = "mean_logprob"
     assert verifier_scores(cfg, mc, "cpu", str(path), None, prompts, texts)[2] == pytest.approx(batched[2][0] / 3)
+
+
+# ----------------------------------------------------------------------------- config
+@pytest.mark.parametrize("override,expected", [
+    (["evaluate.best_of.k=[4,32]"], r"best_of.k has \[32\] but only evaluate.num_samples=16 candidates"),
+    (["evaluate.best_of.score=likelihood"], "best_of.score must be logprob, mean_logprob or implicit_reward"),
+    (["stages=[generate,score,evaluate]", "last_iteration_only=[]"], "no dpo stage in the stage lists publishes it"),
+    (["last_iteration_only=[verifier,nope]"], r"last_iteration_only lists \['nope'\]"),
+    (["verifier_pairs.max_pairs_per_problem=0"], "max_pairs_per_problem must be >= 1 or null"),
+])
+def test_vstar_bad_input_is_rejected_at_startup(override, expected):
+    from selfimprove.cli import compose
+    from selfimprove.config import ConfigError
+
+    with pytest.raises(ConfigError, match=expected):
+        compose(["recipe=vstar", *override])
+
+
+def test_verifier_stages_run_in_the_last_iteration_only():
+    from selfimprove.cli import compose
+    from selfimprove.pipeline import stage_plan
+
+    (cfg,) = compose(["recipe=vstar"])
+    plan = stage_plan(cfg)
+    assert [it for it, s in plan if s == "verifier"] == [3] and [it for it, s in plan if s == "train"] == [1, 2, 3]
+    (every,) = compose(["recipe=vstar", "last_iteration_only=[]"])
+    assert [it for it, s in stage_plan(every) if s == "verifier"] == [1, 2, 3]
