@@ -113,6 +113,7 @@ class PromptsTaskConfig:
     val_size: int = 0  # unused: val is the held-out test prompts
     test_size: int = 50  # prompts held out for evaluation (answered, never trained on)
     max_instruction_chars: int = 2000  # self-instruction: longer "prompts" are rejected
+    seed_examples: Optional[int] = None  # unused: the seed file's rows are the seed (recipes may set it)
 
 
 @dataclass

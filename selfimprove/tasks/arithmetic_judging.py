@@ -13,8 +13,9 @@ selfimprove/judges/templates/scratchpad_5pt.txt):
     answer  the final answer is the correct sum
 
 The EFT judgment first recomputes the correct scratchpad and sum (the judge "checks the work"),
-then writes the points awarded, one digit per criterion in the order above, and ends with
-`Score: N`: " 3+1=4,8+6=14 94 10111\nScore: 4". (Short, because every character is a token of
+copies the answer the response states (so that comparing the two is a local step), then writes
+the points awarded, one digit per criterion in the order above, and ends with `Score: N`:
+" 3+1=4,8+6=14 94 95 11110\nScore: 4". (Short, because every character is a token of
 a character-level model's context and compute.) Wrong candidates are perturbations of the gold
 solution, one family per kind of mistake the model makes, so every score 0-5 occurs.
 """
@@ -61,7 +62,13 @@ def judgment(question: str, response: str) -> tuple[str, int]:
     got = points(question, response)
     total = sum(got.values())
     awarded = "".join(str(got[c]) for c in CRITERIA)  # one digit per criterion, in CRITERIA's order
-    return f" {scratchpad(a, b)} {a + b} {awarded}\nScore: {total}", total
+    return f" {scratchpad(a, b)} {a + b} {_stated_answer(response) or '-'} {awarded}\nScore: {total}", total
+
+
+def _stated_answer(response: str) -> Optional[str]:
+    idx = response.find("####")
+    m = re.match(r"\s*(-?\d+)", response[idx + 4:]) if idx >= 0 else None
+    return m.group(1) if m else None
 
 
 def _steps(a: int, b: int) -> list[str]:

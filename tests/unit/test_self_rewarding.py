@@ -121,8 +121,9 @@ def test_rubric_points_follow_the_mistake():
     assert points(q, "\n#### 8344") == {"form": 1, "pad": 0, "sums": 0, "digits": 0, "answer": 1}
     assert sum(points(q, "banana").values()) == 0
     text, score = judgment(q, gold)
-    assert text == " 3+1=4,8+6=14,7+5+1=13,4+3+1=8 8344 11111\nScore: 5"
+    assert text == " 3+1=4,8+6=14,7+5+1=13,4+3+1=8 8344 8344 11111\nScore: 5"
     assert parse_score(text, RX, 0, 5) == score == 5
+    assert judgment(q, " 3+1=4")[0] == " 3+1=4,8+6=14,7+5+1=13,4+3+1=8 8344 - 00100\nScore: 1"
 
 
 def test_eft_scores_vary_and_held_out_pairs_are_correct_vs_incorrect():
