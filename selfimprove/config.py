@@ -485,6 +485,8 @@ class ScoreRLConfig:
     beta1: float = 0.01  # KL to the base model on every turn (turn 2 only in Stage I)
     beta2: float = 0.1  # Stage I: KL on turn 1
     learning_rate: float = 1e-3
+    # Stage II's shaped turn-2 reward spans -alpha..1+alpha, so its steps are larger; null: learning_rate
+    stage2_learning_rate: Optional[float] = None
     max_grad_norm: float = 1.0
     save_steps: int = 10  # checkpoint interval (model, optimizer, RNG, step)
     loss_limit: float = 1e4  # |loss| above this (or non-finite) stops the stage
@@ -740,7 +742,8 @@ def validate(cfg: Any) -> None:
             need(s.k >= 2, f"{name}.k must be >= 2: the leave-one-out baseline needs another episode (got {s.k}).")
             need(s.steps >= 1 and s.problems_per_step >= 1 and s.save_steps >= 1,
                  f"{name}.steps, problems_per_step and save_steps must be >= 1.")
-            need(s.learning_rate > 0 and s.loss_limit > 0, f"{name}.learning_rate and loss_limit must be > 0.")
+            need(s.learning_rate > 0 and s.loss_limit > 0 and (s.stage2_learning_rate is None or s.stage2_learning_rate > 0),
+                 f"{name}.learning_rate, stage2_learning_rate and loss_limit must be > 0.")
             need(set(s.schedule) <= {1, 2} and len(s.schedule) >= cfg.iterations,
                  f"{name}.schedule lists the SCoRe stage (1 or 2) of each iteration and needs one per iteration: "
                  f"got {list(s.schedule)} for iterations={cfg.iterations}; e.g. {name}.schedule=[1,2].")

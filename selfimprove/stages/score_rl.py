@@ -128,7 +128,8 @@ def score_rl(ctx: StageContext) -> StageResult:
     policy = load_model(weights, ctx.model_cfg.dtype, ctx.device, ctx.model_cfg.trust_remote_code)
     ref = load_model(ctx.inputs["ref"], ctx.model_cfg.dtype, ctx.device, ctx.model_cfg.trust_remote_code).eval()
     ref.requires_grad_(False)
-    optimizer = torch.optim.Adam(policy.parameters(), lr=c.learning_rate)
+    lr = c.stage2_learning_rate if stage == 2 and c.stage2_learning_rate is not None else c.learning_rate
+    optimizer = torch.optim.Adam(policy.parameters(), lr=lr)
     done, history = 0, []
     if found:
         saved = torch.load(found[0] / "optimizer.pt", weights_only=False)
