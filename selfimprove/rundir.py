@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import socket
 import time
 from dataclasses import dataclass, field
@@ -41,7 +42,7 @@ def write_atomic(path: Path, data: bytes | str) -> None:
         if (target := os.environ.get(KILL_WHILE_WRITING)) and str(path).endswith(target):
             f.write(data[: len(data) // 2])
             f.flush()
-            os.kill(os.getpid(), 9)
+            os.kill(os.getpid(), signal.SIGKILL)
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
