@@ -490,6 +490,9 @@ class ScoreRLConfig:
     max_grad_norm: float = 1.0
     save_steps: int = 10  # checkpoint interval (model, optimizer, RNG, step)
     loss_limit: float = 1e4  # |loss| above this (or non-finite) stops the stage
+    # LoRA: only an adapter is trained; the KL reference is the adapter-disabled model (one copy of
+    # the base weights); the published model is merged (stages/score_lora.py)
+    lora: LoraConfig = field(default_factory=LoraConfig)
 
 
 @dataclass
@@ -698,7 +701,7 @@ def validate(cfg: Any) -> None:
             need(0 < s.top_p <= 1, f"{name}.top_p must be in (0, 1] (got {s.top_p}).")
         if "k" in s:
             need(s.k >= 1, f"{name}.k must be >= 1 (got {s.k}).")
-        if s.kind in TRAIN_KINDS and s.lora.enabled:
+        if (s.kind in TRAIN_KINDS or s.kind == "score_rl") and s.lora.enabled:
             import importlib.util
 
             need(importlib.util.find_spec("peft") is not None,

@@ -233,7 +233,7 @@ def fit(ctx: StageContext, trainer_cls, args_cls, rows: list[dict], args_extra: 
     datasets.disable_progress_bars()
     trainer = trainer_cls(model=model, args=args, train_dataset=datasets.Dataset.from_list(rows),
                           processing_class=tokenizer, callbacks=[Watch()],
-                          peft_config=lora_config(cfg.lora, model, init) if cfg.lora.enabled else None,
+                          peft_config=lora_config(cfg.lora, model, init, ctx.name) if cfg.lora.enabled else None,
                           **(trainer_extra or {}))
     trainer.remove_callback(PrinterCallback)  # our progress bar and metrics replace its log dicts
     resume = last_complete_checkpoint(checkpoints)
@@ -277,8 +277,9 @@ def last_complete_checkpoint(checkpoints: Path) -> str | None:
     return None
 
 
-def lora_config(cfg, model, init: str):
-    """A PEFT LoraConfig, after checking that the target modules exist in the model."""
+def lora_config(cfg, model, init: str, name: str = "train"):
+    """A PEFT LoraConfig, after checking that the target modules exist in the model (`name`: the
+    stage's config section, for the advice)."""
     from peft import LoraConfig
 
     names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
@@ -287,7 +288,7 @@ def lora_config(cfg, model, init: str):
         linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if type(m).__name__ == "Linear"})
         example = [n for n in ("q_proj", "v_proj") if n in linear] or linear[:2]
         raise StageError(f"LoRA target module(s) {missing} do not exist in {init}. Its linear layers are: "
-                         f"{', '.join(linear)}. Set e.g. train.lora.target_modules=[{','.join(example)}].")
+                         f"{', '.join(linear)}. Set e.g. {name}.lora.target_modules=[{','.join(example)}].")
     return LoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=list(cfg.target_modules),
                       task_type="CAUSAL_LM")
 
