@@ -730,8 +730,9 @@ def validate(cfg: Any) -> None:
             need(s.beta > 0, f"{name}.beta must be > 0 (got {s.beta}); the paper's value is 0.1.")
             need(s.rpo_alpha is None or s.rpo_alpha >= 0, f"{name}.rpo_alpha must be >= 0 or null (got {s.rpo_alpha}).")
         if s.kind == "sft":
-            need(not (s.num_processes > 1 and s.select_by_val),
-                 f"{name}.select_by_val is not supported with {name}.num_processes > 1 yet; use one of them.")
+            need(not (s.num_processes > 1 and s.select_by_val and s.distributed != "ddp"),
+                 f"{name}.select_by_val with {name}.num_processes > 1 needs {name}.distributed=ddp: the first "
+                 f"process validates the whole model, which under {s.distributed} it does not hold.")
         if s.kind == "filter" and s.max_per_problem is not None:
             need(s.max_per_problem >= 1, f"{name}.max_per_problem must be >= 1 or null for no cap (got {s.max_per_problem}).")
         if s.kind == "evaluate" and s.num_samples > 0:

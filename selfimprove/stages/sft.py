@@ -73,7 +73,9 @@ def _launch_data_parallel(ctx: StageContext) -> StageResult:
     spec = {"name": ctx.name, "iteration": ctx.iteration, "seed": ctx.seed, "device": ctx.device,
             "inputs": {**ctx.inputs, "init": init}, "out": str(ctx.out),
             "cfg": OmegaConf.to_container(ctx.cfg, resolve=True),
-            "model_cfg": OmegaConf.to_container(ctx.model_cfg, resolve=True)}
+            "model_cfg": OmegaConf.to_container(ctx.model_cfg, resolve=True),
+            # validation (select_by_val) prompts and rewards with the task: the workers rebuild it
+            "task": OmegaConf.to_container(ctx.task.cfg, resolve=True) if ctx.cfg.get("select_by_val") else None}
     write_json(ctx.out / "launch.json", spec)
     with socket.socket() as s:  # a free rendezvous port: parallel sweep jobs must not collide
         s.bind(("127.0.0.1", 0))
@@ -103,7 +105,12 @@ def _worker(spec_path: str) -> None:
     spec = json.loads(open(spec_path).read())
     cfg = OmegaConf.create(spec["cfg"])
     cfg.init = "given"  # the launcher built or located the initial weights already
-    ctx = StageContext(name=spec["name"], iteration=spec["iteration"], seed=spec["seed"], cfg=cfg, task=None,
+    task = None
+    if spec.get("task") is not None:
+        from ..tasks import build_task
+
+        task = build_task(OmegaConf.create(spec["task"]))
+    ctx = StageContext(name=spec["name"], iteration=spec["iteration"], seed=spec["seed"], cfg=cfg, task=task,
                        model_cfg=OmegaConf.create(spec["model_cfg"]), backend_cfg=None, device=spec["device"],
                        inputs=spec["inputs"], out=Path(spec["out"]), ui=Console(quiet=True))
     result = (_train if cfg.kind == "sft" else get_stage(cfg.kind).fn)(ctx)
@@ -240,7 +247,7 @@ def fit(ctx: StageContext, trainer_cls, args_cls, rows: list[dict], args_extra: 
     done = int(resume.rsplit("-", 1)[-1]) if resume else 0
     if selector and resume:
         # a kill between writing a checkpoint and validating it: validate it now, from disk
-        selector.check(load_model(resume, ctx.model_cfg.dtype, ctx.device, ctx.model_cfg.trust_remote_code), done)
+        selector.check(lambda: load_model(resume, ctx.model_cfg.dtype, ctx.device, ctx.model_cfg.trust_remote_code), done)
     start = time.time()
     with ctx.ui.progress(f"{ctx.name}: training", total=steps, completed=done) as advance:
         result = trainer.train(resume_from_checkpoint=resume)
@@ -293,9 +300,25 @@ def lora_config(cfg, model, init: str, name: str = "train"):
                       task_type="CAUSAL_LM")
 
 
+def _rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def _barrier() -> None:
+    """Wait for every training process (a no-op in a single-process run)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
 class ValSelector:
     """Greedy validation reward at each checkpoint; the best weights are saved aside. The history
-    lives in the stage folder, so a resumed stage remembers what it had already measured."""
+    lives in the stage folder, so a resumed stage remembers what it had already measured.
+
+    With several training processes (DDP: each holds the whole model) only the first validates,
+    saves and finally publishes the chosen weights; the others wait for it at a barrier, so no
+    process trains on while the selection is being made and the stage folder is written once."""
 
     def __init__(self, ctx: StageContext, tokenizer):
         import copy
@@ -308,6 +331,12 @@ class ValSelector:
         self.history = json.loads(self.path.read_text()) if self.path.exists() else {}
 
     def check(self, model, step: int) -> None:
+        """Validate the weights of `step` (`model`: the model, or a function that loads it)."""
+        if _rank() == 0:
+            self._check(model, step)
+        _barrier()
+
+    def _check(self, model, step: int) -> None:
         import torch
 
         from ..backends import SamplingParams
@@ -315,6 +344,8 @@ class ValSelector:
 
         if str(step) in self.history:
             return
+        if not isinstance(model, torch.nn.Module):
+            model = model()
         prompts = [self.ctx.task.prompt(p) for p in self.problems]
         params = SamplingParams(n=1, max_new_tokens=self.ctx.cfg.val_max_new_tokens)
         with torch.random.fork_rng():  # validation must not move the training RNG
@@ -328,12 +359,17 @@ class ValSelector:
         write_json(self.path, self.history)
 
     def finish(self, final_dir) -> dict:
+        """Publish the best checkpoint's weights into final_dir (on the first process only)."""
+        if _rank() != 0:
+            _barrier()
+            return {}
         best_step = max(self.history, key=lambda s: (self.history[s], -int(s)))
         last_step = max(self.history, key=int)
         if best_step != last_step:
             for f in (self.ctx.out / "best").iterdir():
                 shutil.copy2(f, final_dir / f.name)
         shutil.rmtree(self.ctx.out / "best", ignore_errors=True)
+        _barrier()
         return {"val_reward": round(self.history[best_step], 4), "selected_step": int(best_step),
                 "val_reward_last": round(self.history[last_step], 4)}
 

@@ -1,4 +1,5 @@
 """The SFT stage on a real tiny model with real TRL training: LoRA and checkpoint selection."""
+import json
 from types import SimpleNamespace
 
 import pytest
@@ -70,6 +71,36 @@ def test_two_process_data_parallel_training_matches_one_process(tmp_path):
         assert metrics["processes"] == n and (ctx.out / "model" / "model.safetensors").exists()
         losses[n] = metrics["train_loss"]
     assert losses[2] == pytest.approx(losses[1], rel=0.15)
+
+
+def test_two_process_training_selects_by_validation_on_the_first_process(tmp_path):
+    """select_by_val under DDP (2 CPU processes, gloo): rank 0 validates every checkpoint while the
+    other waits, and the chosen weights are published once; the published model scores the
+    validation reward the stage reports."""
+    from selfimprove.backends import SamplingParams
+    from selfimprove.backends.hf import batched_generate
+    from selfimprove.config import ArithmeticTaskConfig
+    from selfimprove.models import load_model, load_tokenizer
+    from selfimprove.rundir import read_jsonl
+    from selfimprove.tasks import build_task
+
+    ctx, _ = context(tmp_path, select_by_val=True, val_max_new_tokens=16, num_processes=2, steps=6)
+    ctx.task = build_task(OmegaConf.structured(ArithmeticTaskConfig()))  # the workers rebuild it from its config
+    write_jsonl(tmp_path / "val.jsonl", [{"id": f"v{a}", "question": f"{a}+{a}", "answer": str(2 * a)} for a in range(6)])
+    ctx.out.mkdir()
+    metrics = get_stage("sft").fn(ctx).metrics
+    history = json.loads((ctx.out / "val_history.json").read_text())
+    assert metrics["processes"] == 2 and sorted(history, key=int) == ["2", "4", "6"]
+    best = max(history, key=lambda s: (history[s], -int(s)))
+    assert metrics["selected_step"] == int(best) and metrics["val_reward"] == round(history[best], 4)
+    assert metrics["val_reward_last"] == round(history["6"], 4)
+    assert not (ctx.out / "best").exists() and not (ctx.out / "checkpoints").exists()
+    tok = load_tokenizer(ctx.out / "model", padding_side="left")
+    problems = read_jsonl(tmp_path / "val.jsonl")
+    outs = batched_generate(load_model(ctx.out / "model"), tok, [ctx.task.prompt(p) for p in problems],
+                            SamplingParams(n=1, max_new_tokens=16), batch_size=256)
+    reward = sum(ctx.task.reward(o[0], p) for o, p in zip(outs, problems)) / len(problems)
+    assert round(reward, 4) == metrics["val_reward"]
 
 
 def test_resume_skips_a_checkpoint_cut_off_while_being_written(tmp_path):
