@@ -213,7 +213,7 @@ def fit(ctx: StageContext, trainer_cls, args_cls, rows: list[dict], args_extra: 
     )
     losses: list[float] = []
     last_logged: dict = {}  # the latest value of every key the trainer logs
-    selector = selector_cls(ctx, tokenizer) if selector_cls else None
+    selector = selector_cls(ctx, tokenizer, init) if selector_cls else None
 
     class Watch(TrainerCallback):
         """Progress bar, loss record, and a stop on a non-finite loss (keeping the last checkpoint)."""
@@ -247,7 +247,7 @@ def fit(ctx: StageContext, trainer_cls, args_cls, rows: list[dict], args_extra: 
     done = int(resume.rsplit("-", 1)[-1]) if resume else 0
     if selector and resume:
         # a kill between writing a checkpoint and validating it: validate it now, from disk
-        selector.check(lambda: load_model(resume, ctx.model_cfg.dtype, ctx.device, ctx.model_cfg.trust_remote_code), done)
+        selector.check(lambda: selector.load(resume), done)
     start = time.time()
     with ctx.ui.progress(f"{ctx.name}: training", total=steps, completed=done) as advance:
         result = trainer.train(resume_from_checkpoint=resume)
@@ -320,10 +320,10 @@ class ValSelector:
     saves and finally publishes the chosen weights; the others wait for it at a barrier, so no
     process trains on while the selection is being made and the stage folder is written once."""
 
-    def __init__(self, ctx: StageContext, tokenizer):
+    def __init__(self, ctx: StageContext, tokenizer, init: str):
         import copy
 
-        self.ctx = ctx
+        self.ctx, self.init = ctx, init  # init: the weights a LoRA adapter sits on
         self.tokenizer = copy.deepcopy(tokenizer)
         self.tokenizer.padding_side = "left"
         self.problems = read_jsonl(ctx.inputs["val"])
@@ -358,6 +358,16 @@ class ValSelector:
             model.save_pretrained(self.ctx.out / "best")
         write_json(self.path, self.history)
 
+    def load(self, path):
+        """Saved weights: a full model, or (LoRA: the Trainer and `check` save only the adapter) the
+        adapter on the initial weights."""
+        m = self.ctx.model_cfg
+        if not (Path(path) / "adapter_config.json").exists():
+            return load_model(path, m.dtype, self.ctx.device, m.trust_remote_code)
+        from peft import PeftModel
+
+        return PeftModel.from_pretrained(load_model(self.init, m.dtype, self.ctx.device, m.trust_remote_code), str(path))
+
     def finish(self, final_dir) -> dict:
         """Publish the best checkpoint's weights into final_dir (on the first process only)."""
         if _rank() != 0:
@@ -366,8 +376,12 @@ class ValSelector:
         best_step = max(self.history, key=lambda s: (self.history[s], -int(s)))
         last_step = max(self.history, key=int)
         if best_step != last_step:
-            for f in (self.ctx.out / "best").iterdir():
-                shutil.copy2(f, final_dir / f.name)
+            best = self.ctx.out / "best"
+            if (best / "adapter_config.json").exists():  # LoRA: publish the best adapter merged, as the last one was
+                self.load(best).merge_and_unload().save_pretrained(final_dir)
+            else:
+                for f in best.iterdir():
+                    shutil.copy2(f, final_dir / f.name)
         shutil.rmtree(self.ctx.out / "best", ignore_errors=True)
         _barrier()
         return {"val_reward": round(self.history[best_step], 4), "selected_step": int(best_step),

@@ -73,6 +73,24 @@ def test_two_process_data_parallel_training_matches_one_process(tmp_path):
     assert losses[2] == pytest.approx(losses[1], rel=0.15)
 
 
+def test_lora_checkpoint_selected_by_validation_is_published_merged(tmp_path):
+    """With LoRA the selector holds adapters: the chosen one is merged into the initial weights,
+    and a plain checkpoint (no adapter files) is published, the last step's unless it was chosen."""
+    lora = {"enabled": True, "r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}
+    models = {}
+    for select in (False, True):
+        ctx, base = context(tmp_path / str(select), select_by_val=select, val_max_new_tokens=8, lora=dict(lora))
+        ctx.out.mkdir()
+        metrics = get_stage("sft").fn(ctx).metrics
+        assert sorted(p.name for p in (ctx.out / "model").glob("adapter*")) == []
+        models[select] = load_file(ctx.out / "model" / "model.safetensors")
+    before = load_file(base / "model.safetensors")
+    changed = {k for k in before if not torch.equal(before[k], models[True][k])}
+    assert changed and all(("q_proj" in k or "v_proj" in k) for k in changed)
+    same_as_last = all(torch.equal(models[True][k], models[False][k]) for k in before)
+    assert same_as_last == (metrics["selected_step"] == 4)
+
+
 def test_two_process_training_selects_by_validation_on_the_first_process(tmp_path):
     """select_by_val under DDP (2 CPU processes, gloo): rank 0 validates every checkpoint while the
     other waits, and the chosen weights are published once; the published model scores the
