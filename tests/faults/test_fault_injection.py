@@ -36,9 +36,10 @@ KILL_POINTS = {
     "self_rewarding": ["iter_01/.judge.partial", "iter_02/.dpo.partial/checkpoints/checkpoint-5/trainer_state.json"],
     "score": ["iter_01/.score_rl.partial/checkpoints/step-000004/state.json",
               "iter_02/.score_rl.partial/checkpoints/step-000006/state.json", "iter_02/.evaluate_turns.partial"],
-    # SCoRe with LoRA: inside Stage II (adapter checkpoints), and after Stage I's adapter is saved
-    # but before its merged model is
-    "score_lora": ["iter_02/.score_rl.partial/checkpoints/step-000004/state.json", "iter_01/.score_rl.partial/adapter"],
+    # SCoRe with LoRA: adapter checkpoints inside Stage I (adapter on the base model) and Stage II
+    # (Stage I's adapter trained on)
+    "score_lora": ["iter_01/.score_rl.partial/checkpoints/step-000004/state.json",
+                   "iter_02/.score_rl.partial/checkpoints/step-000006/state.json"],
 }
 WRITING = "writing:"
 # variants: a run name -> the recipe and extra overrides it runs with

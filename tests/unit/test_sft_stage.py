@@ -91,6 +91,33 @@ def test_lora_checkpoint_selected_by_validation_is_published_merged(tmp_path):
     assert same_as_last == (metrics["selected_step"] == 4)
 
 
+def test_selector_validates_a_lora_checkpoint_found_on_resume(tmp_path):
+    """A stage killed between writing a LoRA trainer checkpoint (adapter only) and validating it:
+    on resume the selector loads that adapter on the initial weights and measures it."""
+    from peft import LoraConfig as PeftLora, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from selfimprove.models import load_tokenizer
+    from selfimprove.stages.sft import ValSelector
+
+    ctx, base = context(tmp_path, select_by_val=True, val_max_new_tokens=8)
+    ctx.out.mkdir()
+    peft = get_peft_model(AutoModelForCausalLM.from_pretrained(base), PeftLora(r=4, target_modules=["q_proj"]))
+    with torch.no_grad():
+        for name, p in peft.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)
+    peft.save_pretrained(tmp_path / "checkpoint-2")
+    selector = ValSelector(ctx, load_tokenizer(base), str(base))
+    loaded = selector.load(tmp_path / "checkpoint-2")
+    ids = torch.tensor([[1, 30, 40, 50]])
+    with torch.no_grad():
+        assert torch.allclose(loaded(input_ids=ids).logits, peft(input_ids=ids).logits, atol=1e-6)
+    selector.check(lambda: selector.load(tmp_path / "checkpoint-2"), 2)
+    assert list(json.loads((ctx.out / "val_history.json").read_text())) == ["2"]
+    assert (ctx.out / "best" / "adapter_config.json").exists()
+
+
 def test_two_process_training_selects_by_validation_on_the_first_process(tmp_path):
     """select_by_val under DDP (2 CPU processes, gloo): rank 0 validates every checkpoint while the
     other waits, and the chosen weights are published once; the published model scores the
