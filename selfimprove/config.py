@@ -490,6 +490,9 @@ class ScoreRLConfig:
     max_grad_norm: float = 1.0
     save_steps: int = 10  # checkpoint interval (model, optimizer, RNG, step)
     loss_limit: float = 1e4  # |loss| above this (or non-finite) stops the stage
+    # LoRA: only an adapter is trained; the KL reference is the adapter-disabled model (one copy of
+    # the base weights); the published model is merged (stages/score_lora.py)
+    lora: LoraConfig = field(default_factory=LoraConfig)
 
 
 @dataclass
@@ -698,7 +701,7 @@ def validate(cfg: Any) -> None:
             need(0 < s.top_p <= 1, f"{name}.top_p must be in (0, 1] (got {s.top_p}).")
         if "k" in s:
             need(s.k >= 1, f"{name}.k must be >= 1 (got {s.k}).")
-        if s.kind in TRAIN_KINDS and s.lora.enabled:
+        if (s.kind in TRAIN_KINDS or s.kind == "score_rl") and s.lora.enabled:
             import importlib.util
 
             need(importlib.util.find_spec("peft") is not None,
@@ -727,8 +730,9 @@ def validate(cfg: Any) -> None:
             need(s.beta > 0, f"{name}.beta must be > 0 (got {s.beta}); the paper's value is 0.1.")
             need(s.rpo_alpha is None or s.rpo_alpha >= 0, f"{name}.rpo_alpha must be >= 0 or null (got {s.rpo_alpha}).")
         if s.kind == "sft":
-            need(not (s.num_processes > 1 and s.select_by_val),
-                 f"{name}.select_by_val is not supported with {name}.num_processes > 1 yet; use one of them.")
+            need(not (s.num_processes > 1 and s.select_by_val and s.distributed != "ddp"),
+                 f"{name}.select_by_val with {name}.num_processes > 1 needs {name}.distributed=ddp: the first "
+                 f"process validates the whole model, which under {s.distributed} it does not hold.")
         if s.kind == "filter" and s.max_per_problem is not None:
             need(s.max_per_problem >= 1, f"{name}.max_per_problem must be >= 1 or null for no cap (got {s.max_per_problem}).")
         if s.kind == "evaluate" and s.num_samples > 0:

@@ -19,6 +19,8 @@ RESUME_DIR = "resume"
 PERSISTENT = {"base", "policy", "seed_data", "train", "val", "test"}
 # V-STaR: the verifier buffer grows across iterations; its seed rows come from the `seed` split
 PERSISTENT |= {"verifier_buffer", "seed"}
+# SCoRe with LoRA: Stage II goes on training the adapter Stage I published with its policy
+PERSISTENT |= {"policy_adapter"}
 
 
 @dataclass

@@ -16,7 +16,9 @@ TRL's trainers are single-turn, so this loop is ours. Sampling reuses the transf
 batched `generate`. A checkpoint (weights, optimizer, RNG state, step, per-step history) is
 written every `save_steps` into the stage's folder; a killed stage resumes from the last one and
 ends with the same weights as an uninterrupted run, because every step's problems and samples
-are seeded by the step number alone.
+are seeded by the step number alone. With `lora.enabled` only a LoRA adapter is trained (and
+checkpointed) and the reference is the adapter-disabled model (score_lora.py); the published
+model is merged.
 """
 from __future__ import annotations
 
@@ -31,9 +33,10 @@ import torch
 from ..backends import SamplingParams
 from ..backends.hf import batched_generate
 from ..metrics import mean
-from ..models import load_model, load_tokenizer
+from ..models import load_tokenizer
 from ..rundir import read_jsonl, write_json
 from . import StageContext, StageError, StageResult, register_stage
+from .score_lora import build_policy
 
 
 # ----------------------------------------------------------------------------- the method
@@ -110,7 +113,10 @@ def _last_checkpoint(folder: Path) -> tuple[Path, dict] | None:
 
 # ----------------------------------------------------------------------------- the stage
 def _inputs(cfg) -> dict[str, str]:
-    return {"init": "policy", "ref": "base", "problems": cfg.split}
+    roles = {"init": "policy", "ref": "base", "problems": cfg.split}
+    if cfg.lora.enabled:  # an earlier LoRA score_rl's adapter, to go on training it (score_lora.py)
+        roles["adapter"] = "policy_adapter?"
+    return roles
 
 
 @register_stage("score_rl", inputs=_inputs)
@@ -123,13 +129,12 @@ def score_rl(ctx: StageContext) -> StageResult:
                          f"{len(problems)}; lower {ctx.name}.problems_per_step or enlarge the split.")
     folder = ctx.out / "checkpoints"
     found = _last_checkpoint(folder)
-    weights = str(found[0] / "model") if found else ctx.inputs["init"]
+    weights = str(found[0] / "model") if found else ctx.inputs["init"]  # with LoRA a checkpoint holds the adapter
     tokenizer = load_tokenizer(weights, ctx.model_cfg.trust_remote_code, padding_side="left")
-    policy = load_model(weights, ctx.model_cfg.dtype, ctx.device, ctx.model_cfg.trust_remote_code)
-    ref = load_model(ctx.inputs["ref"], ctx.model_cfg.dtype, ctx.device, ctx.model_cfg.trust_remote_code).eval()
-    ref.requires_grad_(False)
+    models = build_policy(ctx, found[0] / "model" if found else None)
+    policy = models.model
     lr = c.stage2_learning_rate if stage == 2 and c.stage2_learning_rate is not None else c.learning_rate
-    optimizer = torch.optim.Adam(policy.parameters(), lr=lr)
+    optimizer = torch.optim.Adam(models.trainable(), lr=lr)  # with LoRA: the adapter's parameters only
     done, history = 0, []
     if found:
         saved = torch.load(found[0] / "optimizer.pt", weights_only=False)
@@ -161,7 +166,7 @@ def score_rl(ctx: StageContext) -> StageResult:
             r2 = torch.tensor([task.reward(y, p) for y, p in zip(y2, episodes)])
             rows = [[x, a, task.instruction, b] for x, a, b in zip(prompts1, y1, y2)]
             logp1, logp2 = segment_logprobs(policy, tokenizer, rows, scored=(1, 3))
-            with torch.no_grad():
+            with torch.no_grad(), models.reference() as ref:
                 ref1, ref2 = segment_logprobs(ref, tokenizer, rows, scored=(1, 3))
             kl1, kl2 = logp1.detach() - ref1, logp2.detach() - ref2  # per-episode KL estimates
             R1, R2 = turn_rewards(r1, r2, kl1, kl2, stage, c.alpha, c.beta1, c.beta2)
@@ -177,7 +182,7 @@ def score_rl(ctx: StageContext) -> StageResult:
                     f"or {ctx.name}.alpha.")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), c.max_grad_norm)
+            grad_norm = torch.nn.utils.clip_grad_norm_(models.trainable(), c.max_grad_norm)
             optimizer.step()
             seconds["sampling"] += sampled - start
             seconds["update"] += time.time() - sampled
@@ -189,10 +194,10 @@ def score_rl(ctx: StageContext) -> StageResult:
                 _save(folder, step + 1, policy, tokenizer, optimizer, history)
                 done = step + 1
             advance(1)
-    policy.save_pretrained(ctx.out / "model")
+    artifacts = models.publish(ctx.out)
     tokenizer.save_pretrained(ctx.out / "model")
     shutil.rmtree(folder, ignore_errors=True)
-    return StageResult({"policy": "model"}, _metrics(stage, history, c, seconds, found[1]["step"] if found else 0))
+    return StageResult(artifacts, _metrics(stage, history, c, seconds, found[1]["step"] if found else 0))
 
 
 def _metrics(stage: int, history: list[dict], c, seconds: dict, resumed_from: int) -> dict:

@@ -73,7 +73,9 @@ def _launch_data_parallel(ctx: StageContext) -> StageResult:
     spec = {"name": ctx.name, "iteration": ctx.iteration, "seed": ctx.seed, "device": ctx.device,
             "inputs": {**ctx.inputs, "init": init}, "out": str(ctx.out),
             "cfg": OmegaConf.to_container(ctx.cfg, resolve=True),
-            "model_cfg": OmegaConf.to_container(ctx.model_cfg, resolve=True)}
+            "model_cfg": OmegaConf.to_container(ctx.model_cfg, resolve=True),
+            # validation (select_by_val) prompts and rewards with the task: the workers rebuild it
+            "task": OmegaConf.to_container(ctx.task.cfg, resolve=True) if ctx.cfg.get("select_by_val") else None}
     write_json(ctx.out / "launch.json", spec)
     with socket.socket() as s:  # a free rendezvous port: parallel sweep jobs must not collide
         s.bind(("127.0.0.1", 0))
@@ -103,7 +105,12 @@ def _worker(spec_path: str) -> None:
     spec = json.loads(open(spec_path).read())
     cfg = OmegaConf.create(spec["cfg"])
     cfg.init = "given"  # the launcher built or located the initial weights already
-    ctx = StageContext(name=spec["name"], iteration=spec["iteration"], seed=spec["seed"], cfg=cfg, task=None,
+    task = None
+    if spec.get("task") is not None:
+        from ..tasks import build_task
+
+        task = build_task(OmegaConf.create(spec["task"]))
+    ctx = StageContext(name=spec["name"], iteration=spec["iteration"], seed=spec["seed"], cfg=cfg, task=task,
                        model_cfg=OmegaConf.create(spec["model_cfg"]), backend_cfg=None, device=spec["device"],
                        inputs=spec["inputs"], out=Path(spec["out"]), ui=Console(quiet=True))
     result = (_train if cfg.kind == "sft" else get_stage(cfg.kind).fn)(ctx)
@@ -206,7 +213,7 @@ def fit(ctx: StageContext, trainer_cls, args_cls, rows: list[dict], args_extra: 
     )
     losses: list[float] = []
     last_logged: dict = {}  # the latest value of every key the trainer logs
-    selector = selector_cls(ctx, tokenizer) if selector_cls else None
+    selector = selector_cls(ctx, tokenizer, init) if selector_cls else None
 
     class Watch(TrainerCallback):
         """Progress bar, loss record, and a stop on a non-finite loss (keeping the last checkpoint)."""
@@ -233,14 +240,14 @@ def fit(ctx: StageContext, trainer_cls, args_cls, rows: list[dict], args_extra: 
     datasets.disable_progress_bars()
     trainer = trainer_cls(model=model, args=args, train_dataset=datasets.Dataset.from_list(rows),
                           processing_class=tokenizer, callbacks=[Watch()],
-                          peft_config=lora_config(cfg.lora, model, init) if cfg.lora.enabled else None,
+                          peft_config=lora_config(cfg.lora, model, init, ctx.name) if cfg.lora.enabled else None,
                           **(trainer_extra or {}))
     trainer.remove_callback(PrinterCallback)  # our progress bar and metrics replace its log dicts
     resume = last_complete_checkpoint(checkpoints)
     done = int(resume.rsplit("-", 1)[-1]) if resume else 0
     if selector and resume:
         # a kill between writing a checkpoint and validating it: validate it now, from disk
-        selector.check(load_model(resume, ctx.model_cfg.dtype, ctx.device, ctx.model_cfg.trust_remote_code), done)
+        selector.check(lambda: selector.load(resume), done)
     start = time.time()
     with ctx.ui.progress(f"{ctx.name}: training", total=steps, completed=done) as advance:
         result = trainer.train(resume_from_checkpoint=resume)
@@ -277,8 +284,9 @@ def last_complete_checkpoint(checkpoints: Path) -> str | None:
     return None
 
 
-def lora_config(cfg, model, init: str):
-    """A PEFT LoraConfig, after checking that the target modules exist in the model."""
+def lora_config(cfg, model, init: str, section: str = "train"):
+    """A PEFT LoraConfig, after checking that the target modules exist in the model (`section`:
+    the stage's config section, for the advice)."""
     from peft import LoraConfig
 
     names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
@@ -287,19 +295,35 @@ def lora_config(cfg, model, init: str):
         linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if type(m).__name__ == "Linear"})
         example = [n for n in ("q_proj", "v_proj") if n in linear] or linear[:2]
         raise StageError(f"LoRA target module(s) {missing} do not exist in {init}. Its linear layers are: "
-                         f"{', '.join(linear)}. Set e.g. train.lora.target_modules=[{','.join(example)}].")
+                         f"{', '.join(linear)}. Set e.g. {section}.lora.target_modules=[{','.join(example)}].")
     return LoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=list(cfg.target_modules),
                       task_type="CAUSAL_LM")
 
 
+def _rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def _barrier() -> None:
+    """Wait for every training process (a no-op in a single-process run)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
 class ValSelector:
     """Greedy validation reward at each checkpoint; the best weights are saved aside. The history
-    lives in the stage folder, so a resumed stage remembers what it had already measured."""
+    lives in the stage folder, so a resumed stage remembers what it had already measured.
 
-    def __init__(self, ctx: StageContext, tokenizer):
+    With several training processes (DDP: each holds the whole model) only the first validates,
+    saves and finally publishes the chosen weights; the others wait for it at a barrier, so no
+    process trains on while the selection is being made and the stage folder is written once."""
+
+    def __init__(self, ctx: StageContext, tokenizer, init: str):
         import copy
 
-        self.ctx = ctx
+        self.ctx, self.init = ctx, init  # init: the weights a LoRA adapter sits on
         self.tokenizer = copy.deepcopy(tokenizer)
         self.tokenizer.padding_side = "left"
         self.problems = read_jsonl(ctx.inputs["val"])
@@ -307,6 +331,12 @@ class ValSelector:
         self.history = json.loads(self.path.read_text()) if self.path.exists() else {}
 
     def check(self, model, step: int) -> None:
+        """Validate the weights of `step` (`model`: the model, or a function that loads it)."""
+        if _rank() == 0:
+            self._check(model, step)
+        _barrier()
+
+    def _check(self, model, step: int) -> None:
         import torch
 
         from ..backends import SamplingParams
@@ -314,6 +344,8 @@ class ValSelector:
 
         if str(step) in self.history:
             return
+        if not isinstance(model, torch.nn.Module):
+            model = model()
         prompts = [self.ctx.task.prompt(p) for p in self.problems]
         params = SamplingParams(n=1, max_new_tokens=self.ctx.cfg.val_max_new_tokens)
         with torch.random.fork_rng():  # validation must not move the training RNG
@@ -326,13 +358,32 @@ class ValSelector:
             model.save_pretrained(self.ctx.out / "best")
         write_json(self.path, self.history)
 
+    def load(self, path):
+        """Saved weights: a full model, or (LoRA: the Trainer and `check` save only the adapter) the
+        adapter on the initial weights."""
+        m = self.ctx.model_cfg
+        if not (Path(path) / "adapter_config.json").exists():
+            return load_model(path, m.dtype, self.ctx.device, m.trust_remote_code)
+        from peft import PeftModel
+
+        return PeftModel.from_pretrained(load_model(self.init, m.dtype, self.ctx.device, m.trust_remote_code), str(path))
+
     def finish(self, final_dir) -> dict:
+        """Publish the best checkpoint's weights into final_dir (on the first process only)."""
+        if _rank() != 0:
+            _barrier()
+            return {}
         best_step = max(self.history, key=lambda s: (self.history[s], -int(s)))
         last_step = max(self.history, key=int)
         if best_step != last_step:
-            for f in (self.ctx.out / "best").iterdir():
-                shutil.copy2(f, final_dir / f.name)
+            best = self.ctx.out / "best"
+            if (best / "adapter_config.json").exists():  # LoRA: publish the best adapter merged, as the last one was
+                self.load(best).merge_and_unload().save_pretrained(final_dir)
+            else:
+                for f in best.iterdir():
+                    shutil.copy2(f, final_dir / f.name)
         shutil.rmtree(self.ctx.out / "best", ignore_errors=True)
+        _barrier()
         return {"val_reward": round(self.history[best_step], 4), "selected_step": int(best_step),
                 "val_reward_last": round(self.history[last_step], 4)}
 

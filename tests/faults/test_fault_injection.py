@@ -41,10 +41,15 @@ KILL_POINTS = {
     "score": ["iter_01/.score_rl.partial/checkpoints/step-000004/state.json",
               "iter_02/.score_rl.partial/checkpoints/step-000006/state.json",
               "writing:iter_02/.evaluate_turns.partial/turns.jsonl"],
+    # SCoRe with LoRA: adapter checkpoints inside Stage I (adapter on the base model) and Stage II
+    # (Stage I's adapter trained on)
+    "score_lora": ["iter_01/.score_rl.partial/checkpoints/step-000004/state.json",
+                   "iter_02/.score_rl.partial/checkpoints/step-000006/state.json"],
 }
 WRITING = "writing:"
 # variants: a run name -> the recipe and extra overrides it runs with
 VARIANTS = {"star_chunked": ["recipe=star", "backend.chunk_prompts=8"]}
+VARIANTS["score_lora"] = ["recipe=score", "score_rl.lora.enabled=true"]
 
 
 def command(recipe, root, name):

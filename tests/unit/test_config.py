@@ -36,6 +36,8 @@ def test_sweep_values_are_each_validated():
     (["train.num_processes=2", "train.distributed=fsdp"], "needs GPUs and none is visible; use train.distributed=ddp"),
     (["stages=[dpo]", "dpo.beta=0"], "dpo.beta must be > 0 .*0.1"),
     (["stages=[dpo]", "dpo.init=scratch"], "dpo.init must be base or policy"),
+    (["recipe=rest_em", "train.num_processes=2", "train.distributed=fsdp"],
+     "train.select_by_val with train.num_processes > 1 needs train.distributed=ddp"),
 ])
 def test_bad_input_gets_a_message_that_says_what_to_write(override, expected):
     with pytest.raises(ConfigError, match=expected):
@@ -50,3 +52,8 @@ def test_user_recipe_folder_and_typo_inside_a_recipe(tmp_path, monkeypatch):
     assert cfg.generate.k == 3 and cfg.iterations == 2
     with pytest.raises(ConfigError, match=r"Unknown config key 'train.betta' \(in recipe/typo\).*Valid keys in train"):
         compose(["recipe=typo"])
+
+
+def test_select_by_val_with_data_parallel_ddp_composes():
+    (cfg,) = compose(["recipe=rest_em", "train.num_processes=2"])
+    assert cfg.train.select_by_val and cfg.train.num_processes == 2

@@ -1,4 +1,5 @@
 """The SFT stage on a real tiny model with real TRL training: LoRA and checkpoint selection."""
+import json
 from types import SimpleNamespace
 
 import pytest
@@ -70,6 +71,81 @@ def test_two_process_data_parallel_training_matches_one_process(tmp_path):
         assert metrics["processes"] == n and (ctx.out / "model" / "model.safetensors").exists()
         losses[n] = metrics["train_loss"]
     assert losses[2] == pytest.approx(losses[1], rel=0.15)
+
+
+def test_lora_checkpoint_selected_by_validation_is_published_merged(tmp_path):
+    """With LoRA the selector holds adapters: the chosen one is merged into the initial weights,
+    and a plain checkpoint (no adapter files) is published, the last step's unless it was chosen."""
+    lora = {"enabled": True, "r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}
+    models = {}
+    for select in (False, True):
+        ctx, base = context(tmp_path / str(select), select_by_val=select, val_max_new_tokens=8, lora=dict(lora))
+        ctx.out.mkdir()
+        metrics = get_stage("sft").fn(ctx).metrics
+        assert sorted(p.name for p in (ctx.out / "model").glob("adapter*")) == []
+        models[select] = load_file(ctx.out / "model" / "model.safetensors")
+    before = load_file(base / "model.safetensors")
+    changed = {k for k in before if not torch.equal(before[k], models[True][k])}
+    assert changed and all(("q_proj" in k or "v_proj" in k) for k in changed)
+    same_as_last = all(torch.equal(models[True][k], models[False][k]) for k in before)
+    assert same_as_last == (metrics["selected_step"] == 4)
+
+
+def test_selector_validates_a_lora_checkpoint_found_on_resume(tmp_path):
+    """A stage killed between writing a LoRA trainer checkpoint (adapter only) and validating it:
+    on resume the selector loads that adapter on the initial weights and measures it."""
+    from peft import LoraConfig as PeftLora, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from selfimprove.models import load_tokenizer
+    from selfimprove.stages.sft import ValSelector
+
+    ctx, base = context(tmp_path, select_by_val=True, val_max_new_tokens=8)
+    ctx.out.mkdir()
+    peft = get_peft_model(AutoModelForCausalLM.from_pretrained(base), PeftLora(r=4, target_modules=["q_proj"]))
+    with torch.no_grad():
+        for name, p in peft.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)
+    peft.save_pretrained(tmp_path / "checkpoint-2")
+    selector = ValSelector(ctx, load_tokenizer(base), str(base))
+    loaded = selector.load(tmp_path / "checkpoint-2")
+    ids = torch.tensor([[1, 30, 40, 50]])
+    with torch.no_grad():
+        assert torch.allclose(loaded(input_ids=ids).logits, peft(input_ids=ids).logits, atol=1e-6)
+    selector.check(lambda: selector.load(tmp_path / "checkpoint-2"), 2)
+    assert list(json.loads((ctx.out / "val_history.json").read_text())) == ["2"]
+    assert (ctx.out / "best" / "adapter_config.json").exists()
+
+
+def test_two_process_training_selects_by_validation_on_the_first_process(tmp_path):
+    """select_by_val under DDP (2 CPU processes, gloo): rank 0 validates every checkpoint while the
+    other waits, and the chosen weights are published once; the published model scores the
+    validation reward the stage reports."""
+    from selfimprove.backends import SamplingParams
+    from selfimprove.backends.hf import batched_generate
+    from selfimprove.config import ArithmeticTaskConfig
+    from selfimprove.models import load_model, load_tokenizer
+    from selfimprove.rundir import read_jsonl
+    from selfimprove.tasks import build_task
+
+    ctx, _ = context(tmp_path, select_by_val=True, val_max_new_tokens=16, num_processes=2, steps=6)
+    ctx.task = build_task(OmegaConf.structured(ArithmeticTaskConfig()))  # the workers rebuild it from its config
+    write_jsonl(tmp_path / "val.jsonl", [{"id": f"v{a}", "question": f"{a}+{a}", "answer": str(2 * a)} for a in range(6)])
+    ctx.out.mkdir()
+    metrics = get_stage("sft").fn(ctx).metrics
+    history = json.loads((ctx.out / "val_history.json").read_text())
+    assert metrics["processes"] == 2 and sorted(history, key=int) == ["2", "4", "6"]
+    best = max(history, key=lambda s: (history[s], -int(s)))
+    assert metrics["selected_step"] == int(best) and metrics["val_reward"] == round(history[best], 4)
+    assert metrics["val_reward_last"] == round(history["6"], 4)
+    assert not (ctx.out / "best").exists() and not (ctx.out / "checkpoints").exists()
+    tok = load_tokenizer(ctx.out / "model", padding_side="left")
+    problems = read_jsonl(tmp_path / "val.jsonl")
+    outs = batched_generate(load_model(ctx.out / "model"), tok, [ctx.task.prompt(p) for p in problems],
+                            SamplingParams(n=1, max_new_tokens=16), batch_size=256)
+    reward = sum(ctx.task.reward(o[0], p) for o, p in zip(outs, problems)) / len(problems)
+    assert round(reward, 4) == metrics["val_reward"]
 
 
 def test_resume_skips_a_checkpoint_cut_off_while_being_written(tmp_path):
