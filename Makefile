@@ -10,7 +10,7 @@ test:
 test-unit:
 	python -m pytest -q tests/unit
 
-# SIGKILL real runs of every recipe at chosen points and compare with uninterrupted runs (~10 min)
+# SIGKILL real runs of every recipe at chosen points and compare with uninterrupted runs (~15 min; CI runs it)
 test-faults:
 	python -m pytest -q -s tests/faults
 

@@ -2,30 +2,22 @@
 answer, the EFT seed judgments it yields, held-out (correct, incorrect) pairs for measuring the
 judge, and self-instruction (writing new problems in the task's format).
 
-A response is " <steps>\n#### <answer>" with one step "x+y(+c)=z" per column (see arithmetic.py).
-The five criteria (one point each, in the order of the paper's Figure 2, adapted; see
+A response is " <steps>\\n#### <answer>" with one step "x+y(+c)=z" per column (see arithmetic.py).
+The five criteria (one point each, as in the paper's Figure 2, adapted; see
 selfimprove/judges/templates/scratchpad_5pt.txt):
 
-    form    an answer line "#### N" is present             (relevant: some information)
-    work    the work is shown: well-formed steps x+y(+c)=z  (a substantial attempt)
-    size    the answer has as many digits as the sum        (the basic elements right)
-    close   the answer is right in all but one digit        (nearly there)
-    answer  the answer is the correct sum                   (impeccable)
+    form    an answer line is present
+    pad     one well-formed step per column of the longer operand
+    sums    every step's own arithmetic is right (steps present)
+    digits  the steps equal the correct scratchpad (right digits and carries)
+    answer  the final answer is the correct sum
 
-Every point after `work` compares two numbers, which a small character-level model does only when
-the judgment lays the work out as copies and local comparisons. The EFT judgment first copies the
-response's answer (" # N": first, because a copy later on was overwritten by the model's own sum),
-recomputes the scratchpad and the sum (its solving skill: the judge prompt ends with the question),
-copies the answer again under the sum, marks each digit position ('=' same, 'x' different), then
-writes the points, one digit per criterion, and `Score: N`:
-
-    " # 95\n3+1=4,8+6=14\n= 94\n# 95\n=x\n11110\nScore: 4"
-
-(Measured on M1, 100 held-out pairs x 2 x 3 judgments: with the stated answer copied after the
-sum, 40% of copies were right and the answer point agreed with the judge's own comparison 53% of
-the time; copied first, 94% of copies were right, comparisons still at chance; the digit marks
-make the comparison local.) Wrong candidates are
-perturbations of the gold solution, one family per kind of mistake the model makes.
+The EFT judgment first recomputes the correct scratchpad and sum (the judge "checks the work"),
+copies the answer the response states (so that comparing the two is a local step), then writes
+the points awarded, one digit per criterion in the order above, and ends with `Score: N`:
+" 3+1=4,8+6=14 94 95 11110\nScore: 4". (Short, because every character is a token of
+a character-level model's context and compute.) Wrong candidates are perturbations of the gold
+solution, one family per kind of mistake the model makes, so every score 0-5 occurs.
 """
 from __future__ import annotations
 
@@ -35,7 +27,7 @@ from typing import Optional
 
 from .arithmetic import scratchpad
 
-CRITERIA = ("form", "work", "size", "close", "answer")
+CRITERIA = ("form", "pad", "sums", "digits", "answer")
 STEP_RE = re.compile(r"^(\d)\+(\d)(?:\+(\d))?=(\d+)$")
 QUESTION_RE = re.compile(r"^([1-9]\d*|0)\+([1-9]\d*|0)$")
 
@@ -48,34 +40,29 @@ def operands(question: str) -> tuple[int, int]:
 def points(question: str, response: str) -> dict[str, int]:
     """The rubric's points for `response` to `question`, computed with the gold answer."""
     a, b = operands(question)
-    answer, gold = _stated_answer(response), str(a + b)
     idx = response.find("####")
+    m = re.match(r"\s*(-?\d+)", response[idx + 4:]) if idx >= 0 else None
+    answer = m.group(1) if m else None
     scratch = (response[:idx] if idx >= 0 else response).strip()
     steps = [s.strip() for s in scratch.split(",")] if scratch else []
-    same_size = answer is not None and len(answer) == len(gold)
+    parsed = [STEP_RE.match(s) for s in steps]
+    well_formed = bool(steps) and all(parsed)
+    columns = max(len(str(a)), len(str(b)))
+    sums_ok = well_formed and all(int(p[1]) + int(p[2]) + int(p[3] or 0) == int(p[4]) for p in parsed)
     return {"form": int(answer is not None),
-            "work": int(bool(steps) and all(STEP_RE.match(s) for s in steps)),
-            "size": int(same_size),
-            "close": int(same_size and sum(x != y for x, y in zip(answer, gold)) <= 1),
-            "answer": int(answer == gold)}
+            "pad": int(well_formed and len(steps) == columns),
+            "sums": int(sums_ok),
+            "digits": int(",".join(steps) == scratchpad(a, b)),
+            "answer": int(answer is not None and int(answer) == a + b)}
 
 
 def judgment(question: str, response: str) -> tuple[str, int]:
-    """The EFT target: recompute the sum, copy the stated answer under it, the points, the score."""
+    """The EFT target: recompute the sum, award points criterion by criterion, end with the score."""
     a, b = operands(question)
     got = points(question, response)
     total = sum(got.values())
     awarded = "".join(str(got[c]) for c in CRITERIA)  # one digit per criterion, in CRITERIA's order
-    stated, gold = _stated_answer(response) or "-", str(a + b)
-    return (f" # {stated}\n{scratchpad(a, b)}\n= {gold}\n# {stated}\n{digit_check(gold, stated)}\n{awarded}"
-            f"\nScore: {total}"), total
-
-
-def digit_check(gold: str, stated: str) -> str:
-    """Position by position from the left: '=' where the stated answer has the sum's digit, 'x'
-    elsewhere (and for every missing or extra digit): " 8344" vs "8345" gives "===x"."""
-    return "".join("=" if i < min(len(gold), len(stated)) and gold[i] == stated[i] else "x"
-                   for i in range(max(len(gold), len(stated))))
+    return f" {scratchpad(a, b)} {a + b} {_stated_answer(response) or '-'} {awarded}\nScore: {total}", total
 
 
 def _stated_answer(response: str) -> Optional[str]:
@@ -110,9 +97,6 @@ def perturb(a: int, b: int, family: str, rng: random.Random) -> str:
         pos = rng.randrange(len(gold))
         wrong = gold[:pos] + str((int(gold[pos]) + rng.randint(1, 9)) % 10) + gold[pos + 1:]
         return f" {','.join(steps)}\n#### {wrong.lstrip('0') or '0'}"
-    if family == "answer_far":  # right work, an answer of the right size but several digits wrong
-        wrong = str(rng.randint(10 ** (len(gold) - 1) if len(gold) > 1 else 0, 10 ** len(gold) - 1))
-        return f" {','.join(steps)}\n#### {wrong if wrong != gold else str(int(gold) + 11)}"
     if family == "bad_sum":  # one step adds wrongly (e.g. a forgotten carry); the answer follows
         m = STEP_RE.match(steps[i])
         z = int(m[4]) + rng.choice([-1, 1]) if int(m[4]) > 0 else 1
@@ -137,8 +121,8 @@ def perturb(a: int, b: int, family: str, rng: random.Random) -> str:
 
 # Families and their shares in the EFT data: picked so that scores 0-5 are all common (the
 # paper balanced its EFT score distribution too); `gold` is frequent, the judge must learn 5s.
-FAMILIES = {"gold": 0.3, "answer_digit": 0.1, "answer_far": 0.06, "bad_sum": 0.14, "bad_digit": 0.12, "missing_step": 0.1,
-            "no_answer": 0.06, "no_pad": 0.07, "noise": 0.05}
+FAMILIES = {"gold": 0.3, "answer_digit": 0.12, "bad_sum": 0.14, "bad_digit": 0.12, "missing_step": 0.1,
+            "no_answer": 0.07, "no_pad": 0.09, "noise": 0.06}
 # Held-out pairs for judge accuracy: gold vs a response with a wrong final answer.
 WRONG_ANSWER_FAMILIES = ("answer_digit", "bad_sum", "bad_digit", "missing_step")
 
