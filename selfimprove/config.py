@@ -194,6 +194,9 @@ class TrainerConfig:
     data: str = "train_data"  # the dataset artifact to train on
     steps: int = 300
     step_growth: float = 1.0  # steps in iteration i = steps * step_growth ** (i - 1)
+    # at most this many passes over the data (null: no cap): with few rows, `steps` would repeat them
+    # many times (Self-Rewarding's pairs vary from tens to hundreds per iteration)
+    max_epochs: Optional[float] = None
     # fine-tuning defaults for pretrained models; conf/model/tiny.yaml sets the from-scratch ones
     batch_size: int = 8
     learning_rate: float = 1e-5
@@ -701,6 +704,8 @@ def validate(cfg: Any) -> None:
             need(0 < s.top_p <= 1, f"{name}.top_p must be in (0, 1] (got {s.top_p}).")
         if "k" in s:
             need(s.k >= 1, f"{name}.k must be >= 1 (got {s.k}).")
+        if s.kind in TRAIN_KINDS and s.get("max_epochs") is not None:
+            need(s.max_epochs > 0, f"{name}.max_epochs must be > 0 or null for no cap (got {s.max_epochs}).")
         if (s.kind in TRAIN_KINDS or s.kind == "score_rl") and s.lora.enabled:
             import importlib.util
 

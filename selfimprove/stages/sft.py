@@ -29,9 +29,13 @@ def _inputs(cfg) -> dict[str, str]:
     return roles
 
 
-def planned_steps(cfg, iteration: int) -> int:
-    """STaR grows the step budget by `step_growth` each outer iteration: int(40 * 1.2 ** (n - 1))."""
-    return max(1, int(cfg.steps * cfg.step_growth ** max(0, iteration - 1)))
+def planned_steps(cfg, iteration: int, examples: int | None = None) -> int:
+    """STaR grows the step budget by `step_growth` each outer iteration: int(40 * 1.2 ** (n - 1));
+    `max_epochs` caps it at that many passes over `examples` rows."""
+    steps = max(1, int(cfg.steps * cfg.step_growth ** max(0, iteration - 1)))
+    if cfg.get("max_epochs") is not None and examples:
+        steps = min(steps, max(1, math.ceil(cfg.max_epochs * examples / cfg.batch_size)))
+    return steps
 
 
 def _initial_weights(ctx: StageContext) -> str:
@@ -176,7 +180,7 @@ def fit(ctx: StageContext, trainer_cls, args_cls, rows: list[dict], args_extra: 
     from transformers.trainer_callback import PrinterCallback
 
     cfg = ctx.cfg
-    steps = planned_steps(cfg, ctx.iteration)
+    steps = planned_steps(cfg, ctx.iteration, len(rows))
     init = _initial_weights(ctx)
     tokenizer = load_tokenizer(init, ctx.model_cfg.trust_remote_code)
     model = load_model(init, ctx.model_cfg.dtype, ctx.device, ctx.model_cfg.trust_remote_code)

@@ -2,22 +2,32 @@
 answer, the EFT seed judgments it yields, held-out (correct, incorrect) pairs for measuring the
 judge, and self-instruction (writing new problems in the task's format).
 
-A response is " <steps>\\n#### <answer>" with one step "x+y(+c)=z" per column (see arithmetic.py).
-The five criteria (one point each, as in the paper's Figure 2, adapted; see
+A response is " <steps>\n#### <answer>" with one step "x+y(+c)=z" per column (see arithmetic.py).
+The five criteria (one point each, in the order of the paper's Figure 2, adapted; see
 selfimprove/judges/templates/scratchpad_5pt.txt):
 
-    form    an answer line is present
-    pad     one well-formed step per column of the longer operand
-    sums    every step's own arithmetic is right (steps present)
-    digits  the steps equal the correct scratchpad (right digits and carries)
-    answer  the final answer is the correct sum
+    form    an answer line "#### N" is present             (relevant: some information)
+    work    the work is shown: well-formed steps x+y(+c)=z  (a substantial attempt)
+    size    the answer has as many digits as the sum        (the basic elements right)
+    close   the answer is right in all but one digit        (nearly there)
+    answer  the answer is the correct sum                   (impeccable)
 
-The EFT judgment first recomputes the correct scratchpad and sum (the judge "checks the work"),
-copies the answer the response states (so that comparing the two is a local step), then writes
-the points awarded, one digit per criterion in the order above, and ends with `Score: N`:
-" 3+1=4,8+6=14 94 95 11110\nScore: 4". (Short, because every character is a token of
-a character-level model's context and compute.) Wrong candidates are perturbations of the gold
-solution, one family per kind of mistake the model makes, so every score 0-5 occurs.
+The EFT judgment recomputes the scratchpad column by column (its solving skill: the judge prompt
+ends with the question) and after each correct step writes ":", the stated answer's digit for
+that column and '=' or 'x'; then the stated answer's digits beyond the columns against the last
+carry; then the points, one digit per criterion, and `Score: N`:
+
+    " 3+1=4:4=,8+6=14:5x;1=\n11110\nScore: 4"      (83+61 asked, 154 stated)
+
+Why this layout: a 0.5M-parameter model must both read the response and compare, and it learns
+look-ups at fixed offsets far more easily than comparisons across the judgment. The stated answer's last digit sits just before the question
+("...#### 154\nQ: 83+61"), so its j-th digit from the end is found the way solving finds each
+operand's j-th digit, and each '=' / 'x' compares two characters two positions apart. Measured
+on M1 (100 held-out pairs): the first layout (recomputed sum, then the copied answer, then the
+points) left the judge not reading the response (wrong answers copied right 13% of the time) and
+pairwise accuracy at 36%; copying the answer first fixed the copy (94%) but not the comparison
+(digit marks right 21%); this layout gives 56%, rising with the iterations (README).
+Wrong candidates are perturbations of the gold solution, one family per kind of mistake.
 """
 from __future__ import annotations
 
@@ -27,7 +37,7 @@ from typing import Optional
 
 from .arithmetic import scratchpad
 
-CRITERIA = ("form", "pad", "sums", "digits", "answer")
+CRITERIA = ("form", "work", "size", "close", "answer")
 STEP_RE = re.compile(r"^(\d)\+(\d)(?:\+(\d))?=(\d+)$")
 QUESTION_RE = re.compile(r"^([1-9]\d*|0)\+([1-9]\d*|0)$")
 
@@ -40,29 +50,43 @@ def operands(question: str) -> tuple[int, int]:
 def points(question: str, response: str) -> dict[str, int]:
     """The rubric's points for `response` to `question`, computed with the gold answer."""
     a, b = operands(question)
+    answer, gold = _stated_answer(response), str(a + b)
     idx = response.find("####")
-    m = re.match(r"\s*(-?\d+)", response[idx + 4:]) if idx >= 0 else None
-    answer = m.group(1) if m else None
     scratch = (response[:idx] if idx >= 0 else response).strip()
     steps = [s.strip() for s in scratch.split(",")] if scratch else []
-    parsed = [STEP_RE.match(s) for s in steps]
-    well_formed = bool(steps) and all(parsed)
-    columns = max(len(str(a)), len(str(b)))
-    sums_ok = well_formed and all(int(p[1]) + int(p[2]) + int(p[3] or 0) == int(p[4]) for p in parsed)
+    same_size = answer is not None and len(answer) == len(gold)
     return {"form": int(answer is not None),
-            "pad": int(well_formed and len(steps) == columns),
-            "sums": int(sums_ok),
-            "digits": int(",".join(steps) == scratchpad(a, b)),
-            "answer": int(answer is not None and int(answer) == a + b)}
+            "work": int(bool(steps) and all(STEP_RE.match(s) for s in steps)),
+            "size": int(same_size),
+            "close": int(same_size and sum(x != y for x, y in zip(answer, gold)) <= 1),
+            "answer": int(answer == gold)}
 
 
 def judgment(question: str, response: str) -> tuple[str, int]:
-    """The EFT target: recompute the sum, award points criterion by criterion, end with the score."""
+    """The EFT target: copy the stated answer, recompute column by column checking each of its
+    digits, award the points, end with the score."""
     a, b = operands(question)
     got = points(question, response)
     total = sum(got.values())
     awarded = "".join(str(got[c]) for c in CRITERIA)  # one digit per criterion, in CRITERIA's order
-    return f" {scratchpad(a, b)} {a + b} {_stated_answer(response) or '-'} {awarded}\nScore: {total}", total
+    stated = _stated_answer(response) or "-"
+    return f" {column_checks(a, b, stated)}\n{awarded}\nScore: {total}", total
+
+
+def column_checks(a: int, b: int, stated: str) -> str:
+    """Each correct step "x+y(+c)=z" followed by ":", the stated answer's digit for that column
+    (units first; '_' if it has none) and '=' if it is z's last digit, else 'x'; then ";", the
+    stated answer's digits beyond the columns ('_' if none) and '=' if they are the last carry."""
+    steps = scratchpad(a, b).split(",")
+    digits = stated[::-1] if stated != "-" else ""
+    out = []
+    for j, step in enumerate(steps):
+        z = int(step.rsplit("=", 1)[1])
+        d = digits[j] if j < len(digits) else "_"
+        out.append(f"{step}:{d}{'=' if d == str(z % 10) else 'x'}")
+    carry = str(z // 10) if z >= 10 else "_"
+    rest = stated[: len(stated) - len(steps)] if stated != "-" and len(stated) > len(steps) else "_"
+    return ",".join(out) + f";{rest}{'=' if rest == carry else 'x'}"
 
 
 def _stated_answer(response: str) -> Optional[str]:

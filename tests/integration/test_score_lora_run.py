@@ -4,15 +4,12 @@ adapter-disabled base model, and each stage publishes a merged plain checkpoint 
 from the base only in the LoRA target modules. A run SIGKILLed inside Stage II resumes from its
 last adapter checkpoint and ends with the uninterrupted run's metrics and weights, bit for bit."""
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 
 import torch
 from safetensors.torch import load_file
-from test_score_recipe import comparable  # tests/integration is on the path (no __init__.py)
+from test_score_recipe import comparable, sigkill_when_written  # tests/integration is on the path (no __init__.py)
 
 # As test_score_recipe.py, with 16 problems per step: the debug model then gets some turn-2
 # rewards in Stage I too, so both stages' adapters really move (seed 0).
@@ -56,13 +53,7 @@ def test_score_with_lora_merges_only_targets_and_resumes_inside_stage2(tmp_path)
     assert all(torch.allclose(on_base[k], stage2[k], atol=1e-6) for k in stage2)
 
     run = tmp_path / "killed"
-    proc = subprocess.Popen(command(tmp_path, "killed"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 600
-    while not (run / KILL_AT).exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert (run / KILL_AT).exists(), "the run was not caught inside Stage II"
+    sigkill_when_written(command(tmp_path, "killed"), run / KILL_AT)
     assert not (run / "iter_02/score_rl/manifest.json").exists()
     # a LoRA checkpoint holds the adapter, not a copy of the model
     assert (run / KILL_AT).parent.joinpath("model/adapter_model.safetensors").exists()

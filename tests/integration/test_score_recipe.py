@@ -30,6 +30,17 @@ def comparable(run):
             for r in read_jsonl(run / "metrics.jsonl")]
 
 
+def sigkill_when_written(cmd: list[str], path) -> None:
+    """Run `cmd`, SIGKILL it as soon as `path` exists (a checkpoint inside Stage II)."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 600
+    while not path.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert path.exists(), "the run was not caught inside Stage II"
+
+
 def test_score_two_stages_then_kill_and_resume_inside_stage2(tmp_path):
     subprocess.run(command(tmp_path, "ref"), check=True, capture_output=True, timeout=600)
     ref = tmp_path / "ref"
@@ -44,13 +55,7 @@ def test_score_two_stages_then_kill_and_resume_inside_stage2(tmp_path):
     assert any(not stage1[k].equal(stage2[k]) for k in stage1), "Stage II did not change the weights"
 
     run = tmp_path / "killed"
-    proc = subprocess.Popen(command(tmp_path, "killed"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 600
-    while not (run / KILL_AT).exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert (run / KILL_AT).exists(), "the run was not caught inside Stage II"
+    sigkill_when_written(command(tmp_path, "killed"), run / KILL_AT)
     assert not (run / "iter_02/score_rl/manifest.json").exists()
 
     subprocess.run(command(tmp_path, "killed"), check=True, capture_output=True, timeout=600)

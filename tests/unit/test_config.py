@@ -31,6 +31,7 @@ def test_sweep_values_are_each_validated():
     (["generate.temperature=-1"], "generate.temperature must be >= 0"),
     (["evaluate.pass_k=[1,16]", "evaluate.num_samples=4"], "raise evaluate.num_samples to at least 16"),
     (["filter.max_per_problem=0"], "max_per_problem must be >= 1"),
+    (["train.max_epochs=0"], "max_epochs must be > 0 or null"),
     (["stages=[generate,nonexistent]"], "stage 'nonexistent'"),
     (["train.distributed=zero"], "train.distributed must be one of ddp, deepspeed_zero2, deepspeed_zero3, fsdp"),
     (["train.num_processes=2", "train.distributed=fsdp"], "needs GPUs and none is visible; use train.distributed=ddp"),

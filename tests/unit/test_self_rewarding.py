@@ -9,8 +9,8 @@ from selfimprove.cli import compose
 from selfimprove.config import ConfigError
 from selfimprove.judges import (JudgeConfigError, check_regex_on, compile_score_regex, load_template, parse_score)
 from selfimprove.stages.pairs import build_pairs
-from selfimprove.tasks.arithmetic_judging import (FAMILIES, eft_examples, judge_pairs, judgment, parse_instruction,
-                                                  perturb, points)
+from selfimprove.tasks.arithmetic_judging import (FAMILIES, column_checks, eft_examples, judge_pairs, judgment,
+                                                  parse_instruction, perturb, points)
 
 RX = compile_score_regex(r"Score: ([0-9.]+)")
 
@@ -115,22 +115,29 @@ def test_template_without_placeholders_is_rejected_at_startup(tmp_path):
 def test_rubric_points_follow_the_mistake():
     q = "4783+3561"
     gold = " 3+1=4,8+6=14,7+5+1=13,4+3+1=8\n#### 8344"
-    assert points(q, gold) == {"form": 1, "pad": 1, "sums": 1, "digits": 1, "answer": 1}
-    assert sum(points(q, gold.replace("8344", "8345")).values()) == 4
-    assert points(q, " 3+1=4,8+6=14,7+5+1=13,4+3+1=9\n#### 9344")["sums"] == 0
-    assert points(q, "\n#### 8344") == {"form": 1, "pad": 0, "sums": 0, "digits": 0, "answer": 1}
+    assert points(q, gold) == {"form": 1, "work": 1, "size": 1, "close": 1, "answer": 1}
+    assert points(q, gold.replace("8344", "8345")) == {"form": 1, "work": 1, "size": 1, "close": 1, "answer": 0}
+    assert points(q, gold.replace("8344", "8355"))["close"] == 0  # two digits wrong
+    assert points(q, gold.replace("8344", "344")) == {"form": 1, "work": 1, "size": 0, "close": 0, "answer": 0}
+    assert points(q, " 3+1=4,8+6=1x\n#### 8344")["work"] == 0  # a malformed step
+    assert points(q, "\n#### 8344") == {"form": 1, "work": 0, "size": 1, "close": 1, "answer": 1}
     assert sum(points(q, "banana").values()) == 0
     text, score = judgment(q, gold)
-    assert text == " 3+1=4,8+6=14,7+5+1=13,4+3+1=8 8344 8344 11111\nScore: 5"
+    assert text == " 3+1=4:4=,8+6=14:4=,7+5+1=13:3=,4+3+1=8:8=;_=\n11111\nScore: 5"
     assert parse_score(text, RX, 0, 5) == score == 5
-    assert judgment(q, " 3+1=4")[0] == " 3+1=4,8+6=14,7+5+1=13,4+3+1=8 8344 - 00100\nScore: 1"
+    # each column: the correct step, the stated answer's digit for it, and whether they agree
+    assert judgment(q, " 3+1=4\n#### 8345")[0] == " 3+1=4:5x,8+6=14:4=,7+5+1=13:3=,4+3+1=8:8=;_=\n11110\nScore: 4"
+    assert judgment(q, " 3+1=4")[0] == " 3+1=4:_x,8+6=14:_x,7+5+1=13:_x,4+3+1=8:_x;_=\n01000\nScore: 1"
+    # digits beyond the columns are checked against the last carry
+    assert column_checks(9783, 3561, "13344").endswith("9+3+1=13:3=;1=")
+    assert column_checks(4783, 3561, "18344").endswith(";1x") and column_checks(9783, 3561, "3344").endswith(";_x")
 
 
 def test_eft_scores_vary_and_held_out_pairs_are_correct_vs_incorrect():
     problems = [{"id": f"p{i}", "question": f"{random.Random(i).randint(10, 9999)}+{i * 37}"} for i in range(200)]
     rows = eft_examples(problems, 2, seed=0)
     scores = {r["score"] for r in rows}
-    assert scores >= {0, 2, 3, 4, 5} and {r["family"] for r in rows} == set(FAMILIES)
+    assert scores >= {0, 1, 2, 3, 4, 5} and {r["family"] for r in rows} == set(FAMILIES)
     assert all(parse_score(r["judgment"], RX, 0, 5) == r["score"] for r in rows)
     for p in judge_pairs(problems, seed=0):
         a, b = map(int, p["question"].split("+"))

@@ -172,3 +172,16 @@ def test_non_finite_loss_stops_the_stage_with_step_and_value(tmp_path):
     ctx.out.mkdir()
     with pytest.raises(StageError, match=r"loss became (nan|inf) at step \d+.*last good checkpoint"):
         get_stage("sft").fn(ctx)
+
+
+def test_max_epochs_caps_the_steps_at_that_many_passes_over_the_rows():
+    from omegaconf import OmegaConf
+
+    from selfimprove.stages.sft import planned_steps
+
+    cfg = OmegaConf.create({"steps": 30, "step_growth": 1.0, "batch_size": 16, "max_epochs": 2})
+    assert planned_steps(cfg, 1, examples=60) == 8  # ceil(2 * 60 / 16)
+    assert planned_steps(cfg, 1, examples=1000) == 30  # the cap only lowers
+    assert planned_steps(cfg, 1, examples=1) == 1
+    cfg.max_epochs = None
+    assert planned_steps(cfg, 1, examples=60) == 30
