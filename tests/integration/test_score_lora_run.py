@@ -9,7 +9,8 @@ import sys
 
 import torch
 from safetensors.torch import load_file
-from test_score_recipe import comparable, sigkill_when_written  # tests/integration is on the path (no __init__.py)
+from sigkill import sigkill_when_written
+from test_score_recipe import comparable  # tests/integration is on the path (no __init__.py)
 
 # As test_score_recipe.py, with 16 problems per step: the debug model then gets some turn-2
 # rewards in Stage I too, so both stages' adapters really move (seed 0).

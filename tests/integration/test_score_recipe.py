@@ -2,13 +2,11 @@
 episodes; then a run SIGKILLed inside Stage II resumes from its last RL checkpoint and ends with
 the uninterrupted run's metrics and weights, bit for bit."""
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 
 from safetensors.torch import load_file
+from sigkill import sigkill_when_written  # tests/integration is on the path (no __init__.py)
 
 from selfimprove.rundir import read_jsonl
 
@@ -28,17 +26,6 @@ def comparable(run):
     drop = ("seconds", "resumed_from_step")
     return [{k: v for k, v in r.items() if k not in drop and "per_s" not in k and not k.startswith("time_share")}
             for r in read_jsonl(run / "metrics.jsonl")]
-
-
-def sigkill_when_written(cmd: list[str], path) -> None:
-    """Run `cmd`, SIGKILL it as soon as `path` exists (a checkpoint inside Stage II)."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 600
-    while not path.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert path.exists(), "the run was not caught inside Stage II"
 
 
 def test_score_two_stages_then_kill_and_resume_inside_stage2(tmp_path):

@@ -3,12 +3,11 @@ model (self-instruction, candidates, self-judging, pairs, DPO continuing from th
 model), a SIGKILL inside the DPO stage resumes from its checkpoint to the uninterrupted run's
 metrics and weights, and a prompts-only task (no gold answers) runs too."""
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from sigkill import sigkill_when_written  # tests/integration is on the path (no __init__.py)
 
 from selfimprove.rundir import read_jsonl
 
@@ -51,14 +50,7 @@ def test_debug_run_then_kill_inside_dpo_and_resume(tmp_path):
     assert all(p["chosen_score"] > p["rejected_score"] for p in pairs)
 
     cmd = [sys.executable, "-m", "selfimprove.cli", "run", *ARGS, f"output_root={cut_root}", "run_name=sr"]
-    killer = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    point = cut_root / "sr/iter_02/.dpo.partial/checkpoints/checkpoint-5/trainer_state.json"
-    deadline = time.time() + 600
-    while not point.exists() and killer.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    os.kill(killer.pid, signal.SIGKILL)
-    killer.wait()
-    assert point.exists(), "the run was not caught inside the DPO stage"
+    sigkill_when_written(cmd, cut_root / "sr/iter_02/.dpo.partial/checkpoints/checkpoint-5/trainer_state.json")
     run = cut_root / "sr"
     assert not (run / "iter_02/dpo/manifest.json").exists()
     done = {str(p): p.stat().st_mtime_ns for p in run.glob("iter_*/*/manifest.json")}
