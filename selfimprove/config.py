@@ -706,7 +706,7 @@ def validate(cfg: Any) -> None:
             need(s.k >= 1, f"{name}.k must be >= 1 (got {s.k}).")
         if s.kind in TRAIN_KINDS and s.get("max_epochs") is not None:
             need(s.max_epochs > 0, f"{name}.max_epochs must be > 0 or null for no cap (got {s.max_epochs}).")
-        if (s.kind in TRAIN_KINDS or s.kind == "score_rl") and s.lora.enabled:
+        if "lora" in s and s.lora.enabled:  # train stages and the SCoRe trainer
             import importlib.util
 
             need(importlib.util.find_spec("peft") is not None,

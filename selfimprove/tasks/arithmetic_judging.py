@@ -77,7 +77,7 @@ def column_checks(a: int, b: int, stated: str) -> str:
     """Each correct step "x+y(+c)=z" followed by ":", the stated answer's digit for that column
     (units first; '_' if it has none) and '=' if it is z's last digit, else 'x'; then ";", the
     stated answer's digits beyond the columns ('_' if none) and '=' if they are the last carry."""
-    steps = scratchpad(a, b).split(",")
+    steps = _steps(a, b)
     digits = stated[::-1] if stated != "-" else ""
     out = []
     for j, step in enumerate(steps):
