@@ -418,6 +418,9 @@ class JudgeSeedConfig:
     kind: str = "judge_seed"
     enabled: bool = True
     eft_per_problem: int = 2  # EFT judgments per seed problem (built-in task)
+    # where the built-in task's EFT problems come from: `seed` (the IFT worked examples' problems)
+    # or `train` (the training pool, gold answers only: harder problems, none of them in IFT)
+    eft_source: str = "seed"
     instruct_examples: int = 400  # self-instruction demonstrations (few shots -> a new prompt)
     shots: int = 4
     template: str = "${judge.template}"
@@ -435,6 +438,11 @@ class SelfInstructConfig:
     enabled: bool = True
     num_prompts: int = 600  # attempts; invalid/duplicate ones are dropped
     max_kept: Optional[int] = None
+    # Shares of the kept prompts per task difficulty 1, 2, ... (the task's digit count for the
+    # built-in task), e.g. [0, 0, 0, 1] for 4-digit problems only. The model writes what it has
+    # seen most; quotas steer the prompts to where its answers still differ. Oversample with
+    # num_prompts: prompts over a difficulty's quota are dropped and counted. null: keep all.
+    difficulty_weights: Optional[List[float]] = None
     shots: int = 4
     temperature: float = 0.6
     top_p: float = 0.9
@@ -447,6 +455,10 @@ class PairsConfig:
 
     kind: str = "pairs"
     enabled: bool = True
+    # Step-level pairs (Step-DPO, Lai et al. 2024): cut chosen and rejected to the first step where
+    # they differ (steps end at these delimiters), the shared steps before it joining the prompt.
+    # Empty: whole responses, as in the paper. See recipes/self_rewarding.yaml for why it is on there.
+    step_delimiters: List[str] = field(default_factory=list)
 
 
 @dataclass
@@ -830,6 +842,15 @@ def judge_problems(cfg: Any, names: list[str]) -> list[str]:
         if name in cfg and name in names and cfg[name].enabled:
             if cfg[name].num_prompts < 1 or cfg[name].shots < 1:
                 out.append(f"{name}.num_prompts and {name}.shots must be >= 1.")
+            w = cfg[name].difficulty_weights
+            if w is not None and (not len(w) or min(w) < 0 or sum(w) <= 0):
+                out.append(f"{name}.difficulty_weights must be non-negative shares per difficulty 1, 2, ... with a "
+                           f"positive sum, e.g. [0, 0, 0, 1] for 4-digit problems only, or null to keep all "
+                           f"(got {list(w)}).")
+    for name in used:
+        if cfg[name].kind == "judge_seed" and cfg[name].eft_source not in ("seed", "train"):
+            out.append(f"{name}.eft_source must be 'seed' (the worked examples' problems) or 'train' (the training "
+                       f"pool's problems) (got '{cfg[name].eft_source}').")
     try:
         s = cfg[used[0]]
         load_template(s.template)

@@ -21,13 +21,14 @@ def judge_seed(ctx: StageContext) -> StageResult:
     template = load_template(c.template)
     rx = compile_score_regex(c.score_regex)
     ift = read_jsonl(ctx.inputs["seed_data"])
-    examples = task.eft_examples(read_jsonl(ctx.inputs["seed"]), c.eft_per_problem, ctx.seed)
+    pool = read_jsonl(ctx.inputs["pool"])
+    problems = read_jsonl(ctx.inputs["seed"]) if c.eft_source == "seed" else pool
+    examples = task.eft_examples(problems, c.eft_per_problem, ctx.seed)
     eft = [{"prompt": template.render(task.prompt({"question": e["question"]}), e["response"]),
             "completion": e["judgment"], "prompt_id": e["problem_id"], "kind": "eft"} for e in examples]
     scores = [parse_score(e["completion"], rx, c.min_score, c.max_score) for e in eft]
     if eft and all(s is None for s in scores):  # validate() checks this at startup; a changed file lands here
         raise StageError(f"judge.score_regex '{c.score_regex}' reads no score from the {len(eft)} EFT judgments.")
-    pool = read_jsonl(ctx.inputs["pool"])
     rng = random.Random(ctx.seed)
     demos = []
     if c.instruct_examples > 0 and len(pool) > c.shots:

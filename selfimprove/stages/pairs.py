@@ -39,6 +39,28 @@ def build_pairs(rows: list[dict]) -> tuple[list[dict], dict]:
     return pairs, counts
 
 
+def first_different_step(prompt: str, chosen: str, rejected: str, delimiters) -> dict:
+    """The pair cut to the first step where chosen and rejected differ: the steps both share join
+    the prompt, and each side keeps its own differing step. A step ends at a delimiter, which
+    belongs to the step only where the two differ at it (one stops with a newline where the
+    other goes on with a comma). The shared steps cancel out of DPO's loss anyway; what the cut
+    removes is everything after the first difference, which DPO would otherwise push down
+    (rejected) or up (chosen) whether or not it is wrong. `partial` says whether either side
+    was cut short of its end (DPO must then not append EOS to it)."""
+    d = next((i for i, (a, b) in enumerate(zip(chosen, rejected)) if a != b), min(len(chosen), len(rejected)))
+    start = max((chosen.rfind(x, 0, d) + len(x) for x in delimiters if chosen.rfind(x, 0, d) >= 0), default=0)
+
+    def end(text: str) -> int:
+        at = [len(x) for x in delimiters if text.startswith(x, d)]
+        if at:
+            return d + max(at)
+        return min((i for x in delimiters if (i := text.find(x, d)) >= 0), default=len(text))
+
+    c, r = end(chosen), end(rejected)
+    return {"prompt": prompt + chosen[:start], "chosen": chosen[start:c], "rejected": rejected[start:r],
+            "partial": c < len(chosen) or r < len(rejected)}
+
+
 @register_stage("pairs", inputs=lambda cfg: {"judged": "judged"})
 def pairs_stage(ctx: StageContext) -> StageResult:
     rows = read_jsonl(ctx.inputs["judged"])
@@ -63,5 +85,8 @@ def pairs_stage(ctx: StageContext) -> StageResult:
     if oracle is not None:
         metrics["gold_chosen_correct"] = round(mean([float(oracle(p["prompt"], p["chosen"])) for p in pairs]), 4)
         metrics["gold_rejected_correct"] = round(mean([float(oracle(p["prompt"], p["rejected"])) for p in pairs]), 4)
+    if ctx.cfg.step_delimiters:
+        for p in pairs:
+            p.update(first_different_step(p["prompt"], p["chosen"], p["rejected"], list(ctx.cfg.step_delimiters)))
     write_jsonl(ctx.out / "pairs.jsonl", pairs)
     return StageResult({"pairs": "pairs.jsonl"}, metrics)

@@ -6,6 +6,7 @@ itself writing them is the fully "self" variant (a deviation the recipe records)
 from __future__ import annotations
 
 import random
+from collections import Counter
 
 from ..backends import SamplingParams
 from ..rundir import read_jsonl, write_jsonl
@@ -38,11 +39,20 @@ def self_instruct(ctx: StageContext) -> StageResult:
             counts[why] += 1
             continue
         seen.add(q)
-        kept.append({"id": f"si{ctx.iteration}-{len(kept)}", "question": q, "difficulty": None})
+        kept.append({"question": q, "difficulty": task.difficulty_of(q)})
+    if c.difficulty_weights is not None:
+        kept, counts["over_quota"] = _quotas(kept, list(c.difficulty_weights), c.max_kept)
     if c.max_kept is not None:
         kept = kept[:c.max_kept]
+    kept = [{"id": f"si{ctx.iteration}-{i}", **p} for i, p in enumerate(kept)]
     metrics = {"attempted": len(prompts), "kept": len(kept), **counts,
+               **{f"kept_d{d}": n for d, n in sorted(Counter(p["difficulty"] for p in kept
+                                                             if p["difficulty"] is not None).items())},
                "valid_fraction": round((len(prompts) - counts["invalid"]) / max(len(prompts), 1), 4), **speed}
+    if not kept and counts.get("over_quota"):
+        raise StageError(f"self_instruct kept no prompt: {metrics}. The model wrote no prompt of some difficulty "
+                         f"self_instruct.difficulty_weights={list(c.difficulty_weights)} asks for: give it a zero "
+                         "share, raise self_instruct.num_prompts, or set self_instruct.difficulty_weights=null.")
     if not kept:
         raise StageError(f"self_instruct kept no prompt: {metrics}. The model did not write prompts in the task's "
                          "format: train the seed model longer (seed_sft.steps), add self-instruction demonstrations "
@@ -50,3 +60,24 @@ def self_instruct(ctx: StageContext) -> StageResult:
                          "(self_instruct.enabled=false generate.split=train).")
     write_jsonl(ctx.out / "instructions.jsonl", kept)
     return StageResult({"instructions": "instructions.jsonl"}, metrics)
+
+
+def _quotas(kept: list[dict], weights: list[float], max_kept) -> tuple[list[dict], int]:
+    """The largest prefix-preserving selection whose difficulty shares are `weights` (shares per
+    difficulty 1, 2, ...): each difficulty keeps its first `share * total` prompts, where total is
+    as large as the scarcest wanted difficulty allows. Returns the selection and how many were dropped."""
+    if any(p["difficulty"] is None for p in kept):
+        raise StageError("self_instruct.difficulty_weights needs the task to tell each prompt's difficulty, and this "
+                         "task does not: set self_instruct.difficulty_weights=null.")
+    share = {d: w / sum(weights) for d, w in enumerate(weights, 1) if w > 0}
+    have = Counter(p["difficulty"] for p in kept)
+    total = min(have[d] / s for d, s in share.items())
+    if max_kept is not None:
+        total = min(total, max_kept)
+    quota = {d: int(s * total + 1e-9) for d, s in share.items()}
+    out = []
+    for p in kept:
+        if quota.get(p["difficulty"], 0) > 0:
+            quota[p["difficulty"]] -= 1
+            out.append(p)
+    return out, len(kept) - len(out)

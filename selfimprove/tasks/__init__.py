@@ -32,6 +32,11 @@ class Task:
         (e.g. self-correction demonstrations); none by default."""
         return []
 
+    def difficulty_of(self, question: str) -> Optional[int]:
+        """The difficulty (1, 2, ...) of a question the model wrote, for self-instruction quotas;
+        None where the task cannot tell."""
+        return None
+
     def extract_answer(self, text: str) -> Optional[str]:
         """The final answer written after the marker, normalised; None when there is none."""
         if not isinstance(text, str):

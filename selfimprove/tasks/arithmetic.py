@@ -10,6 +10,7 @@ of the longer operand. All sets are drawn from `data_seed`, so they are identica
 from __future__ import annotations
 
 import random
+from typing import Optional
 
 from . import Task, TaskDataError, register_task
 
@@ -97,6 +98,10 @@ class Arithmetic(Task):
         from .arithmetic_judging import parse_instruction
 
         return parse_instruction(text, max_digits=len(self.cfg.train_weights))
+
+    def difficulty_of(self, question: str) -> Optional[int]:
+        a, _, b = question.partition("+")
+        return max(len(a), len(b)) if a.isdigit() and b.isdigit() else None
 
     def oracle_correct(self, prompt: str, text: str) -> bool:
         """Reporting only: whether `text` answers the problem in `prompt` (the sum is computable)."""

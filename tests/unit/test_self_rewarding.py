@@ -99,6 +99,7 @@ def test_score_regex_checks():
     (["judge.score_regex='Score: \\d'"], "no capture group"),
     (["judge.template=missing.txt"], "neither a shipped template"),
     (["judge.samples=0"], "judge.samples must be >= 1"),
+    (["judge_seed.eft_source=pool"], "judge_seed.eft_source must be 'seed'"),
 ])
 def test_bad_judge_config_is_rejected_at_startup(override, expected):
     with pytest.raises(ConfigError, match=expected):
@@ -151,3 +152,55 @@ def test_self_instruction_parser():
     assert parse_instruction(" 123456+1", 5) is None  # more digits than the task has
     for bad in (" 12+", " 012+3", " 1+2+3", " abc", "", " 1-2"):
         assert parse_instruction(bad, 5) is None
+
+
+def test_difficulty_quotas_keep_the_asked_shares_in_order():
+    from selfimprove.stages.self_instruct import _quotas
+    from selfimprove.tasks.arithmetic import Arithmetic
+
+    task = Arithmetic(None)
+    assert [task.difficulty_of(q) for q in ("12+345", "1+2", "9999+1", "x+1")] == [3, 1, 4, None]
+    qs = ["1+2", "12+3", "123+4", "1234+5", "12+34", "1+2345", "9+9", "999+1", "5555+5"]
+    kept = [{"question": q, "difficulty": task.difficulty_of(q)} for q in qs]
+    # 4-digit only: every 4-digit prompt, in the order written
+    out, dropped = _quotas(kept, [0, 0, 0, 1], None)
+    assert [p["question"] for p in out] == ["1234+5", "1+2345", "5555+5"] and dropped == 6
+    # half 2-digit, half 4-digit: the scarcer 2-digit (2 of them) bounds the total at 4
+    out, _ = _quotas(kept, [0, 1, 0, 1], None)
+    assert [p["question"] for p in out] == ["12+3", "1234+5", "12+34", "1+2345"]
+    out, _ = _quotas(kept, [0, 0, 0, 1], 2)
+    assert len(out) == 2
+    # a difficulty nobody wrote leaves nothing to keep
+    assert _quotas(kept, [0, 0, 0, 0, 1], None) == ([], 9)
+
+
+def test_difficulty_quotas_need_a_task_that_tells_difficulty():
+    from selfimprove.stages import StageError
+    from selfimprove.stages.self_instruct import _quotas
+
+    with pytest.raises(StageError, match="difficulty_weights=null"):
+        _quotas([{"question": "Write a poem.", "difficulty": None}], [1], None)
+
+
+@pytest.mark.parametrize("weights", ["[]", "[0,0]", "[1,-1]"])
+def test_bad_difficulty_weights_are_rejected_at_startup(weights):
+    with pytest.raises(ConfigError, match="difficulty_weights must be non-negative"):
+        compose(["recipe=self_rewarding", f"self_instruct.difficulty_weights={weights}"])
+
+
+@pytest.mark.parametrize("chosen,rejected,expected", [
+    # a digit differs in the last step: the shared steps join the prompt, the answer line is cut
+    (" 5+5=10,7+1+1=9\n#### 90", " 5+5=10,7+2+1=10\n#### 100",
+     ("Q: 1+2\nA: 5+5=10,", "7+1+1=9", "7+2+1=10", True)),
+    # one stops where the other goes on: the differing delimiter is the step's last character
+    (" 1+1=2\n#### 2", " 1+1=2,0+0=0\n#### 2", ("Q: 1+2\nA:", " 1+1=2\n", " 1+1=2,", True)),
+    # they differ in the answer line only, which ends both: nothing is cut
+    (" 1+1=2\n#### 2", " 1+1=2\n#### 22", ("Q: 1+2\nA: 1+1=2\n", "#### 2", "#### 22", False)),
+    # they differ from the first character
+    (" 3+3=6", " 4+3=7", ("Q: 1+2\nA:", " 3+3=6", " 4+3=7", False)),
+])
+def test_step_level_pairs_cut_at_the_first_differing_step(chosen, rejected, expected):
+    from selfimprove.stages.pairs import first_different_step
+
+    got = first_different_step("Q: 1+2\nA:", chosen, rejected, [",", "\n"])
+    assert (got["prompt"], got["chosen"], got["rejected"], got["partial"]) == expected
