@@ -455,10 +455,10 @@ class PairsConfig:
 
     kind: str = "pairs"
     enabled: bool = True
-    # Step-level pairs (Step-DPO, Lai et al. 2024): cut chosen and rejected to the first step where
-    # they differ (steps end at these delimiters), the shared steps before it joining the prompt.
-    # Empty: whole responses, as in the paper. See recipes/self_rewarding.yaml for why it is on there.
-    step_delimiters: List[str] = field(default_factory=list)
+    # Drop pairs whose responses first differ at one of these step ends, e.g. [",", "\n"] for the
+    # built-in task: one response stops (or closes a step) where the other goes on. Empty: keep
+    # every pair, as in the paper. recipes/self_rewarding.yaml says why it drops them.
+    drop_at_step_ends: List[str] = field(default_factory=list)
 
 
 @dataclass

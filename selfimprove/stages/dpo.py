@@ -36,36 +36,10 @@ def _train(ctx: StageContext) -> StageResult:
                   "rejected": turn("assistant", r["rejected"])} for r in rows]
     else:
         pairs = [{"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]} for r in rows]
-    if any(r.get("partial") for r in rows):
-        for p, r in zip(pairs, rows):
-            p["partial"] = bool(r.get("partial"))
     extra = {"beta": cfg.beta, "loss_type": [cfg.loss_type]}
     if cfg.rpo_alpha is not None:  # Iterative RPO: DPO + NLL on the chosen response
         extra["loss_type"], extra["loss_weights"] = [cfg.loss_type, "sft"], [1.0, cfg.rpo_alpha]
-    # Step-level pairs (pairs.step_delimiters) end mid-response: TRL would append EOS to both
-    # sides and so teach the policy to stop after the step it prefers.
-    trainer = _without_eos(DPOTrainer) if any(r.get("partial") for r in rows) else DPOTrainer
-    run = fit(ctx, trainer, DPOConfig, pairs, extra)
+    run = fit(ctx, DPOTrainer, DPOConfig, pairs, extra)
     logged = {key.replace("rewards/", "reward_"): round(value, 4) for key, value in run.logs.items()
               if key.startswith("rewards/")}  # accuracies, margins, chosen, rejected (last logged step)
     return StageResult({cfg.output: "model"}, {**run.metrics(cfg, len(rows)), "pairs": len(rows), **logged})
-
-
-def _without_eos(base):
-    """A DPOTrainer that drops the EOS TRL appends to every non-conversational completion, in
-    the rows marked `partial`."""
-
-    class StepDPOTrainer(base):
-        def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
-            dataset = super()._prepare_dataset(dataset, processing_class, args, dataset_name)
-            eos = self._tokenizer.eos_token_id
-
-            def strip(example):
-                if not example["partial"]:
-                    return {}
-                return {k: example[k][:-1] if example[k][-1:] == [eos] else example[k]
-                        for k in ("chosen_ids", "rejected_ids")}
-
-            return dataset.map(strip)
-
-    return StepDPOTrainer

@@ -39,32 +39,21 @@ def build_pairs(rows: list[dict]) -> tuple[list[dict], dict]:
     return pairs, counts
 
 
-def first_different_step(prompt: str, chosen: str, rejected: str, delimiters) -> dict:
-    """The pair cut to the first step where chosen and rejected differ: the steps both share join
-    the prompt, and each side keeps its own differing step. A step ends at a delimiter, which
-    belongs to the step only where the two differ at it (one stops with a newline where the
-    other goes on with a comma). The shared steps cancel out of DPO's loss anyway; what the cut
-    removes is everything after the first difference, which DPO would otherwise push down
-    (rejected) or up (chosen) whether or not it is wrong. `partial` says whether either side
-    was cut short of its end (DPO must then not append EOS to it)."""
+def differ_first_at_step_end(chosen: str, rejected: str, step_ends) -> bool:
+    """Whether the two responses first differ where one of them ends a step (one of `step_ends`
+    starts there): one stops, or closes its step, where the other goes on."""
     d = next((i for i, (a, b) in enumerate(zip(chosen, rejected)) if a != b), min(len(chosen), len(rejected)))
-    start = max((chosen.rfind(x, 0, d) + len(x) for x in delimiters if chosen.rfind(x, 0, d) >= 0), default=0)
-
-    def end(text: str) -> int:
-        at = [len(x) for x in delimiters if text.startswith(x, d)]
-        if at:
-            return d + max(at)
-        return min((i for x in delimiters if (i := text.find(x, d)) >= 0), default=len(text))
-
-    c, r = end(chosen), end(rejected)
-    return {"prompt": prompt + chosen[:start], "chosen": chosen[start:c], "rejected": rejected[start:r],
-            "partial": c < len(chosen) or r < len(rejected)}
+    return any(text.startswith(end, d) for text in (chosen, rejected) for end in step_ends)
 
 
 @register_stage("pairs", inputs=lambda cfg: {"judged": "judged"})
 def pairs_stage(ctx: StageContext) -> StageResult:
     rows = read_jsonl(ctx.inputs["judged"])
     pairs, counts = build_pairs(rows)
+    if ctx.cfg.drop_at_step_ends:
+        kept = [p for p in pairs if not differ_first_at_step_end(p["chosen"], p["rejected"], ctx.cfg.drop_at_step_ends)]
+        counts["dropped_at_step_end"] = len(pairs) - len(kept)
+        pairs = kept
     judged = counts["prompts"] - counts["too_few_scored"]
     unparseable = sum(s is None for r in rows for s in r.get("scores", []))
     judgments = sum(len(r.get("scores", [])) for r in rows)
@@ -75,7 +64,8 @@ def pairs_stage(ctx: StageContext) -> StageResult:
             f"No preference pair survived iteration {ctx.iteration}: of {counts['prompts']} prompts, "
             f"{counts['ties']} had all candidates scored equal (ties), {counts['too_few_scored']} had fewer than two "
             f"scored candidates ({unparseable} of {judgments} judgments unparseable), {counts['identical']} had "
-            f"identical best and worst texts. More candidates per prompt (generate.k), a higher generate.temperature, "
+            f"identical best and worst texts, {counts.get('dropped_at_step_end', 0)} first differed at a step end "
+            f"(pairs.drop_at_step_ends). More candidates per prompt (generate.k), a higher generate.temperature, "
             f"more judgments per candidate (judge.samples), or more EFT seed data (judge_seed.eft_per_problem) help.")
     metrics["chosen_score"] = round(mean([p["chosen_score"] for p in pairs]), 4)
     metrics["rejected_score"] = round(mean([p["rejected_score"] for p in pairs]), 4)
@@ -85,8 +75,5 @@ def pairs_stage(ctx: StageContext) -> StageResult:
     if oracle is not None:
         metrics["gold_chosen_correct"] = round(mean([float(oracle(p["prompt"], p["chosen"])) for p in pairs]), 4)
         metrics["gold_rejected_correct"] = round(mean([float(oracle(p["prompt"], p["rejected"])) for p in pairs]), 4)
-    if ctx.cfg.step_delimiters:
-        for p in pairs:
-            p.update(first_different_step(p["prompt"], p["chosen"], p["rejected"], list(ctx.cfg.step_delimiters)))
     write_jsonl(ctx.out / "pairs.jsonl", pairs)
     return StageResult({"pairs": "pairs.jsonl"}, metrics)

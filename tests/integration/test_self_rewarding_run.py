@@ -38,11 +38,12 @@ def test_debug_run_then_kill_inside_dpo_and_resume(tmp_path):
             si["heldout_overlap"] == 48
         assert gen["samples"] == 4 * gen["problems"] and gen["temperature"] == 0.7
         assert judge["judgments"] == 2 * judge["candidates"] and 0 <= judge["unparseable_fraction"] <= 1
-        assert pairs["pairs"] + pairs["ties"] + pairs["too_few_scored"] + pairs["identical"] == pairs["prompts"]
+        assert pairs["pairs"] + pairs["ties"] + pairs["too_few_scored"] + pairs["identical"] + \
+            pairs["dropped_at_step_end"] == pairs["prompts"]
         assert dpo["pairs"] == pairs["pairs"] and dpo["steps"] == 12
         assert "pairwise_accuracy" in m[(it, "judge_quality")] and "accuracy" in m[(it, "evaluate")]
     assert "pairwise_accuracy" in m[(0, "judge_quality")]
-    assert m[(0, "judge_seed")]["eft_rows"] == 3 * 3200 and "per-iteration summary" in proc.stdout
+    assert m[(0, "judge_seed")]["eft_rows"] == 100 * 64 and "per-iteration summary" in proc.stdout
     # DPO continued from the previous model, which is also its reference (the dpo stage's init)
     cfg = (ref / "config.yaml").read_text()
     assert "init: policy" in cfg and "beta: 0.1" in cfg

@@ -107,29 +107,3 @@ def test_dpo_without_pairs_stops_with_advice(tmp_path):
     ctx, _ = context(tmp_path, rows=[])
     with pytest.raises(StageError, match="No preference pair"):
         get_stage("dpo").fn(ctx)
-
-
-def eos_logprob(model_dir, tokenizer, rows) -> float:
-    """Mean log p(EOS | prompt + chosen): whether the policy learned to stop after the chosen text."""
-    model = load_model(str(model_dir), "float32", "cpu")
-    total = 0.0
-    for r in rows:
-        ids = torch.tensor([tokenizer(r["prompt"] + r["chosen"])["input_ids"]])
-        with torch.no_grad():
-            total += model(ids).logits[0, -1].log_softmax(-1)[tokenizer.eos_token_id].item()
-    return total / len(rows)
-
-
-def test_step_level_pairs_do_not_teach_stopping_after_the_step(tmp_path):
-    # pairs cut at the first differing step (pairs.step_delimiters): the response goes on after
-    # them, so DPO must not append EOS, which would raise p(stop) after the chosen step
-    rows = [{"prompt": f"Q: {a}+{a}\nA:", "chosen": solution(a, a).split(",")[0],
-             "rejected": solution(a, a + 1).split(",")[0]} for a in range(10, 22)]
-    change = {}
-    for partial in (False, True):
-        ctx, base = context(tmp_path / str(partial), rows=[{**r, "partial": partial} for r in rows])
-        get_stage("dpo").fn(ctx)
-        tok = load_tokenizer(str(base))
-        change[partial] = eos_logprob(ctx.out / "model", tok, rows) - eos_logprob(base, tok, rows)
-        assert margin(ctx.out / "model", tok, rows) > margin(base, tok, rows) + 0.5
-    assert change[False] > 0.5 and abs(change[True]) < change[False] / 4, change

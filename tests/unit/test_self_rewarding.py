@@ -188,19 +188,51 @@ def test_bad_difficulty_weights_are_rejected_at_startup(weights):
         compose(["recipe=self_rewarding", f"self_instruct.difficulty_weights={weights}"])
 
 
-@pytest.mark.parametrize("chosen,rejected,expected", [
-    # a digit differs in the last step: the shared steps join the prompt, the answer line is cut
-    (" 5+5=10,7+1+1=9\n#### 90", " 5+5=10,7+2+1=10\n#### 100",
-     ("Q: 1+2\nA: 5+5=10,", "7+1+1=9", "7+2+1=10", True)),
-    # one stops where the other goes on: the differing delimiter is the step's last character
-    (" 1+1=2\n#### 2", " 1+1=2,0+0=0\n#### 2", ("Q: 1+2\nA:", " 1+1=2\n", " 1+1=2,", True)),
-    # they differ in the answer line only, which ends both: nothing is cut
-    (" 1+1=2\n#### 2", " 1+1=2\n#### 22", ("Q: 1+2\nA: 1+1=2\n", "#### 2", "#### 22", False)),
-    # they differ from the first character
-    (" 3+3=6", " 4+3=7", ("Q: 1+2\nA:", " 3+3=6", " 4+3=7", False)),
+@pytest.mark.parametrize("chosen,rejected,at_step_end", [
+    (" 1+1=2\n#### 2", " 1+1=2,0+0=0\n#### 2", True),  # one stops where the other takes another step
+    (" 5+5=10,7+1=8\n#### 80", " 5+5=10,7+2=9\n#### 90", False),  # a digit differs inside a step
+    (" 9+9=1,", " 9+9=18,", True),  # one closes its step early
+    (" 1+1=2\n#### 2", " 1+1=2\n#### 22", False),  # the answers differ; neither is at a step end
+    (" 3+3=6", " 4+3=7", False),
 ])
-def test_step_level_pairs_cut_at_the_first_differing_step(chosen, rejected, expected):
-    from selfimprove.stages.pairs import first_different_step
+def test_pairs_that_first_differ_at_a_step_end(chosen, rejected, at_step_end):
+    from selfimprove.stages.pairs import differ_first_at_step_end
 
-    got = first_different_step("Q: 1+2\nA:", chosen, rejected, [",", "\n"])
-    assert (got["prompt"], got["chosen"], got["rejected"], got["partial"]) == expected
+    assert differ_first_at_step_end(chosen, rejected, [",", "\n"]) is at_step_end
+    assert differ_first_at_step_end(rejected, chosen, [",", "\n"]) is at_step_end
+    assert differ_first_at_step_end(chosen, rejected, []) is False
+
+
+def test_pairs_stage_drops_pairs_differing_at_a_step_end(tmp_path):
+    from types import SimpleNamespace
+
+    from omegaconf import OmegaConf
+
+    from selfimprove.config import PairsConfig
+    from selfimprove.rundir import read_jsonl, write_jsonl
+    from selfimprove.stages import StageContext, StageError, get_stage
+    from selfimprove.tasks.arithmetic import Arithmetic
+    from selfimprove.tracking import Console
+
+    def judged(pid, texts_scores):
+        return [{"prompt_id": pid, "sample_id": i, "prompt": f"Q: {pid}\nA:", "text": t, "scores": [s]}
+                for i, (t, s) in enumerate(texts_scores)]
+
+    stops = judged("10+5", [(" 0+5=5,1+0=1\n#### 15", 5.0), (" 0+5=5\n#### 5", 2.0)])
+    digit = judged("12+5", [(" 2+5=7,1+0=1\n#### 17", 5.0), (" 2+5=8,1+0=1\n#### 18", 3.0)])
+
+    def run(rows, out):
+        write_jsonl(tmp_path / f"{out}.jsonl", rows)
+        ctx = StageContext(name="pairs", iteration=1, seed=0,
+                           cfg=OmegaConf.structured(PairsConfig(drop_at_step_ends=[",", "\n"])),
+                           task=Arithmetic(SimpleNamespace()), model_cfg=None, backend_cfg=None, device="cpu",
+                           inputs={"judged": str(tmp_path / f"{out}.jsonl")}, out=tmp_path / out,
+                           ui=Console(quiet=True))
+        ctx.out.mkdir()
+        return ctx, get_stage("pairs").fn(ctx)
+
+    ctx, result = run(stops + digit, "both")
+    assert result.metrics["pairs"] == 1 and result.metrics["dropped_at_step_end"] == 1
+    assert [p["prompt_id"] for p in read_jsonl(ctx.out / "pairs.jsonl")] == ["12+5"]
+    with pytest.raises(StageError, match="1 first differed at a step end"):
+        run(stops, "stops")
