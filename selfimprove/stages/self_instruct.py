@@ -63,9 +63,9 @@ def self_instruct(ctx: StageContext) -> StageResult:
 
 
 def _quotas(kept: list[dict], weights: list[float], max_kept) -> tuple[list[dict], int]:
-    """The largest prefix-preserving selection whose difficulty shares are `weights` (shares per
-    difficulty 1, 2, ...): each difficulty keeps its first `share * total` prompts, where total is
-    as large as the scarcest wanted difficulty allows. Returns the selection and how many were dropped."""
+    """The largest selection whose difficulty shares are `weights` (shares per difficulty 1, 2, ...),
+    in the order written: each difficulty keeps its first `share * total` prompts, where total is as
+    large as the scarcest wanted difficulty allows. Returns the selection and how many were dropped."""
     if any(p["difficulty"] is None for p in kept):
         raise StageError("self_instruct.difficulty_weights needs the task to tell each prompt's difficulty, and this "
                          "task does not: set self_instruct.difficulty_weights=null.")
