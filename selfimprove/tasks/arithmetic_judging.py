@@ -20,13 +20,15 @@ carry; then the points, one digit per criterion, and `Score: N`:
     " 3+1=4:4=,8+6=14:5x;1=\n11110\nScore: 4"      (83+61 asked, 154 stated)
 
 Why this layout: a 0.5M-parameter model must both read the response and compare, and it learns
-look-ups at fixed offsets far more easily than comparisons across the judgment. The stated answer's last digit sits just before the question
-("...#### 154\nQ: 83+61"), so its j-th digit from the end is found the way solving finds each
-operand's j-th digit, and each '=' / 'x' compares two characters two positions apart. Measured
+look-ups at fixed offsets far more easily than comparisons across the judgment. The stated
+answer's last digit sits just before the question ("...#### 154\nQ: 83+61"), so its j-th digit
+from the end is found the way solving finds each operand's j-th digit, and each '=' / 'x'
+compares two characters two positions apart. Measured
 on M1 (100 held-out pairs): the first layout (recomputed sum, then the copied answer, then the
 points) left the judge not reading the response (wrong answers copied right 13% of the time) and
 pairwise accuracy at 36%; copying the answer first fixed the copy (94%) but not the comparison
-(digit marks right 21%); this layout gives 56%, rising with the iterations (README).
+(digit marks right 21%); this layout gives 56% (EFT on the worked examples' problems) and 60%
+with EFT on the training pool's problems, the recipe's default (63.7% on the 300 test pairs).
 Wrong candidates are perturbations of the gold solution, one family per kind of mistake.
 """
 from __future__ import annotations
