@@ -12,7 +12,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from . import __version__
+from . import __version__, compute
 from .config import RESUMABLE_CHANGES, ConfigError, validate
 from .rundir import Manifest, RunDir, StageCache, fingerprint, write_failure, write_json
 from .stages import PERSISTENT, RESUME_DIR, StageContext, StageError, get_stage
@@ -194,7 +194,9 @@ def _run_stage(kind, ctx: StageContext, fp: str, rd: RunDir, console: Console) -
     console.log(f"[bold]iter {ctx.iteration} {ctx.name}[/] ({ctx.cfg.kind})")
     start = time.time()
     try:
-        result = kind.fn(ctx)
+        with compute.metering() as meter:  # the samplers and trainers add their token counts
+            result = kind.fn(ctx)
+        result.metrics = compute.with_flops(meter.metrics(), result.metrics)
         manifest = Manifest(stage=ctx.name, kind=ctx.cfg.kind, iteration=ctx.iteration, fingerprint=fp,
                             artifacts=result.artifacts, metrics=result.metrics, seconds=time.time() - start)
         shutil.rmtree(ctx.out / RESUME_DIR, ignore_errors=True)

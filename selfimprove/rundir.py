@@ -197,13 +197,17 @@ class RunDir:
 
     # ------------------------------------------------------------------ metrics
     def rebuild_metrics(self, order: list[tuple[int, str]]) -> list[dict]:
-        """metrics.jsonl is derived from the manifests, so it can never disagree with them."""
+        """metrics.jsonl is derived from the manifests, so it can never disagree with them. Rows
+        also carry the run's cumulative FLOPs and seconds up to and including the stage."""
+        from .compute import cumulative
+
         rows = []
         for iteration, stage in order:
             path = self.stage_dir(iteration, stage) / MANIFEST
             if path.exists():
                 m = Manifest.load(path)
                 rows.append({"iteration": iteration, "stage": stage, **m.metrics, "seconds": round(m.seconds, 2)})
+        cumulative(rows)
         write_jsonl(self.metrics_path, rows)
         return rows
 

@@ -12,6 +12,7 @@ from typing import Sequence
 
 import torch
 
+from . import compute
 from .models import load_model, load_tokenizer, render_prompts
 
 
@@ -59,6 +60,7 @@ def completion_logprobs(model, tokenizer, prompts: Sequence[str], completions: S
             ids[row, :len(seq)] = torch.tensor(seq)
             mask[row, :len(seq)] = 1
         logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits.float()
+        compute.add(tokens_reference=int(mask.sum()))  # a forward-only pass: 2N per token
         # token t is predicted at position t - 1
         logp = logits[:, :-1].log_softmax(-1).gather(2, ids[:, 1:, None].to(model.device))[..., 0].cpu()
         for row, i in enumerate(idx):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from .. import compute
 from ..models import load_model, load_tokenizer, render_prompts
 from . import Progress, SamplingParams
 
@@ -20,6 +21,9 @@ def batched_generate(model, tokenizer, prompts: list[str], params: SamplingParam
     sample = params.temperature > 0
     was_training = model.training
     model.eval()
+    compute.note_params(compute.count_params(model))
+    eos = tokenizer.eos_token_id
+    eos_ids = [int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos]) if e is not None]
     for b, start in enumerate(range(0, len(order), per_batch)):
         idx = order[start:start + per_batch]
         # a chat template already holds the special tokens: do not add a second BOS
@@ -39,7 +43,10 @@ def batched_generate(model, tokenizer, prompts: list[str], params: SamplingParam
             eos_token_id=tokenizer.eos_token_id,
             use_cache=True,
         )
-        texts = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+        width = enc["input_ids"].shape[1]
+        prompt_tokens, completion_tokens = compute.sample_counts(enc["attention_mask"], out, width, params.n, eos_ids)
+        compute.add(tokens_prompt=prompt_tokens, tokens_completion=completion_tokens)
+        texts = tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
         for j, i in enumerate(idx):
             results[i] = texts[j * params.n:(j + 1) * params.n]
         if progress:
@@ -54,6 +61,7 @@ class HFSampler:
         self.chat = model_cfg.chat_template
         self.tokenizer = load_tokenizer(model_path, model_cfg.trust_remote_code, padding_side="left")
         self.model = load_model(model_path, model_cfg.dtype, device, model_cfg.trust_remote_code).eval()
+        compute.note_params(compute.count_params(self.model))  # also when every chunk is resumed from disk
 
     def generate(self, prompts: list[str], params: SamplingParams, progress: Progress = None) -> list[list[str]]:
         return batched_generate(self.model, self.tokenizer, prompts, params, self.batch_size, progress, self.chat)

@@ -41,6 +41,23 @@ def sampling_kwargs(params: SamplingParams, prompt_index: int) -> dict:
     return kwargs
 
 
+def checkpoint_params(model_path) -> int | None:
+    """N for the FLOPs estimate, from the safetensors headers (no weights are read); None for a
+    hub name or another format."""
+    import json
+    import struct
+    from math import prod
+    from pathlib import Path
+
+    files = sorted(Path(model_path).glob("*.safetensors")) if Path(model_path).is_dir() else []
+    total = 0
+    for f in files:
+        with open(f, "rb") as fh:
+            header = json.loads(fh.read(struct.unpack("<Q", fh.read(8))[0]))
+        total += sum(prod(t["shape"]) for k, t in header.items() if k != "__metadata__")
+    return total or None
+
+
 class VLLMSampler:
     def __init__(self, model_path: str, backend_cfg, model_cfg, device: str):
         try:
@@ -58,6 +75,7 @@ class VLLMSampler:
         self._vllm = vllm
         self.chat = model_cfg.chat_template
         self.llm = vllm.LLM(**engine_kwargs(model_path, backend_cfg, model_cfg))
+        self.params = checkpoint_params(model_path)
 
     def generate(self, prompts: list[str], params: SamplingParams, progress: Progress = None) -> list[list[str]]:
         from ..models import render_prompts
@@ -68,6 +86,14 @@ class VLLMSampler:
                   for p in render_prompts(tok, prompts, self.chat)]
         sps = [self._vllm.SamplingParams(**sampling_kwargs(params, i)) for i in range(len(prompts))]
         outputs = self.llm.generate(inputs, sps, use_tqdm=False)  # vLLM batches and schedules itself
+        from .. import compute
+
+        # counted as the transformers backend counts: the prompt once per returned sample, every
+        # generated token (vLLM's token_ids include the stop token when it ended on one)
+        compute.add(tokens_prompt=sum(len(i["prompt_token_ids"]) * params.n for i in inputs),
+                    tokens_completion=sum(len(c.token_ids) for o in outputs for c in o.outputs))
+        if self.params is not None:
+            compute.note_params(self.params)
         if progress:
             progress(len(prompts))
         return [[c.text for c in o.outputs] for o in outputs]

@@ -5,7 +5,8 @@ which is also the reference); V-STaR trains a verifier on correct x incorrect so
 the SFT model (published as the `verifier` artifact by setting `output`). The reference model is
 the initial weights, frozen: TRL copies them when no LoRA adapter is used, and disables the
 adapter to get reference log-probs when one is. Checkpointing, resume, the NaN guard and LoRA
-merging are the SFT stage's (`sft.fit`).
+merging are the SFT stage's (`sft.fit`). Compute: `tokens_trained` counts the chosen and the
+rejected sequence of each pair (each with its prompt); `tokens_reference` the reference's forward.
 """
 from __future__ import annotations
 
@@ -42,4 +43,8 @@ def _train(ctx: StageContext) -> StageResult:
     run = fit(ctx, DPOTrainer, DPOConfig, pairs, extra)
     logged = {key.replace("rewards/", "reward_"): round(value, 4) for key, value in run.logs.items()
               if key.startswith("rewards/")}  # accuracies, margins, chosen, rejected (last logged step)
-    return StageResult({cfg.output: "model"}, {**run.metrics(cfg, len(rows)), "pairs": len(rows), **logged})
+    metrics = run.metrics(cfg, len(rows))
+    # TRL runs the frozen reference forward on every training batch (no precompute_ref_log_probs):
+    # forward-only tokens, 2N each, on top of the policy's forward + backward
+    metrics["tokens_reference"] = metrics["tokens_trained"]
+    return StageResult({cfg.output: "model"}, {**metrics, "pairs": len(rows), **logged})

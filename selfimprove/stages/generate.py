@@ -9,6 +9,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from .. import compute
 from ..backends import SamplingParams
 from ..rundir import read_jsonl, write_json, write_jsonl
 from . import StageContext, StageResult, register_stage
@@ -28,7 +29,8 @@ def run_sampler(ctx: StageContext, sampler, prompts: list[str], params: Sampling
     Prompts go to the engine in chunks of `backend.chunk_prompts`, each saved in the stage's
     resume folder as it finishes, so a killed stage resumes at its first missing chunk. A chunk's
     seed depends only on its index, so a resumed stage samples exactly what an uninterrupted one
-    would (and one chunk is one engine call, as before chunking)."""
+    would (and one chunk is one engine call, as before chunking). A chunk file also keeps the
+    chunk's token counts, which a resumed stage adds back to its compute accounting."""
     size = max(1, int(getattr(ctx.backend_cfg, "chunk_prompts", 0) or len(prompts) or 1))
     tag = re.sub(r"[^\w.=-]+", "_", label)
     outs: list[list[str]] = []
@@ -38,14 +40,17 @@ def run_sampler(ctx: StageContext, sampler, prompts: list[str], params: Sampling
         for c, lo in enumerate(range(0, len(prompts), size)):
             saved = ctx.resume_dir / f"{tag}-{c:05d}.json"
             if saved.exists():
-                chunk = json.loads(saved.read_text())
+                kept = json.loads(saved.read_text())
+                chunk = kept["texts"]
+                compute.add(**kept["compute"])
                 advance(len(chunk))
                 reused += 1
             else:
-                got = sampler.generate(prompts[lo:lo + size], replace(params, seed=params.seed + 1_000_033 * c),
-                                       progress=advance)
+                with compute.metering() as meter:
+                    got = sampler.generate(prompts[lo:lo + size], replace(params, seed=params.seed + 1_000_033 * c),
+                                           progress=advance)
                 chunk = [[ctx.task.truncate(t) for t in o] for o in got]
-                write_json(saved, chunk)
+                write_json(saved, {"texts": chunk, "compute": meter.counts})
                 n += sum(len(o) for o in chunk)
                 chars += sum(len(t) for o in chunk for t in o)
             outs.extend(chunk)

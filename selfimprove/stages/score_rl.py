@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from .. import compute
 from ..backends import SamplingParams
 from ..backends.hf import batched_generate
 from ..metrics import mean
@@ -60,11 +61,13 @@ def policy_loss(logp1: torch.Tensor, logp2: torch.Tensor, adv1: torch.Tensor, ad
 
 
 # ----------------------------------------------------------------------------- log-probabilities
-def segment_logprobs(model, tokenizer, rows: list[list[str]], scored: tuple[int, ...]) -> list[torch.Tensor]:
+def segment_logprobs(model, tokenizer, rows: list[list[str]], scored: tuple[int, ...],
+                     count: str | None = None) -> list[torch.Tensor]:
     """Each row is a sequence given as text segments (e.g. prompt, attempt 1, instruction, attempt
     2). Returns, for each index in `scored`, the sum of log pi(token | everything before it) over
     that segment's tokens, one value per row. Segments are tokenized apart and joined, as the
-    sampler saw them; one forward pass scores both turns of an episode."""
+    sampler saw them; one forward pass scores both turns of an episode. `count`: the compute
+    count the pass's tokens are added to (tokens_trained, or tokens_reference for a frozen model)."""
     ids, owner = [], []  # token ids, and which segment each token belongs to
     for segments in rows:
         row_ids, row_owner = [], []
@@ -79,6 +82,8 @@ def segment_logprobs(model, tokenizer, rows: list[list[str]], scored: tuple[int,
     input_ids = torch.tensor([x + [tokenizer.pad_token_id] * (width - len(x)) for x in ids], device=device)
     attention = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in ids], device=device)
     owners = torch.tensor([x + [-1] * (width - len(x)) for x in owner], device=device)
+    if count:
+        compute.add(**{count: sum(len(x) for x in ids)})
     logits = model(input_ids=input_ids, attention_mask=attention).logits[:, :-1].float()
     token_logp = torch.log_softmax(logits, -1).gather(-1, input_ids[:, 1:, None]).squeeze(-1)
     return [(token_logp * (owners[:, 1:] == i)).sum(-1) for i in scored]
@@ -149,47 +154,48 @@ def score_rl(ctx: StageContext) -> StageResult:
                          completed=done) as advance:
         for step in range(done, c.steps):
             start = time.time()
-            batch = random.Random(ctx.seed * 1_000_003 + step).sample(problems, c.problems_per_step)
-            seed = ctx.seed + 7919 * step
-            prompts1 = [task.prompt(p) for p in batch for _ in range(c.k)]
-            firsts = batched_generate(policy, tokenizer, [task.prompt(p) for p in batch],
-                                      SamplingParams(**{**sampling.__dict__, "seed": seed}), batch_size)
-            y1 = [task.truncate(t) for texts in firsts for t in texts]
-            episodes = [p for p in batch for _ in range(c.k)]
-            prompts2 = [task.turn2_prompt(p, a) for p, a in zip(episodes, y1)]
-            outs2 = batched_generate(policy, tokenizer, prompts2,
-                                        SamplingParams(**{**sampling.__dict__, "n": 1, "seed": seed + 1}), batch_size)
-            y2 = [task.truncate(texts[0]) for texts in outs2]
-            sampled = time.time()
+            with compute.metering() as meter:  # this step's tokens, kept in the checkpointed history
+                batch = random.Random(ctx.seed * 1_000_003 + step).sample(problems, c.problems_per_step)
+                seed = ctx.seed + 7919 * step
+                prompts1 = [task.prompt(p) for p in batch for _ in range(c.k)]
+                firsts = batched_generate(policy, tokenizer, [task.prompt(p) for p in batch],
+                                          SamplingParams(**{**sampling.__dict__, "seed": seed}), batch_size)
+                y1 = [task.truncate(t) for texts in firsts for t in texts]
+                episodes = [p for p in batch for _ in range(c.k)]
+                prompts2 = [task.turn2_prompt(p, a) for p, a in zip(episodes, y1)]
+                outs2 = batched_generate(policy, tokenizer, prompts2,
+                                         SamplingParams(**{**sampling.__dict__, "n": 1, "seed": seed + 1}), batch_size)
+                y2 = [task.truncate(texts[0]) for texts in outs2]
+                sampled = time.time()
 
-            r1 = torch.tensor([task.reward(y, p) for y, p in zip(y1, episodes)])
-            r2 = torch.tensor([task.reward(y, p) for y, p in zip(y2, episodes)])
-            rows = [[x, a, task.instruction, b] for x, a, b in zip(prompts1, y1, y2)]
-            logp1, logp2 = segment_logprobs(policy, tokenizer, rows, scored=(1, 3))
-            with torch.no_grad(), models.reference() as ref:
-                ref1, ref2 = segment_logprobs(ref, tokenizer, rows, scored=(1, 3))
-            kl1, kl2 = logp1.detach() - ref1, logp2.detach() - ref2  # per-episode KL estimates
-            R1, R2 = turn_rewards(r1, r2, kl1, kl2, stage, c.alpha, c.beta1, c.beta2)
-            adv1 = rloo_advantages(R1.view(-1, c.k)).flatten()
-            adv2 = rloo_advantages(R2.view(-1, c.k)).flatten()
-            loss = policy_loss(logp1, logp2, adv1, adv2)
-            if not math.isfinite(loss.item()) or abs(loss.item()) > c.loss_limit:
-                raise StageError(
-                    f"'{ctx.name}' (SCoRe stage {stage}) loss is {loss.item():.4g} at step {step + 1} (limit "
-                    f"{ctx.name}.loss_limit={c.loss_limit}; mean KL turn 1 {kl1.mean().item():.4g}, turn 2 "
-                    f"{kl2.mean().item():.4g}; mean reward turn 1 {r1.mean().item():.3f}, turn 2 {r2.mean().item():.3f}). "
-                    f"The last good checkpoint (step {done}) is kept in {folder}. Lower {ctx.name}.learning_rate "
-                    f"or {ctx.name}.alpha.")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(models.trainable(), c.max_grad_norm)
-            optimizer.step()
-            seconds["sampling"] += sampled - start
-            seconds["update"] += time.time() - sampled
-            history.append({"loss": loss.item(), "r1": r1.mean().item(), "r2": r2.mean().item(),
-                            "kl1": kl1.mean().item(), "kl2": kl2.mean().item(), "grad_norm": float(grad_norm),
-                            "changed": mean([float(task.extract_answer(a) != task.extract_answer(b))
-                                             for a, b in zip(y1, y2)])})
+                r1 = torch.tensor([task.reward(y, p) for y, p in zip(y1, episodes)])
+                r2 = torch.tensor([task.reward(y, p) for y, p in zip(y2, episodes)])
+                rows = [[x, a, task.instruction, b] for x, a, b in zip(prompts1, y1, y2)]
+                logp1, logp2 = segment_logprobs(policy, tokenizer, rows, scored=(1, 3), count="tokens_trained")
+                with torch.no_grad(), models.reference() as ref:
+                    ref1, ref2 = segment_logprobs(ref, tokenizer, rows, scored=(1, 3), count="tokens_reference")
+                kl1, kl2 = logp1.detach() - ref1, logp2.detach() - ref2  # per-episode KL estimates
+                R1, R2 = turn_rewards(r1, r2, kl1, kl2, stage, c.alpha, c.beta1, c.beta2)
+                adv1 = rloo_advantages(R1.view(-1, c.k)).flatten()
+                adv2 = rloo_advantages(R2.view(-1, c.k)).flatten()
+                loss = policy_loss(logp1, logp2, adv1, adv2)
+                if not math.isfinite(loss.item()) or abs(loss.item()) > c.loss_limit:
+                    raise StageError(
+                        f"'{ctx.name}' (SCoRe stage {stage}) loss is {loss.item():.4g} at step {step + 1} (limit "
+                        f"{ctx.name}.loss_limit={c.loss_limit}; mean KL turn 1 {kl1.mean().item():.4g}, turn 2 "
+                        f"{kl2.mean().item():.4g}; mean reward turn 1 {r1.mean().item():.3f}, turn 2 {r2.mean().item():.3f}). "
+                        f"The last good checkpoint (step {done}) is kept in {folder}. Lower {ctx.name}.learning_rate "
+                        f"or {ctx.name}.alpha.")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                grad_norm = torch.nn.utils.clip_grad_norm_(models.trainable(), c.max_grad_norm)
+                optimizer.step()
+                seconds["sampling"] += sampled - start
+                seconds["update"] += time.time() - sampled
+                history.append({"loss": loss.item(), "r1": r1.mean().item(), "r2": r2.mean().item(),
+                                "kl1": kl1.mean().item(), "kl2": kl2.mean().item(), "grad_norm": float(grad_norm),
+                                "changed": mean([float(task.extract_answer(a) != task.extract_answer(b))
+                                                 for a, b in zip(y1, y2)]), "compute": meter.counts})
             if (step + 1) % c.save_steps == 0 or step + 1 == c.steps:
                 _save(folder, step + 1, policy, tokenizer, optimizer, history)
                 done = step + 1
@@ -215,4 +221,7 @@ def _metrics(stage: int, history: list[dict], c, seconds: dict, resumed_from: in
     out["episodes_per_s"] = round(ran * c.problems_per_step * c.k / busy, 2)
     out["time_share_sampling"] = round(seconds["sampling"] / busy, 3)
     out["time_share_update"] = round(seconds["update"] / busy, 3)
+    # every step's tokens, those before a resume included (from the checkpointed history)
+    for key in compute.COUNTS:
+        out[key] = sum(h.get("compute", {}).get(key, 0) for h in history)
     return out

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..compute import count_params
 from ..models import load_model, load_tokenizer
 from ..rundir import read_jsonl, write_json
 from . import StageContext, StageError, StageResult, get_stage, register_stage
@@ -215,6 +216,9 @@ def fit(ctx: StageContext, trainer_cls, args_cls, rows: list[dict], args_extra: 
         # (1-3 s each, 15 s of a debug Self-Rewarding setup); the tokenising itself takes ms.
         dataset_num_proc=None,
         dataloader_num_workers=0,
+        # compute accounting: the Trainer sums the batches' attention masks over every step and
+        # process and keeps the sum in its checkpointed state, so a resumed stage counts the same
+        include_num_input_tokens_seen="non_padding",
         **args_extra,
     )
     losses: list[float] = []
@@ -273,6 +277,7 @@ def fit(ctx: StageContext, trainer_cls, args_cls, rows: list[dict], args_extra: 
         shutil.rmtree(ctx.out / "init", ignore_errors=True)
     if not losses:
         losses.append(result.training_loss)
+    extra |= {"tokens_trained": int(trainer.state.num_input_tokens_seen), "params": count_params(model)}
     return FitResult(steps, done, seconds, losses, last_logged, extra)
 
 

@@ -6,6 +6,7 @@ from types import SimpleNamespace
 import pytest
 from omegaconf import OmegaConf
 
+from selfimprove import compute
 from selfimprove.config import GenerateConfig, HFBackendConfig, ModelConfig, TinyModelConfig
 from selfimprove.rundir import read_jsonl, write_jsonl
 from selfimprove.stages import StageContext, get_stage
@@ -57,15 +58,19 @@ def model(tmp_path_factory):
 
 def test_killed_generate_resumes_at_the_first_missing_chunk(tmp_path, model):
     ref = context(tmp_path / "ref", model, Console(quiet=True), chunk=4)
-    get_stage("generate").fn(ref)
+    with compute.metering() as uninterrupted:
+        get_stage("generate").fn(ref)
     ctx = context(tmp_path / "cut", model, KillAfter(at=9), chunk=4)
     with pytest.raises(Killed):
         get_stage("generate").fn(ctx)  # chunks 0 and 1 (8 prompts) saved; chunk 2 lost mid-way
     assert sorted(p.name for p in ctx.resume_dir.iterdir()) == ["sampling-00000.json", "sampling-00001.json"]
     ctx.ui = Console(quiet=True)
-    result = get_stage("generate").fn(ctx)
+    with compute.metering() as resumed:
+        result = get_stage("generate").fn(ctx)
     assert result.metrics["resumed_chunks"] == 2 and result.metrics["samples"] == 20
     assert read_jsonl(ctx.out / "samples.jsonl") == read_jsonl(ref.out / "samples.jsonl")
+    # the saved chunks' token counts come back with them: the resumed stage reports the same compute
+    assert resumed.metrics() == uninterrupted.metrics() and uninterrupted.counts["tokens_completion"] > 0
 
 
 def test_one_chunk_samples_like_one_engine_call(tmp_path, model):

@@ -1,0 +1,120 @@
+"""Compute accounting: the token counts of sampling and training match a hand count on a real
+tiny model with known prompts and rows, and the pipeline's FLOPs formula is the documented one."""
+from types import SimpleNamespace
+
+import torch
+from omegaconf import OmegaConf
+
+from selfimprove import compute
+from selfimprove.backends import SamplingParams
+from selfimprove.backends.hf import batched_generate
+from selfimprove.config import DPOConfig, ModelConfig, SFTConfig, TinyModelConfig
+from selfimprove.models import load_model, load_tokenizer
+from selfimprove.rundir import write_jsonl
+from selfimprove.stages import StageContext, get_stage
+from selfimprove.tasks.arithmetic import Arithmetic, solution
+from selfimprove.tracking import Console
+
+TINY = TinyModelConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
+PROMPTS = ["Q: 1+2\nA:", "Q: 345+67\nA:", "Q: 9+9\nA:"]
+
+
+def tiny(tmp_path):
+    from selfimprove.models.tiny import save_tiny
+
+    path = save_tiny(TINY, tmp_path / "base", seed=0)
+    return path, load_model(str(path), "float32", "cpu"), load_tokenizer(str(path), padding_side="left")
+
+
+def test_sample_counts_stop_at_the_first_eos():
+    mask = torch.tensor([[0, 1, 1], [1, 1, 1]])  # 2 + 3 prompt tokens
+    eos = 9
+    seqs = torch.tensor([[0, 5, 5, 7, 9, 0, 0],   # prompt 3 wide, then 7, eos: 2 generated
+                         [0, 5, 5, 7, 9, 0, 0],
+                         [5, 5, 5, 7, 7, 7, 7],   # no eos: ran the full 4
+                         [5, 5, 5, 9, 9, 9, 9]])  # eos first: 1
+    assert compute.sample_counts(mask, seqs, 3, n=2, eos_ids=[eos]) == (10, 2 + 2 + 4 + 1)
+
+
+def test_sampling_counts_match_a_hand_count(tmp_path):
+    """Batched, left-padded sampling with k=2 counts what one-prompt-at-a-time generation shows:
+    every prompt token once per sample, and each completion up to and including its eos."""
+    _, model, tok = tiny(tmp_path)
+    params = SamplingParams(n=2, temperature=1.0, max_new_tokens=12, seed=3)
+    with compute.metering() as meter:
+        outs = batched_generate(model, tok, PROMPTS, params, batch_size=64)
+    prompt_tokens = sum(len(tok(p)["input_ids"]) for p in PROMPTS) * 2
+    assert meter.counts["tokens_prompt"] == prompt_tokens
+    # hand count of the completions: re-encode each returned text; a completion shorter than
+    # max_new_tokens stopped on an eos, which decoding drops and the count includes
+    hand = 0
+    for texts in outs:
+        for text in texts:
+            n = len(tok(text, add_special_tokens=False)["input_ids"])
+            hand += n + 1 if n < params.max_new_tokens else n
+    assert meter.counts["tokens_completion"] == hand
+    assert meter.params == sum(p.numel() for p in model.parameters())
+
+
+def test_greedy_counts_do_not_depend_on_batching(tmp_path):
+    _, model, tok = tiny(tmp_path)
+    params = SamplingParams(n=1, max_new_tokens=10)
+    counts = []
+    for batch_size in (1, 64):
+        with compute.metering() as meter:
+            batched_generate(model, tok, PROMPTS, params, batch_size=batch_size)
+        counts.append(dict(meter.counts))
+    assert counts[0] == counts[1]
+
+
+def test_nested_meters_add_up_and_no_meter_is_a_no_op():
+    compute.add(tokens_prompt=5)  # outside any meter: ignored
+    with compute.metering() as outer:
+        compute.add(tokens_prompt=1)
+        with compute.metering() as inner:
+            compute.add(tokens_completion=2)
+            compute.note_params(100)
+        assert inner.counts["tokens_completion"] == 2
+    assert outer.metrics() == {"tokens_prompt": 1, "tokens_completion": 2, "params": 100}
+
+
+def test_flops_formula_and_cumulative_rows():
+    m = compute.with_flops({"params": 10, "tokens_prompt": 3, "tokens_completion": 4},
+                           {"tokens_trained": 5, "tokens_reference": 1})
+    assert m["flops"] == 2 * 10 * (3 + 4 + 1) + 6 * 10 * 5
+    assert compute.with_flops({"tokens_prompt": 3}, {}).get("flops") is None  # no N: no estimate
+    rows = compute.cumulative([{"flops": 10, "seconds": 1.0}, {"seconds": 2.5}, {"flops": 5, "seconds": 0.5}])
+    assert [(r["cum_flops"], r["cum_seconds"]) for r in rows] == [(10, 1.0), (10, 3.5), (15, 4.0)]
+
+
+def _ctx(tmp_path, name, cfg, inputs):
+    return StageContext(name=name, iteration=1, seed=0, cfg=cfg, task=Arithmetic(SimpleNamespace()),
+                        model_cfg=OmegaConf.structured(ModelConfig(tiny=TINY)), backend_cfg=None, device="cpu",
+                        inputs=inputs, out=tmp_path / "out", ui=Console(quiet=True))
+
+
+def test_sft_tokens_trained_match_a_hand_count(tmp_path):
+    """All 4 rows in every batch (batch 4, 3 steps): each step trains prompt + completion + eos of each row."""
+    path, _, tok = tiny(tmp_path)
+    rows = [{"prompt": f"Q: {a}+{a}\nA:", "completion": solution(a, a)} for a in (3, 45, 678, 9)]
+    write_jsonl(tmp_path / "data.jsonl", rows)
+    cfg = OmegaConf.structured(SFTConfig(steps=3, batch_size=4, save_steps=10))
+    ctx = _ctx(tmp_path, "train", cfg, {"data": str(tmp_path / "data.jsonl"), "init": str(path)})
+    ctx.out.mkdir()
+    metrics = get_stage("sft").fn(ctx).metrics
+    per_pass = sum(len(tok(r["prompt"] + r["completion"])["input_ids"]) + 1 for r in rows)  # +1: eos
+    assert metrics["tokens_trained"] == 3 * per_pass
+    assert metrics["params"] > 0
+
+
+def test_dpo_counts_chosen_and_rejected_and_the_reference_forward(tmp_path):
+    path, _, tok = tiny(tmp_path)
+    rows = [{"prompt": f"Q: {a}+{a}\nA:", "chosen": solution(a, a), "rejected": solution(a, a + 1)} for a in (12, 7)]
+    write_jsonl(tmp_path / "pairs.jsonl", rows)
+    cfg = OmegaConf.structured(DPOConfig(steps=2, batch_size=2, save_steps=10))
+    ctx = _ctx(tmp_path, "dpo", cfg, {"data": str(tmp_path / "pairs.jsonl"), "init": str(path)})
+    ctx.out.mkdir()
+    metrics = get_stage("dpo").fn(ctx).metrics
+    per_pass = sum(len(tok(r["prompt"] + r[side])["input_ids"]) + 1 for r in rows for side in ("chosen", "rejected"))
+    assert metrics["tokens_trained"] == 2 * per_pass
+    assert metrics["tokens_reference"] == metrics["tokens_trained"]
