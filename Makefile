@@ -1,4 +1,4 @@
-.PHONY: install test test-unit test-faults smoke bench run
+.PHONY: install test test-unit test-faults test-slow smoke bench run results
 
 install:
 	pip install torch==2.13.0
@@ -13,6 +13,10 @@ test-unit:
 # SIGKILL real runs of every recipe at chosen points and compare with uninterrupted runs (~15 min; CI runs it)
 test-faults:
 	python -m pytest -q -s tests/faults
+
+# end-to-end runs over a minute each: the control recipes next to STaR, the results script (~4 min)
+test-slow:
+	python -m pytest -q tests/slow
 
 smoke:
 	selfimprove run recipe=star profile=debug run_name=smoke

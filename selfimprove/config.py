@@ -253,6 +253,9 @@ class GenerateConfig:
     top_p: float = 1.0
     top_k: int = 0
     max_new_tokens: int = 128
+    # model: sample from the policy; gold: write the task's gold worked solution of each drawn
+    # problem instead, k=1 (recipe=gold_sft, the supervised-ceiling control; no model is run)
+    source: str = "model"
 
 
 @dataclass
@@ -750,6 +753,11 @@ def validate(cfg: Any) -> None:
             need(not (s.num_processes > 1 and s.select_by_val and s.distributed != "ddp"),
                  f"{name}.select_by_val with {name}.num_processes > 1 needs {name}.distributed=ddp: the first "
                  f"process validates the whole model, which under {s.distributed} it does not hold.")
+        if s.kind == "generate":
+            need(s.source in ("model", "gold"), f"{name}.source must be model (sample from the policy) or gold "
+                                                f"(the task's worked solutions) (got '{s.source}').")
+            need(s.source != "gold" or s.k == 1, f"{name}.source=gold writes one gold solution per problem: "
+                                                 f"set {name}.k=1 (got {s.k}).")
         if s.kind == "filter" and s.max_per_problem is not None:
             need(s.max_per_problem >= 1, f"{name}.max_per_problem must be >= 1 or null for no cap (got {s.max_per_problem}).")
         if s.kind == "evaluate" and s.num_samples > 0:

@@ -70,6 +70,8 @@ def generate(ctx: StageContext) -> StageResult:
     c = ctx.cfg
     problems = sample_problems(ctx, ctx.inputs["problems"], c.num_problems)
     prompts = [ctx.task.prompt(p) for p in problems]
+    if c.get("source", "model") == "gold":
+        return _gold(ctx, problems, prompts)
     temperature = tuned(ctx, "temperature", c.temperature)
     params = SamplingParams(n=c.k, temperature=temperature, top_p=c.top_p, top_k=c.top_k,
                             max_new_tokens=c.max_new_tokens, seed=ctx.seed)
@@ -84,3 +86,21 @@ def generate(ctx: StageContext) -> StageResult:
     write_jsonl(ctx.out / "samples.jsonl", rows)
     return StageResult({"samples": "samples.jsonl"},
                        {"problems": len(problems), "samples": len(rows), "temperature": temperature, **speed})
+
+
+def _gold(ctx: StageContext, problems: list[dict], prompts: list[str]) -> StageResult:
+    """The gold-SFT control: the same problems a sampling stage would draw, with the task's gold
+    worked solution as the one "sample" (the score and filter stages then keep all of them)."""
+    from . import StageError
+
+    golds = [ctx.task.gold_solution(p) for p in problems]
+    missing = [p["id"] for p, g in zip(problems, golds) if not g]
+    if missing:
+        raise StageError(f"{ctx.name}.source=gold needs a gold worked solution for every drawn problem, and the task "
+                         f"'{getattr(ctx.task.cfg, 'name', type(ctx.task).__name__)}' has none for {len(missing)} of {len(problems)} (e.g. {missing[0]}). "
+                         f"Use a task whose training rows carry worked solutions (task=arithmetic does), "
+                         f"or {ctx.name}.source=model.")
+    rows = [{"prompt_id": p["id"], "sample_id": 0, "iteration": ctx.iteration, "difficulty": p.get("difficulty"),
+             "prompt": prompt, "text": g} for p, prompt, g in zip(problems, prompts, golds)]
+    write_jsonl(ctx.out / "samples.jsonl", rows)
+    return StageResult({"samples": "samples.jsonl"}, {"problems": len(problems), "samples": len(rows), "gold": True})

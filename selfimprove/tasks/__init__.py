@@ -32,6 +32,11 @@ class Task:
         (e.g. self-correction demonstrations); none by default."""
         return []
 
+    def gold_solution(self, problem: dict) -> Optional[str]:
+        """A gold worked solution (rationale + answer line) of any problem, for the gold-SFT control;
+        None where the task has none for it (by default only seed problems carry one)."""
+        return problem.get("solution")
+
     def difficulty_of(self, question: str) -> Optional[int]:
         """The difficulty (1, 2, ...) of a question the model wrote, for self-instruction quotas;
         None where the task cannot tell."""

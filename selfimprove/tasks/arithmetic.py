@@ -71,6 +71,12 @@ class Arithmetic(Task):
             out[split] = rows
         return out
 
+    def gold_solution(self, problem: dict) -> Optional[str]:
+        """Every problem has one: the scratchpad is computed from the operands (the same text the
+        seed examples carry), so the gold-SFT control can train on any training problem."""
+        a, _, b = problem["question"].partition("+")
+        return solution(int(a), int(b)) if a.isdigit() and b.isdigit() else problem.get("solution")
+
     def prompt(self, problem: dict, hint: bool = False) -> str:
         hinted = f" ({problem['answer']})" if hint else ""
         return f"Q: {problem['question']}{hinted}\nA:"
