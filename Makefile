@@ -24,5 +24,9 @@ smoke:
 run:
 	selfimprove run recipe=star
 
+# every recipe and both controls over 3 seeds -> docs/results.md (hours on 2 cores; resumable)
+results:
+	python scripts/results.py --seeds 3
+
 bench:
 	python scripts/bench_sampling.py

@@ -481,6 +481,14 @@ class JudgeQualityConfig:
     temperature: float = "${judge.temperature}"  # type: ignore[assignment]
     top_p: float = "${judge.top_p}"  # type: ignore[assignment]
     max_new_tokens: int = "${judge.max_new_tokens}"  # type: ignore[assignment]
+    # The judge on the model's OWN answers: sample `own_samples` answers per held-out problem
+    # (generate's sampling settings), pair the first right with the first wrong one (by gold) and
+    # judge both. 0 turns it off. The fixed pairs above are gold solutions and perturbations of
+    # them, the kind of text EFT trained the judge on; these are the answers DPO pairs are built from.
+    own_samples: int = 0
+    own_temperature: float = "${generate.temperature}"  # type: ignore[assignment]
+    own_top_p: float = "${generate.top_p}"  # type: ignore[assignment]
+    own_max_new_tokens: int = "${generate.max_new_tokens}"  # type: ignore[assignment]
 
 
 @dataclass
@@ -753,6 +761,10 @@ def validate(cfg: Any) -> None:
             need(not (s.num_processes > 1 and s.select_by_val and s.distributed != "ddp"),
                  f"{name}.select_by_val with {name}.num_processes > 1 needs {name}.distributed=ddp: the first "
                  f"process validates the whole model, which under {s.distributed} it does not hold.")
+        if s.kind == "judge_quality":
+            need(s.own_samples == 0 or s.own_samples >= 2,
+                 f"{name}.own_samples must be 0 (off) or >= 2: a right and a wrong answer need two samples "
+                 f"(got {s.own_samples}); e.g. {name}.own_samples=4.")
         if s.kind == "generate":
             need(s.source in ("model", "gold"), f"{name}.source must be model (sample from the policy) or gold "
                                                 f"(the task's worked solutions) (got '{s.source}').")

@@ -4,7 +4,7 @@ averaged. Unparseable judgments (no score, or one outside [min_score, max_score]
 and ignored; a candidate none of whose judgments parse gets no score."""
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 
 from ..backends import SamplingParams
 from ..judges import compile_score_regex, load_template, parse_score
@@ -40,6 +40,23 @@ def judgment_metrics(results: list[dict]) -> dict:
             **{f"score_{k}": hist[k] for k in sorted(hist)}}
 
 
+def oracle_pairwise(rows: list[dict], oracle) -> dict:
+    """Over every (right, wrong) pair of distinct scored candidate texts of one prompt (right and
+    wrong by the task's own check, never seen by the method), how often the right one scored
+    strictly higher."""
+    by_prompt: dict = defaultdict(dict)
+    for r in rows:
+        if r["score"] is not None:
+            by_prompt[r["prompt_id"]].setdefault(r["text"], (oracle(r["prompt"], r["text"]), r["score"]))
+    agree = total = 0
+    for texts in by_prompt.values():
+        right = [s for ok, s in texts.values() if ok]
+        wrong = [s for ok, s in texts.values() if not ok]
+        total += len(right) * len(wrong)
+        agree += sum(a > b for a in right for b in wrong)
+    return {"oracle_pairs": total, "oracle_pairwise_accuracy": round(agree / total, 4) if total else None}
+
+
 @register_stage("judge", inputs=lambda cfg: {"model": "policy", "samples": "samples"})
 def judge(ctx: StageContext) -> StageResult:
     rows = read_jsonl(ctx.inputs["samples"])
@@ -51,4 +68,7 @@ def judge(ctx: StageContext) -> StageResult:
     metrics = {"candidates": len(rows), **judgment_metrics(results),
                "unscored_candidates": sum(r["score"] is None for r in rows),
                "response_chars": round(mean([len(r["text"]) for r in rows]), 1)}
+    oracle = getattr(ctx.task, "oracle_correct", None)
+    if oracle is not None:  # reporting only: the judge on this iteration's own candidates, by gold
+        metrics |= oracle_pairwise(rows, oracle)
     return StageResult({"judged": "judged.jsonl"}, metrics)

@@ -1,11 +1,17 @@
 """Judge quality (the paper's Table 4 pairwise accuracy): the policy judges a fixed held-out set
 of (correct, incorrect) responses with the same judge settings as the `judge` stage; a pair
 counts as agreement when the correct response gets the strictly higher average score (ties
-and unscored responses count as disagreement, and are reported separately)."""
+and unscored responses count as disagreement, and are reported separately).
+
+With `own_samples` > 0 the same is measured on pairs of the policy's own sampled answers to the
+held-out problems, one right and one wrong by gold (`own_*` metrics): the judge's accuracy on the
+kind of pair the DPO data is made of, not only on the perturbed gold answers it was trained on."""
 from __future__ import annotations
 
+from ..backends import SamplingParams
 from ..metrics import mean
 from ..rundir import read_jsonl, write_jsonl
+from .generate import run_sampler
 from .judge import judge_all, judgment_metrics
 from . import StageContext, StageResult, register_stage
 
@@ -15,11 +21,15 @@ def judge_quality(ctx: StageContext) -> StageResult:
     c, task = ctx.cfg, ctx.task
     problems = read_jsonl(ctx.inputs["problems"])[: c.max_pairs]
     pairs = task.judge_pairs(problems, seed=0)  # the same pairs in every iteration
-    if not pairs:
+    own = c.own_samples > 0 and bool(problems) and all(p.get("answer") is not None for p in problems)
+    if not pairs and not own:
         return StageResult({}, {"pairs": 0})
     items = [(task.prompt({"question": p["question"]}), resp) for p in pairs for resp in (p["good"], p["bad"])]
     with ctx.sampler(ctx.inputs["model"]) as sampler:
-        results = judge_all(ctx, sampler, items, "judging held-out pairs")
+        results = judge_all(ctx, sampler, items, "judging held-out pairs") if items else []
+        own_metrics = _own_pairs(ctx, sampler, problems) if own else {}
+    if not pairs:
+        return StageResult({"judge_quality": "own_pairs.jsonl"}, {"pairs": 0, **own_metrics})
     rows = []
     for i, p in enumerate(pairs):
         good, bad = results[2 * i], results[2 * i + 1]
@@ -33,4 +43,38 @@ def judge_quality(ctx: StageContext) -> StageResult:
                "mean_score_good": round(mean([r["good_score"] for r in both]), 4) if both else None,
                "mean_score_bad": round(mean([r["bad_score"] for r in both]), 4) if both else None,
                **{k: v for k, v in judgment_metrics(results).items() if k.startswith("unparseable")}}
-    return StageResult({"judge_quality": "judge_pairs.jsonl"}, metrics)
+    artifacts = {"judge_quality": "judge_pairs.jsonl"} | ({"own_pairs": "own_pairs.jsonl"} if own else {})
+    return StageResult(artifacts, metrics | own_metrics)
+
+
+def _own_pairs(ctx: StageContext, sampler, problems: list[dict]) -> dict:
+    """Sample the policy's answers, pair the first right with the first wrong one per problem
+    (problems with only right or only wrong answers give no pair), and judge both."""
+    c, task = ctx.cfg, ctx.task
+    prompts = [task.prompt(p) for p in problems]
+    params = SamplingParams(n=c.own_samples, temperature=c.own_temperature, top_p=c.own_top_p,
+                            max_new_tokens=c.own_max_new_tokens, seed=ctx.seed + 11)
+    answers, _ = run_sampler(ctx, sampler, prompts, params, "own answers")
+    pairs = []
+    for p, prompt, texts in zip(problems, prompts, answers):
+        right = next((t for t in texts if task.reward(t, p) >= 1), None)
+        wrong = next((t for t in texts if task.reward(t, p) < 1), None)
+        if right is not None and wrong is not None:
+            pairs.append({"id": p["id"], "prompt": prompt, "good": right, "bad": wrong})
+    out = {"own_problems": len(problems), "own_pairs": len(pairs),
+           "own_answer_accuracy": round(mean([task.reward(t, p) >= 1 for p, ts in zip(problems, answers) for t in ts]), 4)}
+    if not pairs:
+        write_jsonl(ctx.out / "own_pairs.jsonl", [])
+        return out | {"own_pairwise_accuracy": None}
+    results = judge_all(ctx, sampler, [(q["prompt"], r) for q in pairs for r in (q["good"], q["bad"])],
+                        "judging own answers")
+    rows = []
+    for i, q in enumerate(pairs):
+        good, bad = results[2 * i]["score"], results[2 * i + 1]["score"]
+        rows.append({**q, "good_score": good, "bad_score": bad,
+                     "agree": good is not None and bad is not None and good > bad})
+    write_jsonl(ctx.out / "own_pairs.jsonl", rows)
+    both = [r for r in rows if r["good_score"] is not None and r["bad_score"] is not None]
+    return out | {"own_pairwise_accuracy": round(mean([float(r["agree"]) for r in rows]), 4),
+                  "own_pair_ties": round(mean([float(r["good_score"] == r["bad_score"]) for r in both]), 4)
+                  if both else None}

@@ -43,4 +43,9 @@ def judge_seed(ctx: StageContext) -> StageResult:
     return StageResult({"seed_data": "seed_data.jsonl"},
                        {"ift_rows": len(ift), "eft_rows": len(eft), "instruct_rows": len(demos),
                         **{f"eft_score_{k:g}": hist[k] for k in sorted(hist)},
-                        "eft_max_chars": max((len(r["prompt"]) + len(r["completion"]) for r in eft), default=0)})
+                        "eft_max_chars": max((len(r["prompt"]) + len(r["completion"]) for r in eft), default=0),
+                        # gold-derived supervision in M1's data: IFT worked solutions + EFT judgments
+                        # (derived from gold answers by the built-in task; a seed file's for task=prompts)
+                        "gold_rows": len(ift) + len(eft),
+                        "gold_problems": len({r["prompt_id"] for r in ift} | {r["prompt_id"] for r in eft}),
+                        "gold_chars": sum(len(r["completion"]) for r in ift + eft)})

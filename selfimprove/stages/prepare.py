@@ -23,4 +23,9 @@ def prepare(ctx: StageContext) -> StageResult:
     seed_rows += ctx.task.extra_seed_rows(worked)
     write_jsonl(ctx.out / "seed_data.jsonl", seed_rows)
     artifacts["seed_data"] = "seed_data.jsonl"
-    return StageResult(artifacts, {f"{k}_problems": len(v) for k, v in splits.items()} | {"seed_rows": len(seed_rows)})
+    # gold-derived supervision the seed model is trained on (every seed row is a worked solution or
+    # built from one), so that recipes whose seed models saw different amounts can be told apart
+    gold = {"gold_problems": len(worked), "gold_rows": len(seed_rows),
+            "gold_chars": sum(len(r["completion"]) for r in seed_rows)}
+    return StageResult(artifacts, {f"{k}_problems": len(v) for k, v in splits.items()} | {"seed_rows": len(seed_rows)}
+                       | gold)

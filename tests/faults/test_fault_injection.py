@@ -60,7 +60,7 @@ def command(recipe, root, name):
 def comparable(run: Path):
     rows = read_jsonl(run / "metrics.jsonl")
     # timings and the resume bookkeeping (resumed_from_step, resumed_chunks) differ by design
-    return [{k: v for k, v in r.items() if k != "seconds" and "per_s" not in k and not k.startswith("resumed_")
+    return [{k: v for k, v in r.items() if k not in ("seconds", "cum_seconds") and "per_s" not in k and not k.startswith("resumed_")
              and not k.startswith("time_share")}
             for r in rows]
 

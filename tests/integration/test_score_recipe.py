@@ -23,7 +23,7 @@ def command(root, name):
 
 
 def comparable(run):
-    drop = ("seconds", "resumed_from_step")
+    drop = ("seconds", "cum_seconds", "resumed_from_step")
     return [{k: v for k, v in r.items() if k not in drop and "per_s" not in k and not k.startswith("time_share")}
             for r in read_jsonl(run / "metrics.jsonl")]
 

@@ -23,7 +23,7 @@ def cli(*args, check=True):
 
 
 def comparable(run: Path):
-    return [{k: v for k, v in r.items() if k != "seconds" and "per_s" not in k and k != "resumed_from_step"}
+    return [{k: v for k, v in r.items() if k not in ("seconds", "cum_seconds") and "per_s" not in k and k != "resumed_from_step"}
             for r in read_jsonl(run / "metrics.jsonl")]
 
 
