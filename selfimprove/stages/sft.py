@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import compute
 from ..compute import count_params
 from ..models import load_model, load_tokenizer
 from ..rundir import read_jsonl, write_json
@@ -340,6 +341,9 @@ class ValSelector:
         self.problems = read_jsonl(ctx.inputs["val"])
         self.path = ctx.out / "val_history.json"
         self.history = json.loads(self.path.read_text()) if self.path.exists() else {}
+        # each validation's sampled tokens, kept beside the history so a resumed stage still counts them
+        self.compute_path = ctx.out / "val_compute.json"
+        self.compute = json.loads(self.compute_path.read_text()) if self.compute_path.exists() else {}
 
     def check(self, model, step: int) -> None:
         """Validate the weights of `step` (`model`: the model, or a function that loads it)."""
@@ -359,14 +363,16 @@ class ValSelector:
             model = model()
         prompts = [self.ctx.task.prompt(p) for p in self.problems]
         params = SamplingParams(n=1, max_new_tokens=self.ctx.cfg.val_max_new_tokens)
-        with torch.random.fork_rng():  # validation must not move the training RNG
+        with torch.random.fork_rng(), compute.metering() as meter:  # validation must not move the training RNG
             outs = batched_generate(model, self.tokenizer, prompts, params, batch_size=256,
                                     chat=self.ctx.model_cfg.chat_template)
+        self.compute[str(step)] = meter.counts
         reward = sum(self.ctx.task.reward(o[0], p) for o, p in zip(outs, self.problems)) / max(len(prompts), 1)
         best = max(self.history.values(), default=-1.0)
         self.history[str(step)] = reward
         if reward > best:  # ties keep the earlier (less trained) checkpoint
             model.save_pretrained(self.ctx.out / "best")
+        write_json(self.compute_path, self.compute)
         write_json(self.path, self.history)
 
     def load(self, path):
@@ -395,8 +401,9 @@ class ValSelector:
                     shutil.copy2(f, final_dir / f.name)
         shutil.rmtree(self.ctx.out / "best", ignore_errors=True)
         _barrier()
+        sampled = {k: sum(c.get(k, 0) for c in self.compute.values()) for k in ("tokens_prompt", "tokens_completion")}
         return {"val_reward": round(self.history[best_step], 4), "selected_step": int(best_step),
-                "val_reward_last": round(self.history[last_step], 4)}
+                "val_reward_last": round(self.history[last_step], 4), **sampled}
 
 
 if __name__ == "__main__":  # accelerate launch ... -m selfimprove.stages.sft launch.json

@@ -118,3 +118,18 @@ def test_dpo_counts_chosen_and_rejected_and_the_reference_forward(tmp_path):
     per_pass = sum(len(tok(r["prompt"] + r[side])["input_ids"]) + 1 for r in rows for side in ("chosen", "rejected"))
     assert metrics["tokens_trained"] == 2 * per_pass
     assert metrics["tokens_reference"] == metrics["tokens_trained"]
+
+
+def test_validation_sampling_during_training_is_counted_and_kept_for_resume(tmp_path):
+    """ReST-EM's checkpoint selection samples the val split at every checkpoint (steps 2 and 4)."""
+    path, _, tok = tiny(tmp_path)
+    write_jsonl(tmp_path / "data.jsonl", [{"prompt": "Q: 1+1\nA:", "completion": solution(1, 1)}])
+    write_jsonl(tmp_path / "val.jsonl", [{"id": "v0", "question": "12+3", "answer": "15"}])
+    cfg = OmegaConf.structured(SFTConfig(steps=4, batch_size=1, save_steps=2, select_by_val=True, val_max_new_tokens=8))
+    ctx = _ctx(tmp_path, "train", cfg, {"data": str(tmp_path / "data.jsonl"), "init": str(path),
+                                        "val": str(tmp_path / "val.jsonl")})
+    ctx.out.mkdir()
+    metrics = get_stage("sft").fn(ctx).metrics
+    assert metrics["tokens_prompt"] == 2 * len(tok("Q: 12+3\nA:")["input_ids"])
+    assert 2 <= metrics["tokens_completion"] <= 2 * 8
+    assert (ctx.out / "val_compute.json").exists()  # what a resumed stage adds back
