@@ -47,6 +47,18 @@ def judge_quality(ctx: StageContext) -> StageResult:
     return StageResult(artifacts, metrics | own_metrics)
 
 
+def own_answer_pairs(task, problems: list[dict], prompts: list[str], answers: list[list[str]]) -> list[dict]:
+    """Per problem, its first right and first wrong sampled answer by gold (in sample order);
+    problems whose answers are all right or all wrong give no pair."""
+    pairs = []
+    for p, prompt, texts in zip(problems, prompts, answers):
+        right = next((t for t in texts if task.reward(t, p) >= 1), None)
+        wrong = next((t for t in texts if task.reward(t, p) < 1), None)
+        if right is not None and wrong is not None:
+            pairs.append({"id": p["id"], "prompt": prompt, "good": right, "bad": wrong})
+    return pairs
+
+
 def _own_pairs(ctx: StageContext, sampler, problems: list[dict]) -> dict:
     """Sample the policy's answers, pair the first right with the first wrong one per problem
     (problems with only right or only wrong answers give no pair), and judge both."""
@@ -55,12 +67,7 @@ def _own_pairs(ctx: StageContext, sampler, problems: list[dict]) -> dict:
     params = SamplingParams(n=c.own_samples, temperature=c.own_temperature, top_p=c.own_top_p,
                             max_new_tokens=c.own_max_new_tokens, seed=ctx.seed + 11)
     answers, _ = run_sampler(ctx, sampler, prompts, params, "own answers")
-    pairs = []
-    for p, prompt, texts in zip(problems, prompts, answers):
-        right = next((t for t in texts if task.reward(t, p) >= 1), None)
-        wrong = next((t for t in texts if task.reward(t, p) < 1), None)
-        if right is not None and wrong is not None:
-            pairs.append({"id": p["id"], "prompt": prompt, "good": right, "bad": wrong})
+    pairs = own_answer_pairs(task, problems, prompts, answers)
     out = {"own_problems": len(problems), "own_pairs": len(pairs),
            "own_answer_accuracy": round(mean([task.reward(t, p) >= 1 for p, ts in zip(problems, answers) for t in ts]), 4)}
     if not pairs:

@@ -236,3 +236,40 @@ def test_pairs_stage_drops_pairs_differing_at_a_step_end(tmp_path):
     assert [p["prompt_id"] for p in read_jsonl(ctx.out / "pairs.jsonl")] == ["12+5"]
     with pytest.raises(StageError, match="1 first differed at a step end"):
         run(stops, "stops")
+
+
+def test_own_answer_pairs_take_the_first_right_and_first_wrong_answer():
+    from types import SimpleNamespace
+
+    from selfimprove.stages.judge_quality import own_answer_pairs
+    from selfimprove.tasks.arithmetic import Arithmetic, solution
+
+    task = Arithmetic(SimpleNamespace())
+    problems = [{"id": "a", "question": "12+5", "answer": "17"}, {"id": "b", "question": "3+4", "answer": "7"},
+                {"id": "c", "question": "9+9", "answer": "18"}]
+    prompts = [task.prompt(p) for p in problems]
+    answers = [[solution(12, 6), solution(12, 5), solution(12, 4), solution(12, 5) + " "],  # wrong, right, wrong
+               [solution(3, 4)] * 3,                    # all right: no pair
+               [solution(9, 8), "no answer"]]           # all wrong: no pair
+    assert own_answer_pairs(task, problems, prompts, answers) == [
+        {"id": "a", "prompt": prompts[0], "good": solution(12, 5), "bad": solution(12, 6)}]
+
+
+def test_oracle_pairwise_accuracy_over_own_candidates():
+    from selfimprove.stages.judge import oracle_pairwise
+
+    def oracle(prompt, text):
+        return text.startswith("right")
+
+    rows = [{"prompt_id": "p", "prompt": "q", "text": "right1", "score": 4.0},
+            {"prompt_id": "p", "prompt": "q", "text": "wrong1", "score": 2.0},
+            {"prompt_id": "p", "prompt": "q", "text": "wrong2", "score": 4.0},   # tie with right1: disagreement
+            {"prompt_id": "p", "prompt": "q", "text": "wrong1", "score": 2.0},   # same text: counted once
+            {"prompt_id": "r", "prompt": "q2", "text": "right2", "score": None},  # unscored: left out
+            {"prompt_id": "r", "prompt": "q2", "text": "wrong3", "score": 1.0}]
+    assert oracle_pairwise(rows, oracle) == {"oracle_pairs": 2, "oracle_pairwise_accuracy": 0.5}
+
+
+def test_own_samples_of_one_is_refused():
+    with pytest.raises(ConfigError, match="judge_quality.own_samples must be 0 .* or >= 2"):
+        compose(["recipe=self_rewarding", "judge_quality.own_samples=1"])
