@@ -133,3 +133,12 @@ def test_validation_sampling_during_training_is_counted_and_kept_for_resume(tmp_
     assert metrics["tokens_prompt"] == 2 * len(tok("Q: 12+3\nA:")["input_ids"])
     assert 2 <= metrics["tokens_completion"] <= 2 * 8
     assert (ctx.out / "val_compute.json").exists()  # what a resumed stage adds back
+
+
+def test_vllm_parameter_count_from_safetensors_headers_matches_the_model(tmp_path):
+    """vLLM's engine does not expose the model: N is read from the checkpoint's headers instead."""
+    from selfimprove.backends.vllm import checkpoint_params
+
+    path, model, _ = tiny(tmp_path)
+    assert checkpoint_params(path) == compute.count_params(model)
+    assert checkpoint_params("org/not-a-folder") is None
