@@ -786,11 +786,35 @@ def validate(cfg: Any) -> None:
         need(importlib.util.find_spec("vllm") is not None,
              "backend=vllm needs vLLM, which is not installed: in a CUDA environment run "
              "`pip install \"selfimprove[vllm]\"`, or use backend=hf.")
+    need(_device_available(cfg.device) is None, _device_available(cfg.device) or "")
+    for sec in ("backend",):
+        if "device" in cfg[sec] and cfg[sec].device != "auto":
+            need(_device_available(cfg[sec].device) is None, f"{sec}.{_device_available(cfg[sec].device) or ''}")
     need(cfg.model.dtype in ("auto", "float32", "bfloat16", "float16"),
          f"model.dtype must be auto, float32, bfloat16 or float16 (got '{cfg.model.dtype}').")
     problems += judge_problems(cfg, names)
     if problems:
         raise ConfigError("Invalid configuration:\n  - " + "\n  - ".join(problems))
+
+
+def _device_available(device: str) -> Optional[str]:
+    """None if `device` can run here, else why not (checked at startup: a run must not reuse and
+    train for minutes, then die on the first tensor moved to a device that is not there)."""
+    import re as _re
+
+    if device in ("auto", "cpu"):
+        return None
+    m = _re.fullmatch(r"cuda(?::(\d+))?", device)
+    if not m:
+        return f"device must be auto, cpu, cuda or cuda:N (got '{device}')."
+    import torch
+
+    if not torch.cuda.is_available():
+        return (f"device={device} but this machine has no usable CUDA GPU (torch {torch.__version__}, "
+                f"CUDA available: no). Use device=auto (CPU here) or run on a GPU machine.")
+    if m.group(1) is not None and int(m.group(1)) >= torch.cuda.device_count():
+        return f"device={device} but only {torch.cuda.device_count()} CUDA device(s) are visible."
+    return None
 
 
 def _validate_vstar(cfg: Any, names: list[str], need) -> None:

@@ -39,6 +39,9 @@ def test_sweep_values_are_each_validated():
     (["stages=[dpo]", "dpo.init=scratch"], "dpo.init must be base or policy"),
     (["recipe=rest_em", "train.num_processes=2", "train.distributed=fsdp"],
      "train.select_by_val with train.num_processes > 1 needs train.distributed=ddp"),
+    (["judge.score_regex=((("], r"(?s)Hydra cannot parse the override 'judge.score_regex=\(\(\('.*'judge.score_regex=\"\(\(\(\"'"),
+    (["device=cuda"], "device=cuda but this machine has no usable CUDA GPU.*device=auto"),
+    (["device=gpu0"], "device must be auto, cpu, cuda or cuda:N"),
 ])
 def test_bad_input_gets_a_message_that_says_what_to_write(override, expected):
     with pytest.raises(ConfigError, match=expected):
@@ -58,3 +61,13 @@ def test_user_recipe_folder_and_typo_inside_a_recipe(tmp_path, monkeypatch):
 def test_select_by_val_with_data_parallel_ddp_composes():
     (cfg,) = compose(["recipe=rest_em", "train.num_processes=2"])
     assert cfg.train.select_by_val and cfg.train.num_processes == 2
+
+
+def test_output_root_must_take_a_file_and_a_rename(tmp_path):
+    from selfimprove.cli import check_output_root
+
+    check_output_root(str(tmp_path / "new"))
+    assert list((tmp_path / "new").iterdir()) == []  # the probe leaves nothing behind
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigError, match="output_root .* is not writable"):
+        check_output_root(str(tmp_path / "file" / "runs"))
