@@ -731,6 +731,12 @@ def validate(cfg: Any) -> None:
             need(s.learning_rate > 0, f"{name}.learning_rate must be > 0.")
             need(s.step_growth > 0, f"{name}.step_growth must be > 0.")
             need(s.num_processes >= 1, f"{name}.num_processes must be >= 1.")
+            if s.num_processes > 1:  # each process takes batch_size / num_processes rows a step
+                lower = max(s.num_processes, s.batch_size // s.num_processes * s.num_processes)
+                need(s.batch_size % s.num_processes == 0,
+                     f"{name}.batch_size={s.batch_size} is the global batch and must divide evenly over "
+                     f"{name}.num_processes={s.num_processes} (else the global batch silently changes); use "
+                     f"{name}.batch_size={lower} or {lower + s.num_processes}.")
             shipped = sorted(p.stem for p in (CONF_DIR / "accelerate").glob("*.yaml"))
             need(s.distributed in shipped, f"{name}.distributed must be one of {', '.join(shipped)} (got '{s.distributed}').")
             if s.num_processes > 1 and s.distributed.startswith("deepspeed"):

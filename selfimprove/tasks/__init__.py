@@ -47,6 +47,11 @@ class Task:
         m = re.match(r"\s*(-?[\d,]*\d)", text[idx + len(self.answer_marker):])
         return m.group(1).replace(",", "").lstrip("0") or "0" if m else None
 
+    def same_answer(self, a: str, b: str) -> bool:
+        """Whether two extracted answers are the same answer (majority voting groups by this);
+        answers are canonical strings here, so equal strings. Tasks with symbolic answers override it."""
+        return a == b
+
     def truncate(self, text: str) -> str:
         """Cut a completion after its answer line (a stop sequence): text the model rambles on with
         after answering is neither scored nor trained on."""

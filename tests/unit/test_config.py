@@ -41,6 +41,8 @@ def test_sweep_values_are_each_validated():
      "train.select_by_val with train.num_processes > 1 needs train.distributed=ddp"),
     (["judge.score_regex=((("], r"(?s)Hydra cannot parse the override 'judge.score_regex=\(\(\('.*'judge.score_regex=\"\(\(\(\"'"),
     (["device=cuda"], "device=cuda but this machine has no usable CUDA GPU.*device=auto"),
+    (["train.num_processes=3", "train.batch_size=8"], "train.batch_size=8 is the global batch and must divide evenly "
+     "over train.num_processes=3.*use train.batch_size=6 or 9"),
     (["device=gpu0"], "device must be auto, cpu, cuda or cuda:N"),
 ])
 def test_bad_input_gets_a_message_that_says_what_to_write(override, expected):
