@@ -885,20 +885,19 @@ def judge_problems(cfg: Any, names: list[str]) -> list[str]:
         s = cfg[used[0]]
         load_template(s.template)
         rx = compile_score_regex(s.score_regex)
-        if any(cfg[n].kind == "judge_seed" for n in used):
-            from .tasks import TaskDataError, build_task
+        from .tasks import JudgingTask, TaskDataError, build_task
 
-            eft: list = []
-            try:
-                task = build_task(cfg.task)
-                if hasattr(task, "eft_examples"):
-                    eft = task.eft_examples(task.splits().get("seed", [])[:50], 2, 0)
-                else:
-                    out.append(f"task={cfg.task.name} has no EFT seed data for the judge; use task=arithmetic or "
-                               "task=prompts with task.seed_path.")
-            except TaskDataError as exc:
-                out.append(str(exc))
-            check_regex_on(rx, [e["judgment"] for e in eft], s.min_score, s.max_score, f"task={cfg.task.name}")
+        eft: list = []
+        try:
+            task = build_task(cfg.task)
+            if not isinstance(task, JudgingTask):
+                out.append(f"stages {used} judge the model's answers, and task={cfg.task.name} offers no judge seed "
+                           "data or self-instruction format; use task=arithmetic, or task=prompts with task.seed_path.")
+            elif any(cfg[n].kind == "judge_seed" for n in used):
+                eft = task.eft_examples(task.splits().get("seed", [])[:50], 2, 0)
+                check_regex_on(rx, [e["judgment"] for e in eft], s.min_score, s.max_score, f"task={cfg.task.name}")
+        except TaskDataError as exc:
+            out.append(str(exc))
     except JudgeConfigError as exc:
         out.append(str(exc))
     return out

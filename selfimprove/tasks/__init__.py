@@ -69,6 +69,45 @@ class Task:
             return 0.0
 
 
+class JudgingTask(Task):
+    """A task Self-Rewarding can run on: it supplies the judge's seed data and lets the model write
+    new prompts in its format. The judge stages require this type; other tasks are refused at
+    startup with the tasks that qualify."""
+
+    def eft_examples(self, problems: list[dict], per_problem: int, seed: int) -> list[dict]:
+        """EFT seed rows: a judge prompt's candidate response with a judgment ending in the score."""
+        raise NotImplementedError
+
+    def judge_pairs(self, problems: list[dict], seed: int) -> list[dict]:
+        """Held-out {"prompt", "chosen", "rejected"} pairs for the judge's pairwise accuracy."""
+        raise NotImplementedError
+
+    def instruction_prompt(self, examples: list[dict]) -> str:
+        """A few-shot prompt from which the model writes a new problem."""
+        raise NotImplementedError
+
+    def parse_instruction(self, text: str) -> Optional[str]:
+        """The new problem the model wrote, or None if it is not one in this task's format."""
+        raise NotImplementedError
+
+    def oracle_correct(self, prompt: str, text: str) -> Optional[bool]:
+        """Reporting only: whether `text` answers `prompt`, for tasks that can tell without stored
+        gold (the built-in addition can); None where the task cannot."""
+        return None
+
+
+class CorrectionTask(Task):
+    """A two-turn task for SCoRe: the model answers, a fixed instruction follows its answer, and it
+    answers again."""
+
+    @property
+    def instruction(self) -> str:
+        raise NotImplementedError
+
+    def turn2_prompt(self, problem: dict, first_attempt: str) -> str:
+        raise NotImplementedError
+
+
 def build_task(cfg) -> Task:
     # registration happens on import
     from . import arithmetic, arithmetic_correction, competition_math, gsm8k, prompts  # noqa: F401

@@ -73,3 +73,14 @@ def test_output_root_must_take_a_file_and_a_rename(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(ConfigError, match="output_root .* is not writable"):
         check_output_root(str(tmp_path / "file" / "runs"))
+
+
+def test_judge_stages_need_a_task_that_can_be_judged(tmp_path):
+    rows = "".join('{"question": "What is %d+1?", "answer": "#### %d"}\n' % (a, a + 1) for a in range(30))
+    (tmp_path / "train.jsonl").write_text(rows)
+    data = ["task=gsm8k", f"task.train_path={tmp_path / 'train.jsonl'}", f"task.test_path={tmp_path / 'train.jsonl'}"]
+    with pytest.raises(ConfigError, match=r"\['judge_quality'\] judge the model's answers, and task=gsm8k offers no "
+                                          r"judge seed data.*use task=arithmetic"):
+        compose(["recipe=star", "stages=[generate,judge_quality]", *data])
+    (cfg,) = compose(["recipe=star", "stages=[generate,judge_quality]"])  # the built-in task is a JudgingTask
+    assert list(cfg.stages) == ["generate", "judge_quality"]
