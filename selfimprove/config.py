@@ -774,6 +774,11 @@ def validate(cfg: Any) -> None:
             need(set(s.schedule) <= {1, 2} and len(s.schedule) >= cfg.iterations,
                  f"{name}.schedule lists the SCoRe stage (1 or 2) of each iteration and needs one per iteration: "
                  f"got {list(s.schedule)} for iterations={cfg.iterations}; e.g. {name}.schedule=[1,2].")
+        if s.kind == "score_rl":
+            need(cfg.backend.name == "hf",
+                 f"'{name}' samples its episodes from the policy it updates every step, which only backend=hf does "
+                 f"(backend={cfg.backend.name} would need the new weights synced into its engine each step, not "
+                 f"built yet); run recipe=score with backend=hf.")
         if s.kind in ("score_rl", "evaluate_turns"):
             need("correction_template" in cfg.task,
                  f"stage '{name}' needs a two-turn task with a correction instruction; task={cfg.task.name} has "

@@ -43,6 +43,7 @@ def test_sweep_values_are_each_validated():
     (["device=cuda"], "device=cuda but this machine has no usable CUDA GPU.*device=auto"),
     (["train.num_processes=3", "train.batch_size=8"], "train.batch_size=8 is the global batch and must divide evenly "
      "over train.num_processes=3.*use train.batch_size=6 or 9"),
+    (["recipe=score", "backend=vllm"], "'score_rl' samples its episodes from the policy it updates.*backend=hf"),
     (["device=gpu0"], "device must be auto, cpu, cuda or cuda:N"),
 ])
 def test_bad_input_gets_a_message_that_says_what_to_write(override, expected):
