@@ -1,4 +1,4 @@
-.PHONY: install test test-unit test-faults test-slow smoke bench run results
+.PHONY: install test test-unit test-faults test-learning test-slow smoke bench run results
 
 install:
 	pip install torch==2.13.0
@@ -14,7 +14,11 @@ test-unit:
 test-faults:
 	python -m pytest -q -s tests/faults
 
-# end-to-end runs over a minute each: the control recipes next to STaR, the results script (~4 min)
+# would a broken learner be caught? STaR's accuracy, DPO's preference accuracy and SCoRe's reward rise
+test-learning:
+	python -m pytest -q -s tests/learning
+
+# end-to-end runs over a minute each: the control recipes next to STaR, the results script at debug sizes
 test-slow:
 	python -m pytest -q tests/slow
 

@@ -54,8 +54,23 @@ def _expanded(overrides: list[str]) -> list[list[str]]:
     enough to validate each value a sweep will use."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.core.override_parser.types import IntervalSweep
+    from hydra.errors import OverrideParseException
 
-    parsed = OverridesParser.create().parse_overrides(overrides)
+    from .config import ConfigError
+
+    parser = OverridesParser.create()
+    for o in overrides:  # one at a time, so the message can name the one Hydra's grammar rejects
+        try:
+            parser.parse_overrides([o])
+        except OverrideParseException as exc:
+            key, _, value = o.partition("=")
+            raise ConfigError(
+                f"Hydra cannot parse the override {o!r}: {str(exc).splitlines()[0]}\n"
+                f"Characters such as ( ) [ ] {{ }} , : = and spaces are part of Hydra's override grammar. "
+                f"Quote the value, and quote the whole argument for your shell: '{key}=\"{value}\"' "
+                f"(https://hydra.cc/docs/advanced/override_grammar/basic/)."
+            ) from None
+    parsed = parser.parse_overrides(overrides)
     firsts, sweeps = [], []
     for o in parsed:
         if o.is_sweep_override():
@@ -103,10 +118,12 @@ def check_output_root(root: str) -> None:
     from .config import ConfigError
 
     path = Path(root).expanduser()
-    try:
+    try:  # every stage commits by writing a file and renaming it: check both before any stage runs
         path.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path):
-            pass
+        with tempfile.NamedTemporaryFile(dir=path) as f:
+            moved = Path(f.name).with_name(Path(f.name).name + ".renamed")
+            os.rename(f.name, moved)
+            os.rename(moved, f.name)
     except OSError as exc:
         raise ConfigError(
             f"output_root '{root}' is not writable ({exc.strerror or exc}). Choose a folder you can write to, "

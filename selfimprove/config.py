@@ -742,6 +742,12 @@ def validate(cfg: Any) -> None:
             need(s.learning_rate > 0, f"{name}.learning_rate must be > 0.")
             need(s.step_growth > 0, f"{name}.step_growth must be > 0.")
             need(s.num_processes >= 1, f"{name}.num_processes must be >= 1.")
+            if s.num_processes > 1:  # each process takes batch_size / num_processes rows a step
+                lower = max(s.num_processes, s.batch_size // s.num_processes * s.num_processes)
+                need(s.batch_size % s.num_processes == 0,
+                     f"{name}.batch_size={s.batch_size} is the global batch and must divide evenly over "
+                     f"{name}.num_processes={s.num_processes} (else the global batch silently changes); use "
+                     f"{name}.batch_size={lower} or {lower + s.num_processes}.")
             shipped = sorted(p.stem for p in (CONF_DIR / "accelerate").glob("*.yaml"))
             need(s.distributed in shipped, f"{name}.distributed must be one of {', '.join(shipped)} (got '{s.distributed}').")
             if s.num_processes > 1 and s.distributed.startswith("deepspeed"):
@@ -788,6 +794,11 @@ def validate(cfg: Any) -> None:
             need(set(s.schedule) <= {1, 2} and len(s.schedule) >= cfg.iterations,
                  f"{name}.schedule lists the SCoRe stage (1 or 2) of each iteration and needs one per iteration: "
                  f"got {list(s.schedule)} for iterations={cfg.iterations}; e.g. {name}.schedule=[1,2].")
+        if s.kind == "score_rl":
+            need(cfg.backend.name == "hf",
+                 f"'{name}' samples its episodes from the policy it updates every step, which only backend=hf does "
+                 f"(backend={cfg.backend.name} would need the new weights synced into its engine each step, not "
+                 f"built yet); run recipe=score with backend=hf.")
         if s.kind in ("score_rl", "evaluate_turns"):
             need("correction_template" in cfg.task,
                  f"stage '{name}' needs a two-turn task with a correction instruction; task={cfg.task.name} has "
@@ -806,11 +817,35 @@ def validate(cfg: Any) -> None:
         need(importlib.util.find_spec("vllm") is not None,
              "backend=vllm needs vLLM, which is not installed: in a CUDA environment run "
              "`pip install \"selfimprove[vllm]\"`, or use backend=hf.")
+    need(_device_available(cfg.device) is None, _device_available(cfg.device) or "")
+    for sec in ("backend",):
+        if "device" in cfg[sec] and cfg[sec].device != "auto":
+            need(_device_available(cfg[sec].device) is None, f"{sec}.{_device_available(cfg[sec].device) or ''}")
     need(cfg.model.dtype in ("auto", "float32", "bfloat16", "float16"),
          f"model.dtype must be auto, float32, bfloat16 or float16 (got '{cfg.model.dtype}').")
     problems += judge_problems(cfg, names)
     if problems:
         raise ConfigError("Invalid configuration:\n  - " + "\n  - ".join(problems))
+
+
+def _device_available(device: str) -> Optional[str]:
+    """None if `device` can run here, else why not (checked at startup: a run must not reuse and
+    train for minutes, then die on the first tensor moved to a device that is not there)."""
+    import re as _re
+
+    if device in ("auto", "cpu"):
+        return None
+    m = _re.fullmatch(r"cuda(?::(\d+))?", device)
+    if not m:
+        return f"device must be auto, cpu, cuda or cuda:N (got '{device}')."
+    import torch
+
+    if not torch.cuda.is_available():
+        return (f"device={device} but this machine has no usable CUDA GPU (torch {torch.__version__}, "
+                f"CUDA available: no). Use device=auto (CPU here) or run on a GPU machine.")
+    if m.group(1) is not None and int(m.group(1)) >= torch.cuda.device_count():
+        return f"device={device} but only {torch.cuda.device_count()} CUDA device(s) are visible."
+    return None
 
 
 def _validate_vstar(cfg: Any, names: list[str], need) -> None:
@@ -875,20 +910,19 @@ def judge_problems(cfg: Any, names: list[str]) -> list[str]:
         s = cfg[used[0]]
         load_template(s.template)
         rx = compile_score_regex(s.score_regex)
-        if any(cfg[n].kind == "judge_seed" for n in used):
-            from .tasks import TaskDataError, build_task
+        from .tasks import JudgingTask, TaskDataError, build_task
 
-            eft: list = []
-            try:
-                task = build_task(cfg.task)
-                if hasattr(task, "eft_examples"):
-                    eft = task.eft_examples(task.splits().get("seed", [])[:50], 2, 0)
-                else:
-                    out.append(f"task={cfg.task.name} has no EFT seed data for the judge; use task=arithmetic or "
-                               "task=prompts with task.seed_path.")
-            except TaskDataError as exc:
-                out.append(str(exc))
-            check_regex_on(rx, [e["judgment"] for e in eft], s.min_score, s.max_score, f"task={cfg.task.name}")
+        eft: list = []
+        try:
+            task = build_task(cfg.task)
+            if not isinstance(task, JudgingTask):
+                out.append(f"stages {used} judge the model's answers, and task={cfg.task.name} offers no judge seed "
+                           "data or self-instruction format; use task=arithmetic, or task=prompts with task.seed_path.")
+            elif any(cfg[n].kind == "judge_seed" for n in used):
+                eft = task.eft_examples(task.splits().get("seed", [])[:50], 2, 0)
+                check_regex_on(rx, [e["judgment"] for e in eft], s.min_score, s.max_score, f"task={cfg.task.name}")
+        except TaskDataError as exc:
+            out.append(str(exc))
     except JudgeConfigError as exc:
         out.append(str(exc))
     return out

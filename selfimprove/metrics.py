@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections import Counter
 from math import comb
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -26,3 +26,27 @@ def majority(answers: Sequence[Optional[str]]) -> Optional[str]:
 
 def mean(xs: Sequence[float]) -> float:
     return sum(xs) / len(xs) if xs else 0.0
+
+
+def answer_clusters(answers: Sequence[Optional[str]], same: Callable[[str, str], bool]) -> list[Optional[int]]:
+    """Each answer's cluster under the task's equivalence (`same`), numbered in order of first
+    appearance; None stays None. `1/2` and `0.5` vote together on a task that says they are equal,
+    which string counting would split."""
+    reps: list[str] = []
+    out: list[Optional[int]] = []
+    for a in answers:
+        if a is None:
+            out.append(None)
+            continue
+        found = next((i for i, r in enumerate(reps) if a == r or same(a, r)), None)
+        if found is None:
+            reps.append(a)
+            found = len(reps) - 1
+        out.append(found)
+    return out
+
+
+def gold_cluster(clusters: Sequence[Optional[int]], correct: Sequence[bool]) -> int:
+    """The cluster of a sample the task's checker accepts (-1 when none is correct): majority voting
+    is then right exactly when it picks an answer the checker accepts, the same test as accuracy."""
+    return next((c for c, ok in zip(clusters, correct) if ok and c is not None), -1)

@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import __version__, compute
 from .config import RESUMABLE_CHANGES, ConfigError, validate
+from .provenance import code_fingerprint, data_files, environment, model_identity
 from .rundir import Manifest, RunDir, StageCache, fingerprint, write_failure, write_json
 from .stages import PERSISTENT, RESUME_DIR, StageContext, StageError, get_stage
 from .tracking import Console, WandbTracker
@@ -68,6 +69,27 @@ def check_saved_config(rd: RunDir, new: dict) -> None:
         )
 
 
+def check_saved_code(rd: RunDir, code: str, reconfigure: bool) -> None:
+    """Refuse to resume a run that other code started, unless `reconfigure=true` (which then
+    recomputes every stage: each stage's fingerprint holds the code hash)."""
+    if reconfigure or not rd.info_path.exists():
+        return
+    import json
+
+    try:
+        saved = json.loads(rd.info_path.read_text())
+    except ValueError:
+        return
+    if saved.get("code_fingerprint") != code:
+        started = saved.get("code_version", "an unknown version")
+        raise ConfigError(
+            f"Run directory {rd.root} was started by different code ({started}, code hash "
+            f"{saved.get('code_fingerprint', 'not recorded')}; this is {code_version()}, code hash {code}). "
+            "Its stages were computed by that code, so they cannot be resumed as if this code had made them. "
+            "Pick a new run_name=..., or add reconfigure=true to recompute its stages with this code."
+        )
+
+
 def stage_plan(cfg) -> list[tuple[int, str]]:
     last_only = set(cfg.get("last_iteration_only", []))  # e.g. V-STaR's verifier, trained once at the end
     return [(0, s) for s in cfg.setup] + [(i, s) for i in range(1, cfg.iterations + 1) for s in cfg.stages
@@ -88,9 +110,11 @@ def run_pipeline(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: 
     rd = RunDir(run_dir)
     with rd.lock():
         check_saved_config(rd, resolved)
+        check_saved_code(rd, code_fingerprint(), bool(cfg.get("reconfigure")))
         rd.config_path.write_text(OmegaConf.to_yaml(resolved))
         info = {"recipe": choices.get("recipe"), "choices": choices, "overrides": overrides,
-                "code_version": code_version(), "started_at": time.time(), "status": "running"}
+                "code_version": code_version(), "code_fingerprint": code_fingerprint(),
+                "started_at": time.time(), "status": "running"}
         write_json(rd.info_path, info)
         tracker = WandbTracker(cfg.tracking, rd.root, resolved, name=rd.root.name, group=sweep)
         plan = stage_plan(cfg)
@@ -139,9 +163,13 @@ def _resolve_inputs(kind, section, artifacts: dict[str, Artifact], name: str, it
 def _loop(cfg, rd: RunDir, plan, task, device: str, console: Console, tracker: WandbTracker, info: dict) -> int:
     cache = StageCache(Path(cfg.output_root).expanduser().resolve() / ".stage_cache" if cfg.cache else None)
     artifacts: dict[str, Artifact] = {}
+    model_id = model_identity(cfg.model.name_or_path)
     if cfg.model.name_or_path:  # a pretrained model is the base and first policy until a stage trains one
-        artifacts["base"] = artifacts["policy"] = Artifact(cfg.model.name_or_path, fingerprint(cfg.model.name_or_path))
+        artifacts["base"] = artifacts["policy"] = Artifact(cfg.model.name_or_path, fingerprint(model_id))
     shared = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("model", "task")}
+    # Beyond the config: the code, the data files' bytes, the model's identity, the device and dtype.
+    shared["provenance"] = {"code": code_fingerprint(), "model": model_id, "task_files": data_files(shared["task"]),
+                            **environment(device, cfg.model.dtype)}
     ran, ran_this_iteration, iteration = 0, False, 0
     for index, (it, name) in enumerate(plan):
         if it != iteration:  # datasets made in an iteration expire with it; models carry over
@@ -155,8 +183,9 @@ def _loop(cfg, rd: RunDir, plan, task, device: str, console: Console, tracker: W
             inputs, fps = _resolve_inputs(kind, section, artifacts, name, it)
             # The fingerprint chains through the inputs' fingerprints: a change upstream reaches
             # every stage downstream. Only stages that sample depend on the backend settings.
-            fp = fingerprint({"kind": section.kind, "stage": name, "cfg": OmegaConf.to_container(section, resolve=True),
-                              "iteration": it, "seed": cfg.seed, "inputs": fps, **shared, "version": __version__,
+            stage_cfg = OmegaConf.to_container(section, resolve=True)
+            fp = fingerprint({"kind": section.kind, "stage": name, "cfg": stage_cfg, "files": data_files(stage_cfg),
+                              "iteration": it, "seed": cfg.seed, "inputs": fps, **shared,
                               "backend": OmegaConf.to_container(cfg.backend) if "model" in inputs else None})
             manifest = rd.finished(it, name)
             produced = True

@@ -239,7 +239,8 @@ class RunDir:
 
 class StageCache:
     """Finished stages shared by the runs of one output root, keyed by fingerprint (the stage's
-    config, its inputs' fingerprints, the seed and the code version). An entry is a link to the
+    config, its inputs' fingerprints, the seed, the code hash, data files, model and device: see
+    provenance.py). An entry is a link to the
     stage folder of the run that made it; a hit hard-links the files into the new run."""
 
     def __init__(self, root: Path | None):

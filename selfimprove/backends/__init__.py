@@ -24,6 +24,20 @@ class Sampler(Protocol):
     def close(self) -> None: ...
 
 
+def policy_sampler(backend_cfg, model, tokenizer, model_cfg, device: str, who: str, chat: bool) -> Sampler:
+    """A sampler on an in-memory policy that an RL stage updates between calls (on-policy: every
+    call sees the current weights). The transformers backend shares the model object; vLLM would
+    need the new weights pushed into its engine every step, which is not built, so it is refused.
+    `chat`: whether prompts go through the chat template (the stage's log-probs must match)."""
+    if backend_cfg.name != "hf":
+        raise ValueError(f"'{who}' samples its training episodes from the policy it is updating, which only "
+                         f"backend=hf can do (backend={backend_cfg.name} would need the weights synced into the "
+                         f"engine every step, not built yet). Run this recipe with backend=hf.")
+    from .hf import HFSampler
+
+    return HFSampler("", backend_cfg, model_cfg, device, model=model, tokenizer=tokenizer, chat=chat)
+
+
 def build_sampler(backend_cfg, model_path: str, model_cfg, device: str) -> Sampler:
     if backend_cfg.name == "hf":
         from .hf import HFSampler

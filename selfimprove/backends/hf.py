@@ -56,11 +56,13 @@ def batched_generate(model, tokenizer, prompts: list[str], params: SamplingParam
 
 
 class HFSampler:
-    def __init__(self, model_path: str, backend_cfg, model_cfg, device: str):
+    def __init__(self, model_path: str, backend_cfg, model_cfg, device: str, model=None, tokenizer=None,
+                 chat: bool | None = None):
         self.batch_size = backend_cfg.batch_size
-        self.chat = model_cfg.chat_template
-        self.tokenizer = load_tokenizer(model_path, model_cfg.trust_remote_code, padding_side="left")
-        self.model = load_model(model_path, model_cfg.dtype, device, model_cfg.trust_remote_code).eval()
+        self.chat = model_cfg.chat_template if chat is None else chat
+        self.tokenizer = tokenizer or load_tokenizer(model_path, model_cfg.trust_remote_code, padding_side="left")
+        self.model = model if model is not None else load_model(model_path, model_cfg.dtype, device,
+                                                                model_cfg.trust_remote_code).eval()
         compute.note_params(compute.count_params(self.model))  # also when every chunk is resumed from disk
 
     def generate(self, prompts: list[str], params: SamplingParams, progress: Progress = None) -> list[list[str]]:

@@ -4,7 +4,8 @@ A template file starts with a header of `#` lines (where the rubric comes from, 
 adapted); the body after the header is the prompt, with the placeholders `{prompt}` and
 `{response}`. Placeholders are replaced literally (no str.format), so a rubric may contain
 braces. Scores are read with a regex whose first group is the number; the LAST match counts,
-because a justification may quote "Score:" before the verdict (algorithms.md 3.3).
+because a justification may quote "Score:" before the verdict (Yuan et al. 2024, Figure 2: the
+verdict ends the judgment).
 """
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from ..bestofk import best_of_k, majority_at_k, pairwise_accuracy
-from ..metrics import mean, pass_at_k
+from ..metrics import answer_clusters, gold_cluster, mean, pass_at_k
 from ..rundir import read_jsonl, write_jsonl
 from . import StageContext, StageError, StageResult
 
@@ -23,13 +23,15 @@ def roles(cfg) -> dict[str, str]:
     return {"verifier": f"{b.verifier}?"} | ({"reference": f"{b.reference}?"} if b.score == "implicit_reward" else {})
 
 
-def candidate_metrics(groups: list[list[dict]], ks, with_scores: bool) -> dict:
-    """Estimators over each problem's candidates (rows with correct, answer, gold, and with
-    verifier_score when `with_scores`), averaged over problems."""
+def candidate_metrics(groups: list[list[dict]], ks, with_scores: bool, same=lambda a, b: a == b) -> dict:
+    """Estimators over each problem's candidates (rows with correct, answer, and with
+    verifier_score when `with_scores`), averaged over problems. Majority voting groups answers by
+    the task's equivalence `same` and is right when the checker accepted the winning answer."""
     out = {"pass@1": round(mean([pass_at_k(len(g), sum(r["correct"] for r in g), 1) for g in groups]), 4)}
+    clusters = [answer_clusters([r["answer"] for r in g], same) for g in groups]
+    golds = [gold_cluster(cl, [r["correct"] for r in g]) for cl, g in zip(clusters, groups)]
     for k in ks:
-        out[f"majority@{k}"] = round(mean([majority_at_k([r["answer"] for r in g], g[0]["gold"], k)
-                                           for g in groups]), 4)
+        out[f"majority@{k}"] = round(mean([majority_at_k(cl, gold, k) for cl, gold in zip(clusters, golds)]), 4)
         if with_scores:
             out[f"verifier@{k}"] = round(mean([best_of_k([r["verifier_score"] for r in g],
                                                          [r["correct"] for r in g], k) for g in groups]), 4)
@@ -71,5 +73,6 @@ def add_best_of_k(ctx: StageContext, result: StageResult, problems: list[dict]) 
     groups: dict[str, list[dict]] = defaultdict(list)
     for r in candidates:
         groups[r["prompt_id"]].append(r)
-    result.metrics.update(candidate_metrics(list(groups.values()), list(b.k), verifier is not None))
+    result.metrics.update(candidate_metrics(list(groups.values()), list(b.k), verifier is not None,
+                                            ctx.task.same_answer))
     return result

@@ -5,18 +5,21 @@ from __future__ import annotations
 from collections import defaultdict
 
 from ..backends import SamplingParams
-from ..metrics import majority, mean, pass_at_k
+from ..metrics import answer_clusters, gold_cluster, majority, mean, pass_at_k
 from ..rundir import write_jsonl
 from .generate import run_sampler, sample_problems
 from . import StageContext, StageResult, best_of_k, register_stage
 
 
-def sampled_metrics(correct: list[list[bool]], answers: list[list], golds: list[str], ks) -> dict:
-    """pass@k (unbiased estimator over n samples) and maj@k (majority of the first k samples)."""
+def sampled_metrics(correct: list[list[bool]], answers: list[list], same, ks) -> dict:
+    """pass@k (unbiased estimator over n samples) and maj@k (majority of the first k samples, answers
+    grouped by the task's own equivalence `same`, right when the checker accepts the winner)."""
+    clusters = [answer_clusters(a, same) for a in answers]
+    golds = [gold_cluster(cl, c) for cl, c in zip(clusters, correct)]
     out = {}
     for k in ks:
         out[f"pass@{k}"] = round(mean([pass_at_k(len(c), sum(c), k) for c in correct]), 4)
-        out[f"maj@{k}"] = round(mean([float(majority(a[:k]) == g) for a, g in zip(answers, golds)]), 4)
+        out[f"maj@{k}"] = round(mean([float(majority(cl[:k]) == g) for cl, g in zip(clusters, golds)]), 4)
     return out
 
 
@@ -53,7 +56,7 @@ def _evaluate(ctx: StageContext, sampler, problems: list[dict], prompts: list[st
         sampled, _ = run_sampler(ctx, sampler, prompts, params, f"{c.num_samples} samples")
         correct = [[task.reward(t, p) >= 1 for t in texts] for p, texts in zip(problems, sampled)]
         answers = [[task.extract_answer(t) for t in texts] for texts in sampled]
-        metrics.update(sampled_metrics(correct, answers, [p["answer"] for p in problems], c.pass_k))
+        metrics.update(sampled_metrics(correct, answers, task.same_answer, c.pass_k))
         rows += [{"prompt_id": p["id"], "difficulty": p.get("difficulty"), "mode": "sample", "sample_id": j,
                   "text": t, "answer": a, "gold": p["answer"], "correct": ok}
                  for p, texts, anss, oks in zip(problems, sampled, answers, correct)

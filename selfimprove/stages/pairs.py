@@ -71,9 +71,9 @@ def pairs_stage(ctx: StageContext) -> StageResult:
     metrics["rejected_score"] = round(mean([p["rejected_score"] for p in pairs]), 4)
     # Reporting only, when the task can check an answer without stored gold (the built-in task can
     # add): how often the chosen / rejected response is actually right. Never used to build pairs.
-    oracle = getattr(ctx.task, "oracle_correct", None)
-    if oracle is not None:
-        metrics["gold_chosen_correct"] = round(mean([float(oracle(p["prompt"], p["chosen"])) for p in pairs]), 4)
-        metrics["gold_rejected_correct"] = round(mean([float(oracle(p["prompt"], p["rejected"])) for p in pairs]), 4)
+    for side in ("chosen", "rejected"):
+        verdicts = [ctx.task.oracle_correct(p["prompt"], p[side]) for p in pairs]
+        if verdicts and None not in verdicts:
+            metrics[f"gold_{side}_correct"] = round(mean([float(v) for v in verdicts]), 4)
     write_jsonl(ctx.out / "pairs.jsonl", pairs)
     return StageResult({"pairs": "pairs.jsonl"}, metrics)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Callable, Optional
 
-from ..metrics import majority, mean, pass_at_k
+from ..metrics import answer_clusters, majority, mean, pass_at_k
 from ..registry import Registry
 from ..rundir import read_jsonl, write_jsonl
 from . import StageContext, StageResult, register_stage
@@ -31,16 +31,17 @@ def answer_match(rows, problems, task, cfg):
 def majority_vote(rows, problems, task, cfg):
     """Self-consistency pseudo-labels, no gold: a sample is rewarded when its answer is its
     problem's majority answer and at least `min_agreement` of the samples agree on it."""
-    answers: dict[str, list] = defaultdict(list)
-    for r in rows:
-        answers[r["prompt_id"]].append(task.extract_answer(r["text"]))
-    label = {}
-    for pid, ans in answers.items():
-        top = majority(ans)
-        agreement = sum(a == top for a in ans) / len(ans) if top is not None else 0.0
-        label[pid] = top if agreement >= cfg.min_agreement else None
-    return [float(label[r["prompt_id"]] is not None and task.extract_answer(r["text"]) == label[r["prompt_id"]])
-            for r in rows]
+    index: dict[str, list[int]] = defaultdict(list)
+    for i, r in enumerate(rows):
+        index[r["prompt_id"]].append(i)
+    rewards = [0.0] * len(rows)
+    for members in index.values():  # answers grouped by the task's own equivalence, not by string
+        clusters = answer_clusters([task.extract_answer(rows[i]["text"]) for i in members], task.same_answer)
+        top = majority(clusters)
+        if top is not None and sum(c == top for c in clusters) / len(clusters) >= cfg.min_agreement:
+            for i, c in zip(members, clusters):
+                rewards[i] = float(c == top)
+    return rewards
 
 
 def monitors(rows: list[dict], threshold: float, ks, n_star: int) -> dict:

@@ -26,13 +26,13 @@ import math
 import random
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from .. import compute
-from ..backends import SamplingParams
-from ..backends.hf import batched_generate
+from ..backends import SamplingParams, policy_sampler
 from ..metrics import mean
 from ..models import load_tokenizer
 from ..rundir import read_jsonl, write_json
@@ -146,8 +146,11 @@ def score_rl(ctx: StageContext) -> StageResult:
         optimizer.load_state_dict(saved["optimizer"])
         torch.set_rng_state(saved["torch_rng"])
         done, history = found[1]["step"], found[1]["history"]
-    policy.train()
-    batch_size = c.problems_per_step * c.k  # every episode of a step in one generate call per turn
+    # Dropout off throughout: the log-probabilities that get gradients must be those of the policy
+    # that sampled the tokens (eval mode changes no gradient, only dropout and the like).
+    policy.eval()
+    # plain-text episodes (segment_logprobs scores the segments as sampled, without a chat template)
+    sampler = policy_sampler(ctx.backend_cfg, policy, tokenizer, ctx.model_cfg, ctx.device, ctx.name, chat=False)
     sampling = SamplingParams(n=c.k, temperature=c.temperature, max_new_tokens=c.max_new_tokens)
     seconds = {"sampling": 0.0, "update": 0.0}
     with ctx.ui.progress(f"{ctx.name}: SCoRe stage {'I' if stage == 1 else 'II'}", total=c.steps,
@@ -158,13 +161,11 @@ def score_rl(ctx: StageContext) -> StageResult:
                 batch = random.Random(ctx.seed * 1_000_003 + step).sample(problems, c.problems_per_step)
                 seed = ctx.seed + 7919 * step
                 prompts1 = [task.prompt(p) for p in batch for _ in range(c.k)]
-                firsts = batched_generate(policy, tokenizer, [task.prompt(p) for p in batch],
-                                          SamplingParams(**{**sampling.__dict__, "seed": seed}), batch_size)
+                firsts = sampler.generate([task.prompt(p) for p in batch], replace(sampling, seed=seed))
                 y1 = [task.truncate(t) for texts in firsts for t in texts]
                 episodes = [p for p in batch for _ in range(c.k)]
                 prompts2 = [task.turn2_prompt(p, a) for p, a in zip(episodes, y1)]
-                outs2 = batched_generate(policy, tokenizer, prompts2,
-                                         SamplingParams(**{**sampling.__dict__, "n": 1, "seed": seed + 1}), batch_size)
+                outs2 = sampler.generate(prompts2, replace(sampling, n=1, seed=seed + 1))
                 y2 = [task.truncate(texts[0]) for texts in outs2]
                 sampled = time.time()
 

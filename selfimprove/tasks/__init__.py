@@ -52,6 +52,11 @@ class Task:
         m = re.match(r"\s*(-?[\d,]*\d)", text[idx + len(self.answer_marker):])
         return m.group(1).replace(",", "").lstrip("0") or "0" if m else None
 
+    def same_answer(self, a: str, b: str) -> bool:
+        """Whether two extracted answers are the same answer (majority voting groups by this);
+        answers are canonical strings here, so equal strings. Tasks with symbolic answers override it."""
+        return a == b
+
     def truncate(self, text: str) -> str:
         """Cut a completion after its answer line (a stop sequence): text the model rambles on with
         after answering is neither scored nor trained on."""
@@ -67,6 +72,45 @@ class Task:
             return float(self.extract_answer(text) == str(problem["answer"]))
         except Exception:
             return 0.0
+
+
+class JudgingTask(Task):
+    """A task Self-Rewarding can run on: it supplies the judge's seed data and lets the model write
+    new prompts in its format. The judge stages require this type; other tasks are refused at
+    startup with the tasks that qualify."""
+
+    def eft_examples(self, problems: list[dict], per_problem: int, seed: int) -> list[dict]:
+        """EFT seed rows: a judge prompt's candidate response with a judgment ending in the score."""
+        raise NotImplementedError
+
+    def judge_pairs(self, problems: list[dict], seed: int) -> list[dict]:
+        """Held-out {"prompt", "chosen", "rejected"} pairs for the judge's pairwise accuracy."""
+        raise NotImplementedError
+
+    def instruction_prompt(self, examples: list[dict]) -> str:
+        """A few-shot prompt from which the model writes a new problem."""
+        raise NotImplementedError
+
+    def parse_instruction(self, text: str) -> Optional[str]:
+        """The new problem the model wrote, or None if it is not one in this task's format."""
+        raise NotImplementedError
+
+    def oracle_correct(self, prompt: str, text: str) -> Optional[bool]:
+        """Reporting only: whether `text` answers `prompt`, for tasks that can tell without stored
+        gold (the built-in addition can); None where the task cannot."""
+        return None
+
+
+class CorrectionTask(Task):
+    """A two-turn task for SCoRe: the model answers, a fixed instruction follows its answer, and it
+    answers again."""
+
+    @property
+    def instruction(self) -> str:
+        raise NotImplementedError
+
+    def turn2_prompt(self, problem: dict, first_attempt: str) -> str:
+        raise NotImplementedError
 
 
 def build_task(cfg) -> Task:

@@ -12,27 +12,17 @@ from __future__ import annotations
 import random
 from typing import Optional
 
-from . import Task, TaskDataError, register_task
-
-
-def scratchpad(a: int, b: int) -> str:
-    xs, ys = str(a)[::-1], str(b)[::-1]
-    steps, carry = [], 0
-    for i in range(max(len(xs), len(ys))):
-        da = int(xs[i]) if i < len(xs) else 0
-        db = int(ys[i]) if i < len(ys) else 0
-        total = da + db + carry
-        steps.append(f"{da}+{db}" + (f"+{carry}" if carry else "") + f"={total}")
-        carry = total // 10
-    return ",".join(steps)
+from . import JudgingTask, TaskDataError, register_task
+from .columns import operands, worked_solution
 
 
 def solution(a: int, b: int) -> str:
-    return f" {scratchpad(a, b)}\n#### {a + b}"
+    """The worked seed solution of a+b (see columns.py)."""
+    return worked_solution(a, b)
 
 
 @register_task("arithmetic")
-class Arithmetic(Task):
+class Arithmetic(JudgingTask):
     def __init__(self, cfg):
         self.cfg = cfg
 
@@ -109,9 +99,9 @@ class Arithmetic(Task):
         a, _, b = question.partition("+")
         return max(len(a), len(b)) if a.isdigit() and b.isdigit() else None
 
-    def oracle_correct(self, prompt: str, text: str) -> bool:
+    def oracle_correct(self, prompt: str, text: str) -> Optional[bool]:
         """Reporting only: whether `text` answers the problem in `prompt` (the sum is computable)."""
         import re
 
-        m = re.search(r"Q: (\d+)\+(\d+)", prompt)
-        return bool(m) and self.reward(text, {"answer": str(int(m[1]) + int(m[2]))}) >= 1
+        m = re.search(r"Q: (\d+\+\d+)", prompt)
+        return bool(m) and self.reward(text, {"answer": str(sum(operands(m[1])))}) >= 1

@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import random
 
-from . import register_task
+from . import CorrectionTask, register_task
 from .arithmetic import Arithmetic
+from .columns import column_sums, operands, worked_solution
 
 PLACEHOLDER = "{attempt}"
 
@@ -35,52 +36,24 @@ PLACEHOLDER = "{attempt}"
 def attempt(a: int, b: int, slip: tuple[int, int] | None = None) -> str:
     """A worked solution; with `slip=(column, delta)` that column's sum is off by delta and the
     error propagates (its digit and the carry into the next column follow the wrong sum)."""
-    xs, ys = str(a)[::-1], str(b)[::-1]
-    steps, digits, carry = [], [], 0
-    for i in range(max(len(xs), len(ys))):
-        da = int(xs[i]) if i < len(xs) else 0
-        db = int(ys[i]) if i < len(ys) else 0
-        total = da + db + carry + (slip[1] if slip and slip[0] == i else 0)
-        steps.append(f"{da}+{db}" + (f"+{carry}" if carry else "") + f"={total}")
-        digits.append(total % 10)
-        carry = total // 10
-    if carry:
-        digits.append(carry)
-    answer = int("".join(str(d) for d in reversed(digits)))
-    return f" {','.join(steps)}\n#### {answer}"
+    return worked_solution(a, b, slip)
 
 
 def random_slip(a: int, b: int, rng: random.Random) -> tuple[int, int]:
     """A column and +-1 such that the wrong sum stays a plausible column sum (0..19)."""
-    xs, ys = str(a)[::-1], str(b)[::-1]
-    column = rng.randrange(max(len(xs), len(ys)))
-    sums, carry = [], 0
-    for i in range(column + 1):
-        sums.append((int(xs[i]) if i < len(xs) else 0) + (int(ys[i]) if i < len(ys) else 0) + carry)
-        carry = sums[-1] // 10
+    sums = [total for *_, total in column_sums(a, b)]
+    column = rng.randrange(len(sums))
     delta = 1 if sums[column] == 0 else -1 if sums[column] == 19 else rng.choice((-1, 1))
     return column, delta
 
 
 def blind_spot(a: int, b: int) -> tuple[int, int] | None:
     """The base model's systematic error: the first column summing to exactly 10 written as 11."""
-    xs, ys = str(a)[::-1], str(b)[::-1]
-    carry = 0
-    for i in range(max(len(xs), len(ys))):
-        total = (int(xs[i]) if i < len(xs) else 0) + (int(ys[i]) if i < len(ys) else 0) + carry
-        if total == 10:
-            return i, 1
-        carry = total // 10
-    return None
-
-
-def operands(problem: dict) -> tuple[int, int]:
-    a, b = problem["question"].split("+")
-    return int(a), int(b)
+    return next(((i, 1) for i, (*_, total) in enumerate(column_sums(a, b)) if total == 10), None)
 
 
 @register_task("arithmetic_correction")
-class ArithmeticCorrection(Arithmetic):
+class ArithmeticCorrection(Arithmetic, CorrectionTask):
     @property
     def instruction(self) -> str:
         """What follows the first attempt: the template after its leading {attempt} placeholder."""
@@ -94,9 +67,9 @@ class ArithmeticCorrection(Arithmetic):
         out = super().splits()
         rng = random.Random(self.cfg.data_seed + 2)
         for p in out["seed"]:  # the worked examples teach the blind spot at its rate
-            spot = blind_spot(*operands(p))
+            spot = blind_spot(*operands(p["question"]))
             if spot and rng.random() < self.cfg.blind_spot_rate:
-                p["solution"] = attempt(*operands(p), spot)
+                p["solution"] = attempt(*operands(p["question"]), spot)
         return out
 
     def extra_seed_rows(self, problems: list[dict]) -> list[dict]:
@@ -105,7 +78,7 @@ class ArithmeticCorrection(Arithmetic):
         rng = random.Random(c.data_seed + 1)
         rows = []
         for p in problems[: c.correction_demos]:
-            a, b = operands(p)
+            a, b = operands(p["question"])
             right = attempt(a, b)
             spot = blind_spot(a, b)
             if spot and rng.random() < c.blind_spot_rate:

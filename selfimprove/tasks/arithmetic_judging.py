@@ -37,16 +37,10 @@ import random
 import re
 from typing import Optional
 
-from .arithmetic import scratchpad
+from .columns import STEP_RE, answer_from as _answer_from, operands, steps as _steps
 
 CRITERIA = ("form", "work", "size", "close", "answer")
-STEP_RE = re.compile(r"^(\d)\+(\d)(?:\+(\d))?=(\d+)$")
 QUESTION_RE = re.compile(r"^([1-9]\d*|0)\+([1-9]\d*|0)$")
-
-
-def operands(question: str) -> tuple[int, int]:
-    a, b = question.split("+")
-    return int(a), int(b)
 
 
 def points(question: str, response: str) -> dict[str, int]:
@@ -95,22 +89,6 @@ def _stated_answer(response: str) -> Optional[str]:
     idx = response.find("####")
     m = re.match(r"\s*(-?\d+)", response[idx + 4:]) if idx >= 0 else None
     return m.group(1) if m else None
-
-
-def _steps(a: int, b: int) -> list[str]:
-    return scratchpad(a, b).split(",")
-
-
-def _answer_from(steps: list[str]) -> str:
-    """The answer a solver would write from (possibly wrong) steps: their sums, read as columns."""
-    digits, carry = [], 0
-    for s in steps:
-        m = STEP_RE.match(s)
-        z = int(m[4]) if m else 0
-        digits.append(str(z % 10))
-        carry = z // 10
-    text = (str(carry) if carry else "") + "".join(reversed(digits))
-    return text.lstrip("0") or "0"
 
 
 def perturb(a: int, b: int, family: str, rng: random.Random) -> str:

@@ -87,6 +87,17 @@ class CompetitionMath(GSM8K):
         m = NEW_PROBLEM_RE.search(text) if isinstance(text, str) else None
         return text[:m.start()].rstrip() if m else text
 
+    def same_answer(self, a: str, b: str) -> bool:
+        """math-verify equivalence of two stated answers (majority voting groups `1/2` with `0.5`)."""
+        from math_verify import parse, verify
+
+        if a == b:
+            return True
+        try:
+            return bool(verify(parse(f"${a}$"), parse(f"${b}$")))
+        except Exception:
+            return False
+
     def reward(self, text: str, problem: dict) -> float:
         """1.0 when the stated answer is mathematically equal to the gold one (math-verify); never raises."""
         from math_verify import parse, verify

@@ -20,7 +20,7 @@ import json
 import random
 from pathlib import Path
 
-from . import Task, TaskDataError, register_task
+from . import JudgingTask, TaskDataError, register_task
 
 
 def _read(path: str, what: str) -> list[dict]:
@@ -42,7 +42,7 @@ def _read(path: str, what: str) -> list[dict]:
 
 
 @register_task("prompts")
-class Prompts(Task):
+class Prompts(JudgingTask):
     answer_marker = "\u0000"  # no answer line: completions are never cut
 
     def __init__(self, cfg):

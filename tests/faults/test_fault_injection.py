@@ -2,17 +2,17 @@
 not by `python -m pytest tests`): SIGKILL a real run at chosen points, run the same command
 again, and require that it completes, recomputes no finished stage, and ends with the same
 metrics and bit-identical final weights as an uninterrupted run with the same seed."""
-import json
 import os
+import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from selfimprove.rundir import KILL_WHILE_WRITING, read_jsonl
+from selfimprove.rundir import KILL_WHILE_WRITING
+from tests.integration.sigkill import comparable, resumed_from, sigkill_when_written, stage_mtimes
 
 pytestmark = pytest.mark.faults
 
@@ -57,14 +57,6 @@ def command(recipe, root, name):
             f"output_root={root}", f"run_name={name}"]
 
 
-def comparable(run: Path):
-    rows = read_jsonl(run / "metrics.jsonl")
-    # timings and the resume bookkeeping (resumed_from_step, resumed_chunks) differ by design
-    return [{k: v for k, v in r.items() if k not in ("seconds", "cum_seconds") and "per_s" not in k and not k.startswith("resumed_")
-             and not k.startswith("time_share")}
-            for r in rows]
-
-
 def last_model(run: Path) -> bytes:
     """The weights of the last stage that trained a model (train, dpo, verifier, RL stages...)."""
     models = sorted(run.glob("iter_*/*/model/model.safetensors"),
@@ -95,29 +87,22 @@ def test_kill_then_resume_matches_uninterrupted(references, tmp_path, recipe, po
         target = run / point
         assert list(target.parent.glob(f".{target.name}.tmp*")) and not target.exists()  # half a file, unseen
     else:
-        proc = subprocess.Popen(command(recipe, tmp_path, recipe), stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
-        deadline = time.time() + 600
-        while not (run / point).exists() and proc.poll() is None and time.time() < deadline:
-            time.sleep(0.005)
-        try:
-            os.kill(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass  # it finished first: the assertion below says so
-        proc.wait()
-        assert (run / point).exists(), f"the run ended before reaching {point}"
-    done_before = {str(p): p.stat().st_mtime_ns for p in run.glob("iter_*/*/manifest.json")}
+        sigkill_when_written(command(recipe, tmp_path, recipe), run / point)
+    done_before = stage_mtimes(run)
 
     subprocess.run(command(recipe, tmp_path, recipe), check=True, capture_output=True, timeout=900)
-    after = {str(p): p.stat().st_mtime_ns for p in run.glob("iter_*/*/manifest.json")}
+    after = stage_mtimes(run)
     assert all(after[k] == v for k, v in done_before.items()), "a finished stage was recomputed"
     reference = references(recipe)
     assert comparable(run) == comparable(reference)
     assert last_model(run) == last_model(reference)
-    # how much of the interrupted stage was redone: report it
+    # how much of the interrupted stage was redone: a checkpoint kill resumes from that checkpoint's
+    # step, a mid-sampling kill from the chunks saved before it; a kill while writing redoes the stage
     stage = point.split("/")[1].strip(".").split(".")[0]
-    manifest = json.loads((run / point.split("/")[0] / stage / "manifest.json").read_text())
-    m = manifest["metrics"]
-    kept = (f"resumed_from_step={m['resumed_from_step']}" if "resumed_from_step" in m else
-            f"resumed_chunks={m['resumed_chunks']}" if "resumed_chunks" in m else "stage redone")
-    print(f"{recipe} killed at {point}: {stage} {kept}")
+    kept = resumed_from(run, f"{point.split('/')[0]}/{stage}")
+    step = re.search(r"/(?:checkpoint-|step-0*)(\d+)/", point)
+    if step:
+        assert kept.get("resumed_from_step") == int(step.group(1)), kept
+    elif "/resume/sampling-" in point:
+        assert kept.get("resumed_chunks", 0) >= 1, kept
+    print(f"{recipe} killed at {point}: {stage} {kept or 'stage redone'}")

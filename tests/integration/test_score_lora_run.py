@@ -9,8 +9,7 @@ import sys
 
 import torch
 from safetensors.torch import load_file
-from sigkill import sigkill_when_written
-from test_score_recipe import comparable  # tests/integration is on the path (no __init__.py)
+from sigkill import comparable, resumed_from, sigkill_when_written  # tests/integration is on the path
 
 # As test_score_recipe.py, with 16 problems per step: the debug model then gets some turn-2
 # rewards in Stage I too, so both stages' adapters really move (seed 0).
@@ -60,8 +59,7 @@ def test_score_with_lora_merges_only_targets_and_resumes_inside_stage2(tmp_path)
     assert (run / KILL_AT).parent.joinpath("model/adapter_model.safetensors").exists()
 
     subprocess.run(command(tmp_path, "killed"), check=True, capture_output=True, timeout=600)
-    stage2_manifest = json.loads((run / "iter_02/score_rl/manifest.json").read_text())
-    assert stage2_manifest["metrics"]["resumed_from_step"] == 4
+    assert resumed_from(run, "iter_02/score_rl") == {"resumed_from_step": 4}
     assert comparable(run) == comparable(ref)
     for name in ("iter_02/score_rl/model/model.safetensors", "iter_02/score_rl/adapter/adapter_model.safetensors"):
         assert (run / name).read_bytes() == (ref / name).read_bytes()

@@ -1,12 +1,12 @@
 """SCoRe end to end under profile=debug: base model, Stage I, Stage II, each evaluated on two-turn
 episodes; then a run SIGKILLed inside Stage II resumes from its last RL checkpoint and ends with
 the uninterrupted run's metrics and weights, bit for bit."""
-import json
+
 import subprocess
 import sys
 
 from safetensors.torch import load_file
-from sigkill import sigkill_when_written  # tests/integration is on the path (no __init__.py)
+from sigkill import comparable, resumed_from, sigkill_when_written  # tests/integration is on the path (no __init__.py)
 
 from selfimprove.rundir import read_jsonl
 
@@ -20,12 +20,6 @@ KILL_AT = "iter_02/.score_rl.partial/checkpoints/step-000004/state.json"  # Stag
 
 def command(root, name):
     return [sys.executable, "-m", "selfimprove.cli", "run", *ARGS, f"output_root={root}", f"run_name={name}"]
-
-
-def comparable(run):
-    drop = ("seconds", "cum_seconds", "resumed_from_step")
-    return [{k: v for k, v in r.items() if k not in drop and "per_s" not in k and not k.startswith("time_share")}
-            for r in read_jsonl(run / "metrics.jsonl")]
 
 
 def test_score_two_stages_then_kill_and_resume_inside_stage2(tmp_path):
@@ -46,8 +40,7 @@ def test_score_two_stages_then_kill_and_resume_inside_stage2(tmp_path):
     assert not (run / "iter_02/score_rl/manifest.json").exists()
 
     subprocess.run(command(tmp_path, "killed"), check=True, capture_output=True, timeout=600)
-    stage2_manifest = json.loads((run / "iter_02/score_rl/manifest.json").read_text())
-    assert stage2_manifest["metrics"]["resumed_from_step"] == 4
+    assert resumed_from(run, "iter_02/score_rl") == {"resumed_from_step": 4}
     assert comparable(run) == comparable(ref)
     for name in ("iter_02/score_rl/model/model.safetensors",):
         assert (run / name).read_bytes() == (ref / name).read_bytes()

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from sigkill import comparable, resumed_from, sigkill_when_written, stage_mtimes  # tests/integration is on the path
+
 from selfimprove.rundir import RunDir, read_jsonl
 
 DEBUG = ["recipe=star", "profile=debug", "tracking.quiet=true"]
@@ -20,10 +22,6 @@ def selfimprove(*args, cwd=None, check=True, timeout=600):
     if check and proc.returncode != 0:
         raise AssertionError(f"selfimprove {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
-
-
-def stage_mtimes(run: Path) -> dict:
-    return {str(p): p.stat().st_mtime_ns for p in run.glob("iter_*/*/manifest.json")}
 
 
 @pytest.fixture(scope="module")
@@ -71,30 +69,21 @@ def test_second_invocation_skips_everything(reference, tmp_path):
 def test_sigkill_during_training_then_resume_matches_uninterrupted_run(reference, tmp_path):
     ref, _ = reference
     args = [sys.executable, "-m", "selfimprove.cli", "run", *DEBUG, f"output_root={tmp_path}", "run_name=killed"]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     partial = RunDir(tmp_path / "killed").partial_dir(2, "train") / "checkpoints" / "checkpoint-5"
-    deadline = time.time() + 400
     # kill between checkpoints: once checkpoint-5 is complete (its trainer_state.json is written last)
-    while not (partial / "trainer_state.json").exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    sigkill_when_written(args, partial / "trainer_state.json", timeout=400)
     run = tmp_path / "killed"
-    assert partial.exists(), "the run was not caught mid-training"
     assert not (run / "iter_02/train/manifest.json").exists()
     before = stage_mtimes(run)
 
     resumed = selfimprove("run", *DEBUG, f"output_root={tmp_path}", "run_name=killed", cwd=tmp_path)
     after = stage_mtimes(run)
     assert all(after[k] == v for k, v in before.items()), "finished stages were recomputed"
-    train = json.loads((run / "iter_02/train/manifest.json").read_text())
-    assert train["metrics"]["resumed_from_step"] == 5
+    assert resumed_from(run, "iter_02/train") == {"resumed_from_step": 5}
     # same final weights, bit for bit, and the same metrics as the uninterrupted run
     for name in ("iter_02/train/model/model.safetensors",):
         assert (run / name).read_bytes() == (ref / name).read_bytes()
-    strip = lambda rows: [{k: v for k, v in r.items() if k not in ("seconds", "cum_seconds") and "per_s" not in k
-                           and k != "resumed_from_step"} for r in rows]
-    assert strip(read_jsonl(run / "metrics.jsonl")) == strip(read_jsonl(ref / "metrics.jsonl"))
+    assert comparable(run) == comparable(ref)
     assert "iter 2 train" in resumed.stdout
 
 

@@ -2,11 +2,10 @@
 accumulates, the verifier is trained once after the last iteration, Best-of-k is reported; a
 SIGKILL during the verifier's DPO training resumes from its checkpoint to the same weights and
 the same final metrics as an uninterrupted run."""
-import os
-import signal
 import subprocess
 import sys
-import time
+
+from sigkill import comparable, resumed_from, sigkill_when_written  # tests/integration is on the path
 
 from selfimprove.rundir import read_jsonl
 
@@ -18,21 +17,9 @@ def command(root, name, *extra):
     return [sys.executable, "-m", "selfimprove.cli", "run", *ARGS, f"output_root={root}", f"run_name={name}", *extra]
 
 
-def comparable(run):
-    return [{k: v for k, v in r.items() if k not in ("seconds", "cum_seconds") and "per_s" not in k and k != "resumed_from_step"}
-            for r in read_jsonl(run / "metrics.jsonl")]
-
-
 def test_vstar_debug_run_with_kill_during_verifier_training(tmp_path):
     # 1. killed inside the verifier's DPO training, right after its first checkpoint is complete
-    proc = subprocess.Popen(command(tmp_path, "killed"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 600
-    while not (tmp_path / "killed" / KILL_AT).exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGKILL)
-    _, err = proc.communicate()
-    assert (tmp_path / "killed" / KILL_AT).exists(), f"the run ended before the verifier's checkpoint:\n{err[-3000:]}"
+    sigkill_when_written(command(tmp_path, "killed"), tmp_path / "killed" / KILL_AT)
     assert not (tmp_path / "killed" / "iter_02" / "verifier" / "manifest.json").exists()
 
     # 2. uninterrupted reference; it reuses the killed run's finished stages (same fingerprints)
@@ -50,7 +37,7 @@ def test_vstar_debug_run_with_kill_during_verifier_training(tmp_path):
     assert (run / weights).read_bytes() == (reference / weights).read_bytes()
 
     m = {(r["iteration"], r["stage"]): r for r in read_jsonl(run / "metrics.jsonl")}
-    assert m[(2, "verifier")]["resumed_from_step"] == 4 and m[(2, "verifier")]["steps"] == 8
+    assert resumed_from(run, "iter_02/verifier") == {"resumed_from_step": 4} and m[(2, "verifier")]["steps"] == 8
     # the verifier is trained once, after the last iteration, on pairs from the whole buffer
     assert (1, "verifier") not in m and (1, "verifier_pairs") not in m
     assert m[(2, "verifier_pairs")]["buffer_rows"] == m[(2, "buffer")]["rows"] > m[(1, "buffer")]["rows"]

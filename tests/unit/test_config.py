@@ -39,6 +39,12 @@ def test_sweep_values_are_each_validated():
     (["stages=[dpo]", "dpo.init=scratch"], "dpo.init must be base or policy"),
     (["recipe=rest_em", "train.num_processes=2", "train.distributed=fsdp"],
      "train.select_by_val with train.num_processes > 1 needs train.distributed=ddp"),
+    (["judge.score_regex=((("], r"(?s)Hydra cannot parse the override 'judge.score_regex=\(\(\('.*'judge.score_regex=\"\(\(\(\"'"),
+    (["device=cuda"], "device=cuda but this machine has no usable CUDA GPU.*device=auto"),
+    (["train.num_processes=3", "train.batch_size=8"], "train.batch_size=8 is the global batch and must divide evenly "
+     "over train.num_processes=3.*use train.batch_size=6 or 9"),
+    (["recipe=score", "backend=vllm"], "'score_rl' samples its episodes from the policy it updates.*backend=hf"),
+    (["device=gpu0"], "device must be auto, cpu, cuda or cuda:N"),
 ])
 def test_bad_input_gets_a_message_that_says_what_to_write(override, expected):
     with pytest.raises(ConfigError, match=expected):
@@ -58,3 +64,24 @@ def test_user_recipe_folder_and_typo_inside_a_recipe(tmp_path, monkeypatch):
 def test_select_by_val_with_data_parallel_ddp_composes():
     (cfg,) = compose(["recipe=rest_em", "train.num_processes=2"])
     assert cfg.train.select_by_val and cfg.train.num_processes == 2
+
+
+def test_output_root_must_take_a_file_and_a_rename(tmp_path):
+    from selfimprove.cli import check_output_root
+
+    check_output_root(str(tmp_path / "new"))
+    assert list((tmp_path / "new").iterdir()) == []  # the probe leaves nothing behind
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigError, match="output_root .* is not writable"):
+        check_output_root(str(tmp_path / "file" / "runs"))
+
+
+def test_judge_stages_need_a_task_that_can_be_judged(tmp_path):
+    rows = "".join('{"question": "What is %d+1?", "answer": "#### %d"}\n' % (a, a + 1) for a in range(30))
+    (tmp_path / "train.jsonl").write_text(rows)
+    data = ["task=gsm8k", f"task.train_path={tmp_path / 'train.jsonl'}", f"task.test_path={tmp_path / 'train.jsonl'}"]
+    with pytest.raises(ConfigError, match=r"\['judge_quality'\] judge the model's answers, and task=gsm8k offers no "
+                                          r"judge seed data.*use task=arithmetic"):
+        compose(["recipe=star", "stages=[generate,judge_quality]", *data])
+    (cfg,) = compose(["recipe=star", "stages=[generate,judge_quality]"])  # the built-in task is a JudgingTask
+    assert list(cfg.stages) == ["generate", "judge_quality"]

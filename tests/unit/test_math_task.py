@@ -94,3 +94,24 @@ def test_bad_rows_name_file_and_line(tmp_path):
         task(tmp_path, train_path=str(bad)).splits()
     with pytest.raises(TaskDataError, match=r"not found.*task.train_path.*problem"):
         task(tmp_path, train_path=str(tmp_path / "missing.jsonl")).splits()
+
+
+def test_majority_voting_groups_equivalent_answers(tmp_path):
+    """maj@k and the self-consistency scorer vote with the task's equivalence: `1/2`, `0.5` and
+    `\\frac{1}{2}` are one answer (3 votes) and beat `3` (2 votes); string counting would pick `3`."""
+    from selfimprove.stages.best_of_k import candidate_metrics
+    from selfimprove.stages.evaluate import sampled_metrics
+    from selfimprove.stages.score import SCORERS
+
+    t = task(tmp_path)
+    problem = {"id": "p", "answer": "\\frac{1}{2}"}
+    texts = [f"So the answer is $\\boxed{{{a}}}$." for a in ["3", "1/2", "3", "0.5", "\\frac{1}{2}"]]
+    correct = [t.reward(x, problem) >= 1 for x in texts]
+    answers = [t.extract_answer(x) for x in texts]
+    assert correct == [False, True, False, True, True]
+    assert sampled_metrics([correct], [answers], t.same_answer, [5])["maj@5"] == 1.0
+    assert sampled_metrics([correct], [answers], lambda a, b: a == b, [5])["maj@5"] == 0.0  # by strings: wrong
+    rows = [{"answer": a, "correct": c} for a, c in zip(answers, correct)]
+    assert candidate_metrics([rows], [5], with_scores=False, same=t.same_answer)["majority@5"] == 1.0
+    cfg = SimpleNamespace(min_agreement=0.5)
+    assert SCORERS["majority"]([{"prompt_id": "p", "text": x} for x in texts], {}, t, cfg) == [0, 1, 0, 1, 1]

@@ -4,7 +4,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from selfimprove.config import (ArithmeticCorrectionTaskConfig, LoraConfig, ModelConfig, ScoreRLConfig,
+from selfimprove.config import (HFBackendConfig, ArithmeticCorrectionTaskConfig, LoraConfig, ModelConfig, ScoreRLConfig,
                                 TinyModelConfig)
 from selfimprove.rundir import write_jsonl
 from selfimprove.stages import StageContext, StageError
@@ -35,7 +35,7 @@ def context(tmp_path, inputs, **lora):
                                              lora=LoraConfig(enabled=True, **lora)))
     (tmp_path / "out").mkdir(exist_ok=True)
     return StageContext(name="score_rl", iteration=2, seed=0, cfg=cfg, task=task, model_cfg=OmegaConf.structured(ModelConfig()),
-                        backend_cfg=None, device="cpu", out=tmp_path / "out", ui=Log(),
+                        backend_cfg=OmegaConf.structured(HFBackendConfig()), device="cpu", out=tmp_path / "out", ui=Log(),
                         inputs={"problems": str(tmp_path / "train.jsonl"), **inputs})
 
 

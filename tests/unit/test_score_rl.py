@@ -140,7 +140,8 @@ def test_bad_score_config_is_rejected_with_advice(override, message):
 def test_non_finite_loss_stops_the_stage_with_step_and_values(tmp_path):
     from omegaconf import OmegaConf
 
-    from selfimprove.config import ArithmeticCorrectionTaskConfig, ModelConfig, ScoreRLConfig, TinyModelConfig
+    from selfimprove.config import (ArithmeticCorrectionTaskConfig, HFBackendConfig, ModelConfig, ScoreRLConfig,
+                                    TinyModelConfig)
     from selfimprove.models.tiny import build_tokenizer, save_tiny
     from selfimprove.rundir import write_jsonl
     from selfimprove.stages import StageContext, StageError
@@ -161,7 +162,7 @@ def test_non_finite_loss_stops_the_stage_with_step_and_values(tmp_path):
     write_jsonl(tmp_path / "train.jsonl", task.splits()["train"])
     cfg = OmegaConf.structured(ScoreRLConfig(steps=3, problems_per_step=2, k=2, max_new_tokens=8))
     ctx = StageContext(name="score_rl", iteration=1, seed=0, cfg=cfg, task=task, model_cfg=OmegaConf.structured(ModelConfig()),
-                       backend_cfg=None, device="cpu", out=tmp_path / "out", ui=Console(quiet=True),
+                       backend_cfg=OmegaConf.structured(HFBackendConfig()), device="cpu", out=tmp_path / "out", ui=Console(quiet=True),
                        inputs={"init": str(base), "ref": str(tmp_path / "broken"), "problems": str(tmp_path / "train.jsonl")})
     (tmp_path / "out").mkdir()
     with pytest.raises(StageError, match=r"loss is nan at step 1 .*mean KL turn 1 nan.*last good checkpoint \(step 0\)"):

@@ -57,20 +57,27 @@ def test_checkpoint_selected_by_validation_reward(tmp_path):
     ctx.out.mkdir()
     metrics = get_stage("sft").fn(ctx).metrics
     history = (ctx.out / "val_history.json").read_text()
-    assert metrics["selected_step"] in (2, 4) and '"2"' in history and '"4"' in history
+    history = {int(k): v for k, v in json.loads(history).items()}
+    assert sorted(history) == [2, 4]
+    assert metrics["selected_step"] == max(history, key=lambda s: (history[s], -s))
     assert not (ctx.out / "best").exists()
 
 
 def test_two_process_data_parallel_training_matches_one_process(tmp_path):
-    """accelerate launch with 2 CPU processes (DDP over gloo): same global batch and schedule, so the loss matches."""
-    losses = {}
+    """accelerate launch with 2 CPU processes (DDP over gloo) on the same global batch and schedule
+    ends with the same weights as one process, up to float summation order (measured: 2e-5 at most,
+    while training moved weights by up to 0.045)."""
+    weights, losses = {}, {}
     for n in (1, 2):
-        ctx, _ = context(tmp_path / f"p{n}", num_processes=n, steps=8)
+        ctx, base = context(tmp_path / f"p{n}", num_processes=n, steps=8)
         ctx.out.mkdir()
         metrics = get_stage("sft").fn(ctx).metrics
-        assert metrics["processes"] == n and (ctx.out / "model" / "model.safetensors").exists()
-        losses[n] = metrics["train_loss"]
-    assert losses[2] == pytest.approx(losses[1], rel=0.15)
+        assert metrics["processes"] == n
+        weights[n], losses[n] = load_file(ctx.out / "model" / "model.safetensors"), metrics["train_loss"]
+    start = load_file(base / "model.safetensors")
+    assert max((weights[1][k] - start[k]).abs().max().item() for k in start) > 1e-2  # training moved them
+    assert max((weights[1][k] - weights[2][k]).abs().max().item() for k in start) < 1e-4
+    assert losses[2] == pytest.approx(losses[1], abs=1e-3)
 
 
 def test_lora_checkpoint_selected_by_validation_is_published_merged(tmp_path):

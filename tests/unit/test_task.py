@@ -2,7 +2,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from selfimprove.tasks.arithmetic import Arithmetic, scratchpad, solution
+from selfimprove.tasks.arithmetic import Arithmetic, solution
+from selfimprove.tasks.columns import steps
 
 
 def make(**kw):
@@ -40,7 +41,7 @@ def test_truncate_cuts_after_answer_line():
 
 
 def test_scratchpad_is_a_correct_column_addition():
-    assert scratchpad(478, 356) == "8+6=14,7+5+1=13,4+3+1=8"
+    assert ",".join(steps(478, 356)) == "8+6=14,7+5+1=13,4+3+1=8"
     assert solution(95, 7) == " 5+7=12,9+0+1=10\n#### 102"
     assert make().reward(solution(12345, 678), {"answer": str(12345 + 678)}) == 1.0
 
