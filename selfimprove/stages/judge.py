@@ -43,11 +43,13 @@ def judgment_metrics(results: list[dict]) -> dict:
 def oracle_pairwise(rows: list[dict], oracle) -> dict:
     """Over every (right, wrong) pair of distinct scored candidate texts of one prompt (right and
     wrong by the task's own check, never seen by the method), how often the right one scored
-    strictly higher."""
+    strictly higher. Nothing when the task's `oracle_correct` cannot tell (returns None)."""
     by_prompt: dict = defaultdict(dict)
     for r in rows:
         if r["score"] is not None:
             by_prompt[r["prompt_id"]].setdefault(r["text"], (oracle(r["prompt"], r["text"]), r["score"]))
+    if any(ok is None for texts in by_prompt.values() for ok, _ in texts.values()):
+        return {}  # the task cannot tell right from wrong
     agree = total = 0
     for texts in by_prompt.values():
         right = [s for ok, s in texts.values() if ok]
@@ -68,7 +70,7 @@ def judge(ctx: StageContext) -> StageResult:
     metrics = {"candidates": len(rows), **judgment_metrics(results),
                "unscored_candidates": sum(r["score"] is None for r in rows),
                "response_chars": round(mean([len(r["text"]) for r in rows]), 1)}
-    oracle = getattr(ctx.task, "oracle_correct", None)
-    if oracle is not None:  # reporting only: the judge on this iteration's own candidates, by gold
-        metrics |= oracle_pairwise(rows, oracle)
+    # reporting only, where the task can check an answer itself: the judge on this iteration's own
+    # candidates, right vs wrong (never used to build pairs)
+    metrics |= oracle_pairwise(rows, ctx.task.oracle_correct)
     return StageResult({"judged": "judged.jsonl"}, metrics)

@@ -268,6 +268,7 @@ def test_oracle_pairwise_accuracy_over_own_candidates():
             {"prompt_id": "r", "prompt": "q2", "text": "right2", "score": None},  # unscored: left out
             {"prompt_id": "r", "prompt": "q2", "text": "wrong3", "score": 1.0}]
     assert oracle_pairwise(rows, oracle) == {"oracle_pairs": 2, "oracle_pairwise_accuracy": 0.5}
+    assert oracle_pairwise(rows, lambda prompt, text: None) == {}  # a task that cannot tell: no metric
 
 
 def test_own_samples_of_one_is_refused():
