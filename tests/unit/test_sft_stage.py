@@ -67,17 +67,19 @@ def test_two_process_data_parallel_training_matches_one_process(tmp_path):
     """accelerate launch with 2 CPU processes (DDP over gloo) on the same global batch and schedule
     ends with the same weights as one process, up to float summation order (measured: 2e-5 at most,
     while training moved weights by up to 0.045)."""
-    weights, losses = {}, {}
+    weights, losses, tokens = {}, {}, {}
     for n in (1, 2):
         ctx, base = context(tmp_path / f"p{n}", num_processes=n, steps=8)
         ctx.out.mkdir()
         metrics = get_stage("sft").fn(ctx).metrics
         assert metrics["processes"] == n
         weights[n], losses[n] = load_file(ctx.out / "model" / "model.safetensors"), metrics["train_loss"]
+        tokens[n] = metrics["tokens_trained"]
     start = load_file(base / "model.safetensors")
     assert max((weights[1][k] - start[k]).abs().max().item() for k in start) > 1e-2  # training moved them
     assert max((weights[1][k] - weights[2][k]).abs().max().item() for k in start) < 1e-4
     assert losses[2] == pytest.approx(losses[1], abs=1e-3)
+    assert tokens[2] == tokens[1] > 0  # the same global batches: the Trainer sums the processes' tokens
 
 
 def test_lora_checkpoint_selected_by_validation_is_published_merged(tmp_path):
@@ -143,6 +145,8 @@ def test_two_process_training_selects_by_validation_on_the_first_process(tmp_pat
     metrics = get_stage("sft").fn(ctx).metrics
     history = json.loads((ctx.out / "val_history.json").read_text())
     assert metrics["processes"] == 2 and sorted(history, key=int) == ["2", "4", "6"]
+    # compute: the Trainer sums both processes' tokens; rank 0's validation sampling comes back too
+    assert metrics["tokens_trained"] > 0 and metrics["tokens_prompt"] > 0 and metrics["params"] > 0
     best = max(history, key=lambda s: (history[s], -int(s)))
     assert metrics["selected_step"] == int(best) and metrics["val_reward"] == round(history[best], 4)
     assert metrics["val_reward_last"] == round(history["6"], 4)
