@@ -59,18 +59,30 @@ def commands(recipes: list[str], seeds: int, jobs: int, root: Path, sweep: str, 
     return cmds
 
 
-def run_all(cmds: list[list[str]], log: Path) -> None:
+def run_all(cmds: list[list[str]], log: Path) -> list[str]:
+    """Run every sweep; a failed one does not stop the others (its finished runs still count, and
+    the page lists the runs that did not finish). Returns the failed commands."""
     log.parent.mkdir(parents=True, exist_ok=True)
+    failed = []
     with open(log, "a") as f:
         for cmd in cmds:
             shown = " ".join(cmd[2:])
             print(f"[results] {shown}", flush=True)
             f.write(f"\n$ {shown}\n")
             f.flush()
-            p = subprocess.run(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
-            if p.returncode != 0:
-                raise SystemExit(f"results: a sweep failed (exit {p.returncode}): {shown}\nSee {log}; rerun the "
-                                 f"script to resume (finished runs and stages are kept).")
+            if subprocess.run(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT).returncode != 0:
+                failed.append(shown)
+    return failed
+
+
+def unfinished_runs(sweep_dir: Path) -> list[str]:
+    """Run folders under the sweep whose status is not `finished`, with their error if any."""
+    out = []
+    for info_path in sorted(sweep_dir.glob("*/run.json")):
+        info = json.loads(info_path.read_text())
+        if info.get("status") != "finished":
+            out.append(f"{info_path.parent.name}: {info.get('status')}" + (f" ({info['error']})" if info.get("error") else ""))
+    return out
 
 
 # ----------------------------------------------------------------------------- reading runs
@@ -197,7 +209,7 @@ def plots(summary: dict, out_dir: Path) -> list[str]:
     return names
 
 
-def page(summary: dict, args, images: list[str]) -> str:
+def page(summary: dict, args, images: list[str], unfinished: list[str] = ()) -> str:
     seeds = sorted({s for v in summary.values() for s in v["seeds"]})
     with_flops = [v["flops"] for v in summary.values() if v["flops"]]
     budget = min(with_flops) if with_flops else None
@@ -238,6 +250,8 @@ def page(summary: dict, args, images: list[str]) -> str:
         s = summary[recipe]
         lines.append(f"- `{recipe}`: " + " → ".join(pct(*p["acc"]) for p in s["per_iter"]))
     lines += ["", "## Curves", ""] + [f"![{name}]({name})" for name in images]
+    if unfinished:
+        lines += ["", "## Runs that did not finish (left out above)", ""] + [f"- `{u}`" for u in unfinished]
     lines += ["", f"Runs: `{args.output_root}/{args.sweep}/<overrides>/` (metrics.jsonl has every stage's "
                   "tokens, FLOPs and seconds).", ""]
     return "\n".join(lines)
@@ -263,8 +277,9 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"unknown recipe(s) {', '.join(unknown)}; available: {', '.join(known)}")
     root = (ROOT / args.output_root).resolve() if not Path(args.output_root).is_absolute() else Path(args.output_root)
     extra = [f"profile={args.profile}"] if args.profile != "default" else []
+    failed = []
     if not args.no_run:
-        run_all(commands(recipes, args.seeds, args.jobs, root, args.sweep, extra), root / f"{args.sweep}.log")
+        failed = run_all(commands(recipes, args.seeds, args.jobs, root, args.sweep, extra), root / f"{args.sweep}.log")
     runs = {r: v for r, v in load_runs(root / args.sweep).items() if r in recipes}
     if not runs:
         raise SystemExit(f"results: no finished run under {root / args.sweep}; run without --no-run first.")
@@ -272,8 +287,12 @@ def main(argv: list[str] | None = None) -> int:
     out = (ROOT / args.out) if not Path(args.out).is_absolute() else Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     images = plots(summary, out.parent)
-    out.write_text(page(summary, args, images))
+    out.write_text(page(summary, args, images, unfinished_runs(root / args.sweep)))
     print(f"[results] wrote {out} ({len(summary)} recipes, images {', '.join(images)})")
+    if failed:
+        print(f"[results] {len(failed)} sweep(s) failed; see {root / (args.sweep + '.log')} and rerun to resume:\n  "
+              + "\n  ".join(failed), file=sys.stderr)
+        return 1
     return 0
 
 
