@@ -81,7 +81,8 @@ def unfinished_runs(sweep_dir: Path) -> list[str]:
     for info_path in sorted(sweep_dir.glob("*/run.json")):
         info = json.loads(info_path.read_text())
         if info.get("status") != "finished":
-            out.append(f"{info_path.parent.name}: {info.get('status')}" + (f" ({info['error']})" if info.get("error") else ""))
+            error = f" ({info['error']})" if info.get("error") else ""
+            out.append(f"{info_path.parent.name}: {info.get('status')}{error}")
     return out
 
 
@@ -258,7 +259,8 @@ def page(summary: dict, args, images: list[str], unfinished: list[str] = ()) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per recipe (default 3)")
     ap.add_argument("--profile", default="default", help="default | debug (debug: minutes, meaningless numbers)")
     ap.add_argument("--recipes", default="", help="comma-separated subset (default: every recipe and both controls)")

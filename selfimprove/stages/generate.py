@@ -96,8 +96,9 @@ def _gold(ctx: StageContext, problems: list[dict], prompts: list[str]) -> StageR
     golds = [ctx.task.gold_solution(p) for p in problems]
     missing = [p["id"] for p, g in zip(problems, golds) if not g]
     if missing:
+        name = getattr(ctx.task.cfg, "name", type(ctx.task).__name__)
         raise StageError(f"{ctx.name}.source=gold needs a gold worked solution for every drawn problem, and the task "
-                         f"'{getattr(ctx.task.cfg, 'name', type(ctx.task).__name__)}' has none for {len(missing)} of {len(problems)} (e.g. {missing[0]}). "
+                         f"'{name}' has none for {len(missing)} of {len(problems)} (e.g. {missing[0]}). "
                          f"Use a task whose training rows carry worked solutions (task=arithmetic does), "
                          f"or {ctx.name}.source=model.")
     rows = [{"prompt_id": p["id"], "sample_id": 0, "iteration": ctx.iteration, "difficulty": p.get("difficulty"),

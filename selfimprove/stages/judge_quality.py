@@ -68,8 +68,8 @@ def _own_pairs(ctx: StageContext, sampler, problems: list[dict]) -> dict:
                             max_new_tokens=c.own_max_new_tokens, seed=ctx.seed + 11)
     answers, _ = run_sampler(ctx, sampler, prompts, params, "own answers")
     pairs = own_answer_pairs(task, problems, prompts, answers)
-    out = {"own_problems": len(problems), "own_pairs": len(pairs),
-           "own_answer_accuracy": round(mean([task.reward(t, p) >= 1 for p, ts in zip(problems, answers) for t in ts]), 4)}
+    right = [task.reward(t, p) >= 1 for p, texts in zip(problems, answers) for t in texts]
+    out = {"own_problems": len(problems), "own_pairs": len(pairs), "own_answer_accuracy": round(mean(right), 4)}
     if not pairs:
         write_jsonl(ctx.out / "own_pairs.jsonl", [])
         return out | {"own_pairwise_accuracy": None}
