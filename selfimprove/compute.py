@@ -21,8 +21,9 @@ context-length term and the KV cache (small for short sequences). With LoRA the 
 get no weight gradients, so 6N overstates such a stage by up to a third; it is kept for
 comparability across recipes.
 
-A stage that can resume records its counts where its resume state lives (sampling chunks,
-trainer state), so a resumed stage reports the same counts as an uninterrupted one.
+A stage that can resume records its counts where its resume state lives (sampling chunk files,
+the Trainer's checkpointed state, SCoRe's step history, ReST-EM's val_compute.json), so a
+resumed stage reports the same counts as an uninterrupted one.
 """
 from __future__ import annotations
 
