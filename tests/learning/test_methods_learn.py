@@ -4,7 +4,6 @@ are kept), and requires that it learns by a margin set from runs over several se
 gains are in each test's docstring), not by a guess.
 
 SELFIMPROVE_LEARNING_SEEDS=0,1,2 runs every seed (how the margins were measured); CI runs seed 0."""
-import json
 import os
 import subprocess
 import sys
@@ -17,9 +16,9 @@ from selfimprove.rundir import read_jsonl
 
 pytestmark = pytest.mark.learning
 SEEDS = [int(s) for s in os.environ.get("SELFIMPROVE_LEARNING_SEEDS", "0").split(",")]
-COMMON = ["tracking.quiet=true", "cache=false", "task.test_size=200", "task.val_size=50"]
-STAR = ["recipe=star", "iterations=1", "seed_sft.steps=600", "generate.num_problems=600", "train.steps=200",
-        "evaluate.num_samples=0"]
+COMMON = ["tracking.quiet=true", "cache=false"]
+# STaR's own first iteration (1,500 problems, 300 steps) on the default task sizes
+STAR = ["recipe=star", "iterations=1", "evaluate.num_samples=0"]
 SCORE = ["recipe=score", "iterations=1", "seed_sft.steps=600", "score_rl.steps=60", "evaluate_turns.max_problems=100"]
 
 
