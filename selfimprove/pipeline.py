@@ -13,7 +13,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from . import __version__
-from .config import RESUMABLE_CHANGES, ConfigError, validate
+from .config import RESUMABLE_CHANGES, UNFINGERPRINTED_STAGE_KEYS, ConfigError, validate
 from .rundir import Manifest, RunDir, StageCache, fingerprint, write_failure, write_json
 from .stages import PERSISTENT, RESUME_DIR, StageContext, StageError, get_stage
 from .tracking import Console, WandbTracker
@@ -30,6 +30,14 @@ def _resolved(section):
     loop over 12,000 rows otherwise costs ~1 ms a read (16 s of a debug Self-Rewarding run)."""
     out = OmegaConf.create(OmegaConf.to_container(section, resolve=True))
     OmegaConf.set_struct(out, True)
+    return out
+
+
+def _fingerprinted(section) -> dict:
+    """A stage section as its fingerprint sees it: without the keys that do not change its output."""
+    out = OmegaConf.to_container(section, resolve=True)
+    for key in UNFINGERPRINTED_STAGE_KEYS:
+        out.pop(key, None)
     return out
 
 
@@ -58,7 +66,8 @@ def check_saved_config(rd: RunDir, new: dict) -> None:
     ignore = RESUMABLE_CHANGES + ("output_root", "run_name")
     a, b = _flatten(old), _flatten(new)
     diffs = [f"{k}: {a.get(k, '<unset>')} -> {b.get(k, '<unset>')}" for k in sorted(set(a) | set(b))
-             if a.get(k) != b.get(k) and not any(k == i or k.startswith(i + ".") for i in ignore)]
+             if a.get(k) != b.get(k) and not any(k == i or k.startswith(i + ".") for i in ignore)
+             and k.rsplit(".", 1)[-1] not in UNFINGERPRINTED_STAGE_KEYS]
     if diffs:
         shown = "\n  ".join(diffs[:12]) + ("\n  ..." if len(diffs) > 12 else "")
         raise ConfigError(
@@ -96,6 +105,9 @@ def run_pipeline(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: 
         plan = stage_plan(cfg)
         try:
             ran = _loop(cfg, rd, plan, build_task(cfg.task), resolve_device(cfg.device), console, tracker, info)
+        except SystemExit:  # Slurm preemption/time limit (submitit requeues the job): it resumes later
+            write_json(rd.info_path, info | {"status": "interrupted"})
+            raise
         except KeyboardInterrupt:
             write_json(rd.info_path, info | {"status": "interrupted"})
             console.log(f"[yellow]Interrupted.[/] Finished stages are kept in {rd.root}; run the same command "
@@ -155,7 +167,7 @@ def _loop(cfg, rd: RunDir, plan, task, device: str, console: Console, tracker: W
             inputs, fps = _resolve_inputs(kind, section, artifacts, name, it)
             # The fingerprint chains through the inputs' fingerprints: a change upstream reaches
             # every stage downstream. Only stages that sample depend on the backend settings.
-            fp = fingerprint({"kind": section.kind, "stage": name, "cfg": OmegaConf.to_container(section, resolve=True),
+            fp = fingerprint({"kind": section.kind, "stage": name, "cfg": _fingerprinted(section),
                               "iteration": it, "seed": cfg.seed, "inputs": fps, **shared, "version": __version__,
                               "backend": OmegaConf.to_container(cfg.backend) if "model" in inputs else None})
             manifest = rd.finished(it, name)
@@ -172,7 +184,8 @@ def _loop(cfg, rd: RunDir, plan, task, device: str, console: Console, tracker: W
                 write_json(rd.info_path, info | {"stage": name, "iteration": it})
                 ctx = StageContext(name=name, iteration=it, seed=int(fingerprint([cfg.seed, it, name]), 16) % 2**31,
                                    cfg=_resolved(section), task=task, model_cfg=cfg.model, backend_cfg=cfg.backend,
-                                   device=device, inputs=inputs, out=rd.begin(it, name, fp), ui=console)
+                                   device=device, inputs=inputs, out=rd.begin(it, name, fp), ui=console,
+                                   sharding=cfg.sharding)
                 manifest = _run_stage(kind, ctx, fp, rd, console)
                 tracker.log_stage(it, name, manifest.metrics)
             if produced:
