@@ -76,6 +76,18 @@ def find_runs(paths: list[str]) -> list[Run]:
     return runs
 
 
+def slurm_jobs(root: str) -> dict[Path, str]:
+    """Run folder -> Slurm job id, from the `slurm.json` the Slurm launcher writes at submission
+    (also for jobs still in the queue, whose folder holds nothing else yet)."""
+    out = {}
+    for f in Path(root).rglob("slurm.json") if Path(root).is_dir() else []:
+        try:
+            out[f.parent.resolve()] = str(json.loads(f.read_text())["job_id"])
+        except (OSError, ValueError, KeyError):
+            continue
+    return out
+
+
 def status(run: Run) -> str:
     """finished | running | failed: <first line> | interrupted at iteration i stage s."""
     s = run.info.get("status", "unknown")

@@ -31,7 +31,8 @@ def _run(cmd: list[str]) -> Optional[str]:
 
 def partitions() -> list[str]:
     out = _run(["sinfo", "-h", "-o", "%P"]) or ""
-    return sorted({p.strip() for p in out.split()})
+    # sinfo marks the default partition with a star
+    return sorted({p.strip().replace("*", " (the default)") for p in out.splitlines() if p.strip()})
 
 
 def nodes() -> list[str]:
@@ -41,7 +42,7 @@ def nodes() -> list[str]:
     for line in sorted(set(out.splitlines())):
         parts = line.split()
         if len(parts) == 4:
-            lines.append(f"{parts[0]}: {parts[1]} CPUs, {int(parts[2]) // 1024} GB memory, "
+            lines.append(f"partition {parts[0].rstrip('*')}: {parts[1]} CPUs, {int(parts[2]) // 1024} GB memory, "
                          f"gres {parts[3] if parts[3] != '(null)' else 'none (no GPUs)'}")
     return lines
 
