@@ -3,6 +3,7 @@ unfinished one is redone (training from its last checkpoint), and nothing recipe
 here: recipes differ only in their stage lists and stage options."""
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import time
@@ -39,6 +40,23 @@ def _fingerprinted(section) -> dict:
     for key in UNFINGERPRINTED_STAGE_KEYS:
         out.pop(key, None)
     return out
+
+
+def log_event(rd: RunDir, event: str, **fields) -> None:
+    """One line in the run's events.jsonl (append-only): run starts, stage starts and ends, with the
+    Slurm job and restart count. `selfimprove.compare.redone_work` reads what a requeue cost."""
+    import json
+    import os
+
+    row = {"t": round(time.time(), 3), "event": event, **fields}
+    if os.environ.get("SLURM_JOB_ID"):
+        row["slurm_job"] = os.environ["SLURM_JOB_ID"]
+        row["slurm_restart"] = int(os.environ.get("SLURM_RESTART_COUNT", 0) or 0)
+    try:
+        with open(rd.root / "events.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+    except OSError:
+        pass  # a diagnostic: never the reason a run stops
 
 
 def code_version() -> str:
@@ -101,6 +119,7 @@ def run_pipeline(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: 
         info = {"recipe": choices.get("recipe"), "choices": choices, "overrides": overrides,
                 "code_version": code_version(), "started_at": time.time(), "status": "running"}
         write_json(rd.info_path, info)
+        log_event(rd, "run_start", pid=os.getpid())
         tracker = WandbTracker(cfg.tracking, rd.root, resolved, name=rd.root.name, group=sweep)
         plan = stage_plan(cfg)
         try:
@@ -186,7 +205,9 @@ def _loop(cfg, rd: RunDir, plan, task, device: str, console: Console, tracker: W
                                    cfg=_resolved(section), task=task, model_cfg=cfg.model, backend_cfg=cfg.backend,
                                    device=device, inputs=inputs, out=rd.begin(it, name, fp), ui=console,
                                    sharding=cfg.sharding)
+                log_event(rd, "stage_start", iteration=it, stage=name)
                 manifest = _run_stage(kind, ctx, fp, rd, console)
+                log_event(rd, "stage_done", iteration=it, stage=name, seconds=round(manifest.seconds, 2))
                 tracker.log_stage(it, name, manifest.metrics)
             if produced:
                 ran, ran_this_iteration = ran + 1, True
