@@ -151,8 +151,14 @@ def run_shards(ctx, prompts: list[str], params, tag: str, size: int, missing: li
         ctx.ui.log(f"{ctx.name}: {len(todo)} chunk(s) in {len(groups)} {kind} shard job(s) "
                    f"({', '.join(j.job_id for j in jobs)})")
         failures = []
+        if kind == "slurm":
+            from .slurm import wait_for_jobs
+
+            wait_for_jobs(jobs)  # squeue, not submitit's sacct polling (no accounting database needed)
         for job, group in zip(jobs, groups):
             try:
+                if kind == "slurm" and not job.paths.result_pickle.exists():
+                    raise RuntimeError("the shard job left the Slurm queue without a result (cancelled, killed)")
                 got = job.result()
                 totals["samples"] += got["samples"]
                 totals["chars"] += got["chars"]

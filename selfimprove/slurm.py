@@ -3,9 +3,9 @@ and what state is a job in. Only the Slurm command-line tools are used (sinfo, s
 work without Slurm's accounting database."""
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
+import time
 from typing import Optional
 
 
@@ -88,6 +88,20 @@ def job_states(job_ids: list[str]) -> dict[str, str]:
     return {j: states[j] for j in job_ids if j in states}
 
 
-def job_id_of(text: str) -> Optional[str]:
-    m = re.search(r"\b(\d+(?:_\d+)?)\b", text)
-    return m.group(1) if m else None
+def wait_for_jobs(jobs, poll_s: float = 2.0, squeue_every_s: float = 15.0) -> None:
+    """Until every job has left its result file or has left Slurm's queue without one (killed,
+    cancelled). squeue, not submitit's sacct polling, which fails on clusters without Slurm's
+    accounting database and then warns every few seconds."""
+    waiting, gone_since, last = list(jobs), {}, 0.0
+    while waiting:
+        waiting = [j for j in waiting if not j.paths.result_pickle.exists()]
+        if waiting and time.time() - last >= squeue_every_s:
+            last = time.time()
+            states = job_states([j.job_id for j in waiting])
+            for j in list(waiting):
+                if j.job_id in states:
+                    gone_since.pop(j.job_id, None)
+                elif time.time() - gone_since.setdefault(j.job_id, time.time()) > 3 * squeue_every_s:
+                    waiting.remove(j)  # out of the queue for a while and no result: results() reports it
+        if waiting:
+            time.sleep(poll_s)

@@ -26,7 +26,7 @@ from typing import Sequence
 from hydra.core.utils import JobReturn, filter_overrides
 from omegaconf import OmegaConf
 
-from selfimprove.slurm import SlurmError, explain_sbatch_refusal, require_sbatch
+from selfimprove.slurm import SlurmError, explain_sbatch_refusal, require_sbatch, wait_for_jobs
 
 try:  # the optional extra selfimprove[slurm]; Hydra imports every plugin module at startup
     from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
@@ -40,27 +40,6 @@ SLURM_FILE = "slurm.json"
 def _fail(message: str) -> None:
     print(f"selfimprove: error: {message}", file=sys.stderr)
     sys.exit(2)
-
-
-def _wait(jobs, poll_s: float = 2.0, squeue_every_s: float = 15.0) -> None:
-    """Until every job has left its result file or has left Slurm's queue without one (killed,
-    cancelled). squeue, not submitit's sacct polling, which fails on clusters without Slurm's
-    accounting database and then warns every few seconds."""
-    from selfimprove.slurm import job_states
-
-    waiting, gone_since, last = list(jobs), {}, 0.0
-    while waiting:
-        waiting = [j for j in waiting if not j.paths.result_pickle.exists()]
-        if waiting and time.time() - last >= squeue_every_s:
-            last = time.time()
-            states = job_states([j.job_id for j in waiting])
-            for j in list(waiting):
-                if j.job_id in states:
-                    gone_since.pop(j.job_id, None)
-                elif time.time() - gone_since.setdefault(j.job_id, time.time()) > 3 * squeue_every_s:
-                    waiting.remove(j)  # out of the queue for a while and no result: results() reports it
-        if waiting:
-            time.sleep(poll_s)
 
 
 class SlurmLauncher(_SubmititSlurmLauncher):
@@ -95,7 +74,7 @@ class SlurmLauncher(_SubmititSlurmLauncher):
                 {"job_id": job.job_id, "submitted_at": time.time(), "overrides": list(overrides),
                  "submitit_folder": str(job.paths.folder)}))
             print(f"slurm job {job.job_id}: {' '.join(filter_overrides(overrides))} -> {run_dir}", flush=True)
-        _wait(jobs)
+        wait_for_jobs(jobs)
         results, failed = [], []
         for job, run_dir in zip(jobs, run_dirs):
             try:
