@@ -83,7 +83,9 @@ class SlurmLauncher(_SubmititSlurmLauncher):
                 results.append(job.results()[0])
             except Exception as exc:  # noqa: BLE001  (a failed job: the others are still waited for)
                 lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
-                said = next((ln for ln in reversed(lines) if "selfimprove: error:" in ln), lines[-1] if lines else "")
+                # our own one-line error if the run stopped with one, else the exception's last line
+                said = next((ln for ln in reversed(lines) if "selfimprove: error:" in ln),
+                            next((ln for ln in reversed(lines) if "Error" in ln), lines[-1] if lines else ""))
                 failed.append(f"slurm job {job.job_id} ({run_dir}): {said.strip()[:400]}\n    log: {job.paths.stderr}")
         if failed:
             _fail(f"{len(failed)} of {len(jobs)} job(s) failed; the others finished. Rerun the same command to "
