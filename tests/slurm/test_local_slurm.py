@@ -160,20 +160,22 @@ def test_requeued_job_resumes_to_the_same_metrics(tmp_path, holds):
 
 def test_job_stopped_by_its_time_limit_is_requeued_and_finishes(tmp_path, holds):
     root = tmp_path / "out"
-    run_dir = root / "sweep" / "iterations=3,profile=debug,recipe=star,seed=0"
-    # a 2-minute limit with submitit's warning 75 s before it: about 45 s a go, less than the run
-    # needs here; each time submitit requeues the job and it resumes its run folder
+    longer = ["seed_sft.steps=100", "seed_sft.save_steps=5", "iterations=1"]  # ~2 min of training here
+    run_dir = root / "sweep" / "iterations=1,profile=debug,recipe=star,seed=0,seed_sft.save_steps=5,seed_sft.steps=100"
+    # A 2-minute limit, warned 30 s before it. Slurm sends the warning up to a minute early, so
+    # a go lasts 30-90 s, less than the run needs: each time submitit requeues the job and it
+    # resumes its run folder (the seed model from its last checkpoint, every 5 steps).
     p = start("run", "-m", "hydra/launcher=slurm_cpu", "hydra.launcher.timeout_min=2",
-              "hydra.launcher.signal_delay_s=75", "hydra.launcher.max_num_timeout=10", "recipe=star", "seed=0",
-              "iterations=3", *DEBUG, f"output_root={root}")
+              "hydra.launcher.signal_delay_s=30", "hydra.launcher.max_num_timeout=10", "recipe=star", "seed=0",
+              *longer, *DEBUG, f"output_root={root}")
     holds.jobs.add(_slurm_job(run_dir))
     out, err = p.communicate(timeout=2400)
     assert p.returncode == 0, out + err
     work = redone_work(run_dir)
     print(f"\ntime limit: {json.dumps(work)}")
     logs = "".join(f.read_text() for f in (root / "sweep" / ".submitit").rglob("*.err"))
-    assert work["restarts"] >= 1 and "this job is timed-out" in logs and "Requeued" in logs, work
-    ref = _reference(tmp_path, "seed=0", "iterations=3")
+    assert work["restarts"] >= 1 and "this job is timed-out" in logs and "Requeued job" in logs, work
+    ref = _reference(tmp_path, "seed=0", *longer)
     assert results(run_dir) == results(ref)
 
 
