@@ -46,7 +46,6 @@ def log_event(rd: RunDir, event: str, **fields) -> None:
     """One line in the run's events.jsonl (append-only): run starts, stage starts and ends, with the
     Slurm job and restart count. `selfimprove.compare.redone_work` reads what a requeue cost."""
     import json
-    import os
 
     row = {"t": round(time.time(), 3), "event": event, **fields}
     if os.environ.get("SLURM_JOB_ID"):
