@@ -160,11 +160,11 @@ def test_requeued_job_resumes_to_the_same_metrics(tmp_path, holds):
 
 def test_job_stopped_by_its_time_limit_is_requeued_and_finishes(tmp_path, holds):
     root = tmp_path / "out"
-    longer = ["seed_sft.steps=600", "seed_sft.save_steps=25", "iterations=1"]  # 2-3 min of training here
-    run_dir = root / "sweep" / "iterations=1,profile=debug,recipe=star,seed=0,seed_sft.save_steps=25,seed_sft.steps=600"
+    longer = ["seed_sft.steps=1200", "seed_sft.save_steps=50", "iterations=1"]  # ~2 min of training here
+    run_dir = root / "sweep" / "iterations=1,profile=debug,recipe=star,seed=0,seed_sft.save_steps=50,seed_sft.steps=1200"
     # A 2-minute limit, warned 30 s before it. Slurm sends the warning up to a minute early, so
     # a go lasts 30-90 s, less than the run needs: each time submitit requeues the job and it
-    # resumes its run folder (the seed model from its last checkpoint, every 25 steps).
+    # resumes its run folder (the seed model from its last checkpoint, every 50 steps).
     p = start("run", "-m", "hydra/launcher=slurm_cpu", "hydra.launcher.timeout_min=2",
               "hydra.launcher.signal_delay_s=30", "hydra.launcher.max_num_timeout=10", "recipe=star", "seed=0",
               *longer, *DEBUG, f"output_root={root}")
