@@ -173,7 +173,7 @@ def test_job_stopped_by_its_time_limit_is_requeued_and_finishes(tmp_path, holds)
     assert p.returncode == 0, out + err
     work = redone_work(run_dir)
     print(f"\ntime limit: {json.dumps(work)}")
-    logs = "".join(f.read_text() for f in (root / "sweep" / ".submitit").rglob("*.err"))
+    logs = "".join(f.read_text() for f in (root / "sweep" / ".submitit").rglob("*_log.*"))  # submitit INFO goes to .out
     assert work["restarts"] >= 1 and "this job is timed-out" in logs and "Requeued job" in logs, work
     ref = _reference(tmp_path, "seed=0", *longer)
     assert results(run_dir) == results(ref)
