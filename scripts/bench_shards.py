@@ -1,16 +1,20 @@
 """Sharded sampling against one process: the generate stage on the default tiny model (untrained
 weights, so every completion runs to max_new_tokens), N shards as local processes.
 
-    python scripts/bench_shards.py --problems 256 --k 4 --shards 2
+    python scripts/bench_shards.py --problems 512 --k 4 --settings 1:1,2:2,1:2 --repeats 3
 
-Prints completion tokens/s of each setting, the ratio to one process, and whether the samples are
-identical. Wall time covers the whole stage, shard start-up and model loading included. Shards
-get `threads // shards` torch threads each; one process gets `threads`.
+Prints completion tokens/s of each setting, the ratio to the first setting, and whether the
+samples are identical. Wall time covers the whole stage, shard start-up (each shard imports
+torch and loads the model) included. `--settings 1:1,2:2,1:2` lists SHARDS:THREADS pairs (THREADS
+in all: a shard gets THREADS // SHARDS); `--repeats` runs the list that many times (in turn, so
+a busy machine's load falls on every setting alike). A warm-up call comes first, so the first
+setting does not pay this process's imports.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -31,6 +35,7 @@ def run(tmp: Path, model: Path, shards: int, threads: int, args) -> tuple[float,
     torch.set_num_threads(threads)
     out = tmp / f"shards{shards}-threads{threads}"
     out.mkdir(parents=True)
+    tmp.mkdir(parents=True, exist_ok=True)
     write_jsonl(tmp / "problems.jsonl", [{"id": f"p{i}", "question": f"{1000 + 37 * i}+{2000 + 11 * i}",
                                           "answer": str(3000 + 48 * i)} for i in range(args.problems)])
     ctx = StageContext(
@@ -54,9 +59,10 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=64)
     ap.add_argument("--chunk", type=int, default=32, help="backend.chunk_prompts")
     ap.add_argument("--batch-size", type=int, default=128)
-    ap.add_argument("--shards", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=2, help="torch threads in all (the machine's cores)")
+    ap.add_argument("--settings", default="1:1,2:2,1:2", help="SHARDS:THREADS,... (the first is the baseline)")
+    ap.add_argument("--repeats", type=int, default=1)
     args = ap.parse_args()
+    settings = [tuple(map(int, s.split(":"))) for s in args.settings.split(",")]
 
     from selfimprove.config import TinyModelConfig
     from selfimprove.models import load_tokenizer
@@ -66,20 +72,25 @@ def main() -> None:
         tmp = Path(d)
         model = save_tiny(TinyModelConfig(), tmp / "model", seed=0)
         tok = load_tokenizer(str(model), False, padding_side="left")
-        report = {}
-        base = None
-        for shards, threads in ((1, args.threads), (args.shards, args.threads), (1, 1)):
-            seconds, rows, metrics = run(tmp, model, shards, threads, args)
-            tokens = sum(len(tok(r["text"], add_special_tokens=False)["input_ids"]) for r in rows)
-            key = f"shards={shards} threads={threads}"
-            report[key] = {"seconds": round(seconds, 1), "completion_tokens": tokens,
-                           "tokens_per_s": round(tokens / seconds, 1), "samples": len(rows)}
-            if base is None:
-                base = rows
-            report[key]["ratio_to_one_process"] = round(report[f"shards=1 threads={args.threads}"]["seconds"] / seconds, 2)
-            report[key]["samples_identical_to_one_process"] = rows == base
-            print(key, json.dumps(report[key]), flush=True)
-        print(json.dumps({"settings": vars(args), "results": report}, indent=2))
+        warm = argparse.Namespace(**{**vars(args), "problems": 8})
+        run(tmp / "warmup", model, 1, 1, warm)
+        times: dict[str, list[float]] = {}
+        base, tokens = None, 0
+        for r in range(args.repeats):
+            for shards, threads in settings:
+                seconds, rows, _ = run(tmp / f"r{r}", model, shards, threads, args)
+                tokens = sum(len(tok(x["text"], add_special_tokens=False)["input_ids"]) for x in rows)
+                base = rows if base is None else base
+                key = f"shards={shards} threads={threads}"
+                times.setdefault(key, []).append(seconds)
+                print(key, f"repeat {r}: {seconds:.1f} s, {tokens / seconds:.1f} completion tokens/s, "
+                           f"samples identical to the first setting: {rows == base}", flush=True)
+        first = f"shards={settings[0][0]} threads={settings[0][1]}"
+        report = {k: {"median_s": round(statistics.median(v), 1), "runs_s": [round(x, 1) for x in v],
+                      "tokens_per_s": round(tokens / statistics.median(v), 1),
+                      "speedup_vs_first": round(statistics.median(times[first]) / statistics.median(v), 2)}
+                  for k, v in times.items()}
+        print(json.dumps({"settings": vars(args), "completion_tokens": tokens, "results": report}, indent=2))
 
 
 if __name__ == "__main__":
