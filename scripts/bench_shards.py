@@ -78,13 +78,16 @@ def main() -> None:
         base, tokens = None, 0
         for r in range(args.repeats):
             for shards, threads in settings:
-                seconds, rows, _ = run(tmp / f"r{r}", model, shards, threads, args)
+                seconds, rows, metrics = run(tmp / f"r{r}", model, shards, threads, args)
                 tokens = sum(len(tok(x["text"], add_special_tokens=False)["input_ids"]) for x in rows)
                 base = rows if base is None else base
                 key = f"shards={shards} threads={threads}"
                 times.setdefault(key, []).append(seconds)
                 print(key, f"repeat {r}: {seconds:.1f} s, {tokens / seconds:.1f} completion tokens/s, "
                            f"samples identical to the first setting: {rows == base}", flush=True)
+                if shards > 1:  # the slowest shard: imports, engine start-up, sampling
+                    print(f"  shard seconds: import {metrics.get('shard_import_s')}, model load "
+                          f"{metrics.get('shard_load_s')}, sampling {metrics.get('shard_sample_s')}", flush=True)
         first = f"shards={settings[0][0]} threads={settings[0][1]}"
         report = {k: {"median_s": round(statistics.median(v), 1), "runs_s": [round(x, 1) for x in v],
                       "tokens_per_s": round(tokens / statistics.median(v), 1),

@@ -62,7 +62,9 @@ def plan_shards(wanted: int, n_chunks: int, chunk_size: int, n_prompts: int) -> 
 
 
 def sample_shard(job: dict) -> dict:
-    """One shard's work, run in its own process: sample the listed chunks that do not exist yet."""
+    """One shard's work, run in its own process: sample the listed chunks that do not exist yet.
+    Returns counts and where its time went (imports, engine start-up, sampling)."""
+    t0 = time.time()
     import torch
 
     from .backends import build_sampler
@@ -73,9 +75,11 @@ def sample_shard(job: dict) -> dict:
     for c in job["chunks"]:
         if not chunk_path(resume_dir, job["tag"], c).exists():  # a requeued shard redoes only what is missing
             todo.append(c)
-    start, samples, chars = time.time(), 0, 0
+    t1 = t2 = time.time()
+    samples, chars = 0, 0
     if todo:
         sampler = build_sampler(job["backend_cfg"], job["model_path"], job["model_cfg"], job["device"])
+        t2 = time.time()
         try:
             for c in todo:
                 chunk = sample_chunk(sampler, job["task"], job["prompts"], job["params"], c, job["size"],
@@ -84,7 +88,8 @@ def sample_shard(job: dict) -> dict:
                 chars += sum(len(t) for o in chunk for t in o)
         finally:
             sampler.close()
-    return {"chunks": len(todo), "samples": samples, "chars": chars, "seconds": time.time() - start}
+    return {"chunks": len(todo), "samples": samples, "chars": chars, "import_s": t1 - t0, "load_s": t2 - t1,
+            "sample_s": time.time() - t2}
 
 
 def _in_slurm_job() -> bool:
@@ -162,6 +167,9 @@ def run_shards(ctx, prompts: list[str], params, tag: str, size: int, missing: li
                 got = job.result()
                 totals["samples"] += got["samples"]
                 totals["chars"] += got["chars"]
+                # the slowest shard's import / engine start-up / sampling seconds: what sharding costs
+                for key in ("import_s", "load_s", "sample_s"):
+                    totals[f"shard_{key}"] = round(max(totals.get(f"shard_{key}", 0.0), got[key]), 1)
             except Exception as exc:  # noqa: BLE001  (a dead shard: its missing chunks are retried)
                 first = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
                 failures.append(f"shard job {job.job_id} (chunks {group}): {first[:300]}; log {job.paths.stderr}")

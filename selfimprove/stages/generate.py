@@ -53,7 +53,8 @@ def run_sampler(ctx: StageContext, sampler, prompts: list[str], params: Sampling
     n, chars = n + sharded["samples"], chars + sharded["chars"]
     seconds = max(time.time() - start + sharded["seconds"], 1e-9)
     speed = {"samples_per_s": round(n / seconds, 1), "chars_per_s": round(chars / seconds, 1)}
-    extra = {k: sharded[k] for k in ("shards", "shard_jobs", "shard_retries") if sharded.get(k)}
+    extra = {k: sharded[k] for k in ("shards", "shard_jobs", "shard_retries", "shard_import_s", "shard_load_s",
+                                      "shard_sample_s") if sharded.get(k)}
     return outs, speed | ({"resumed_chunks": reused} if reused else {}) | extra
 
 
