@@ -97,6 +97,7 @@ def _in_slurm_job() -> bool:
 
 
 def _executor(sharding, folder: Path, shards: int):
+    """A submitit executor for Slurm shards (an array), or None for local ones (see _submit_local)."""
     import submitit
 
     launcher = sharding.launcher
@@ -123,9 +124,26 @@ def _executor(sharding, folder: Path, shards: int):
             params["slurm_partition"] = partition
         ex.update_parameters(**params)
         return ex, "slurm"
-    ex = submitit.AutoExecutor(folder=str(folder), cluster="local")
-    ex.update_parameters(timeout_min=sharding.timeout_min, gpus_per_node=0)
-    return ex, "local"
+    return None, "local"
+
+
+def _submit_local(sharding, folder: Path, args: list[dict], device: str) -> list:
+    """One local process per shard. On a machine with GPUs (device cuda) each shard sees one GPU
+    of its own, round robin (submitit's local executor otherwise hides every GPU from its jobs)."""
+    import submitit
+    import torch
+
+    gpus = torch.cuda.device_count() if device.startswith("cuda") else 0
+    jobs = []
+    for i, arg in enumerate(args):
+        ex = submitit.AutoExecutor(folder=str(folder), cluster="local")
+        if gpus:
+            ex.update_parameters(timeout_min=sharding.timeout_min, gpus_per_node=1, visible_gpus=[i % gpus])
+            arg = arg | {"device": "cuda"}  # the one visible GPU
+        else:
+            ex.update_parameters(timeout_min=sharding.timeout_min, gpus_per_node=0)
+        jobs.append(ex.submit(sample_shard, arg))
+    return jobs
 
 
 def run_shards(ctx, prompts: list[str], params, tag: str, size: int, missing: list[int], shards: int) -> dict:
@@ -152,7 +170,9 @@ def run_shards(ctx, prompts: list[str], params, tag: str, size: int, missing: li
         if attempt:
             totals["shard_retries"] += 1
             ctx.ui.log(f"[yellow]{ctx.name}: {len(todo)} chunk(s) still missing; sampling them again[/]")
-        jobs = executor.map_array(sample_shard, [job_base | {"chunks": g} for g in groups])
+        args = [job_base | {"chunks": g} for g in groups]
+        jobs = (executor.map_array(sample_shard, args) if kind == "slurm"
+                else _submit_local(sharding, folder, args, ctx.device))
         ctx.ui.log(f"{ctx.name}: {len(todo)} chunk(s) in {len(groups)} {kind} shard job(s) "
                    f"({', '.join(j.job_id for j in jobs)})")
         failures = []
