@@ -232,7 +232,7 @@ def cmd_ls(args: list[str]) -> None:
     jobs = slurm_jobs(root)  # run folder -> Slurm job id, for runs submitted by hydra/launcher=slurm
     if not runs and not jobs:
         fail(f"no runs under {root}. Start one with `selfimprove run recipe=star` (runs go to outputs/ by default).")
-    states = job_states(list(jobs.values()))
+    states = job_states([j["job_id"] for j in jobs.values()])
     rel = lambda p: str(p.relative_to(root)) if p != Path(root) else p.name  # noqa: E731
     rows = []
     for run in runs:
@@ -241,17 +241,18 @@ def cmd_ls(args: list[str]) -> None:
                "iterations": max((e["iteration"] for e in evals), default=None),
                "accuracy": evals[-1].get("accuracy") if evals else None}
         if jobs:
-            jid = jobs.get(run.path.resolve())
+            jid = jobs.get(run.path.resolve(), {}).get("job_id")
             state = states.get(jid) if jid else None
             if state == "PENDING" and row["status"] != "finished":  # requeued (preempted, time limit)
                 row["status"] = f"requeued, {row['status']}"
             row["slurm job"] = f"{jid} {state}" if state else (jid or "")
         rows.append(row)
     have = {r.path.resolve() for r in runs}
-    for path, jid in sorted(jobs.items()):
+    for path, job in sorted(jobs.items()):
         if path not in have:  # submitted, not started: no run.json yet
-            state = states.get(jid)
-            rows.append({"run": rel(path), "recipe": None,
+            jid, state = job["job_id"], states.get(job["job_id"])
+            recipe = next((o.split("=", 1)[1] for o in job.get("overrides", []) if o.startswith("recipe=")), None)
+            rows.append({"run": rel(path), "recipe": recipe,
                          "status": "queued" if state in (None, "PENDING") else "starting",
                          "iterations": None, "accuracy": None, "slurm job": f"{jid} {state or '(not in squeue)'}"})
     _table(rows, f"runs in {root}")

@@ -97,13 +97,14 @@ def redone_work(run_dir: Path) -> dict:
             "stages_redone": cut, "seconds_redone_at_most": round(sum(c["seconds"] for c in cut), 1)}
 
 
-def slurm_jobs(root: str) -> dict[Path, str]:
-    """Run folder -> Slurm job id, from the `slurm.json` the Slurm launcher writes at submission
-    (also for jobs still in the queue, whose folder holds nothing else yet)."""
+def slurm_jobs(root: str) -> dict[Path, dict]:
+    """Run folder -> the `slurm.json` the Slurm launcher writes at submission (job id, the job's
+    overrides), also for jobs still in the queue, whose folder holds nothing else yet."""
     out = {}
     for f in Path(root).rglob("slurm.json") if Path(root).is_dir() else []:
         try:
-            out[f.parent.resolve()] = str(json.loads(f.read_text())["job_id"])
+            info = json.loads(f.read_text())
+            out[f.parent.resolve()] = {**info, "job_id": str(info["job_id"])}
         except (OSError, ValueError, KeyError):
             continue
     return out

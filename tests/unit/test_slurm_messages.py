@@ -50,12 +50,13 @@ def test_slurm_launcher_without_sbatch_on_path(tmp_path):
 def test_ls_lists_a_job_still_in_the_queue(tmp_path):
     run = tmp_path / "sweep" / "recipe=star,seed=0"
     run.mkdir(parents=True)
-    (run / "slurm.json").write_text(json.dumps({"job_id": "999999_0"}))
-    assert slurm_jobs(str(tmp_path)) == {run.resolve(): "999999_0"}
+    (run / "slurm.json").write_text(json.dumps({"job_id": "999999_0", "overrides": ["recipe=star", "seed=0"]}))
+    assert slurm_jobs(str(tmp_path))[run.resolve()]["job_id"] == "999999_0"
     p = subprocess.run([sys.executable, "-m", "selfimprove.cli", "ls", str(tmp_path)], capture_output=True,
                        text=True, env=os.environ | {"COLUMNS": "200"}, timeout=120)
     assert p.returncode == 0, p.stderr
-    assert "recipe=star,seed=0" in p.stdout and "queued" in p.stdout and "999999_0" in p.stdout
+    row = next(line for line in p.stdout.splitlines() if "recipe=star,seed=0" in line)
+    assert "star" in row.replace("recipe=star,seed=0", "") and "queued" in row and "999999_0" in row
 
 
 def test_redone_work_counts_the_stage_cut_off_by_a_restart(tmp_path):
