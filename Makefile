@@ -1,4 +1,4 @@
-.PHONY: install test test-unit test-faults test-learning test-slow smoke bench run results
+.PHONY: install test test-unit test-faults test-learning test-slow test-slurm test-realmodel smoke bench run results
 
 install:
 	pip install torch==2.13.0
@@ -21,6 +21,11 @@ test-learning:
 # end-to-end runs over a minute each: the control recipes next to STaR, the results script at debug sizes
 test-slow:
 	python -m pytest -q tests/slow
+
+# against a real Slurm: sweeps, ls, requeue and time-limit resume, sbatch errors, Slurm shards.
+# `sudo scripts/local_slurm.sh start` makes a single-node Slurm here; skipped without sbatch.
+test-slurm:
+	python -m pytest -q -s -m slurm tests/slurm
 
 smoke:
 	selfimprove run recipe=star profile=debug run_name=smoke

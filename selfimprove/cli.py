@@ -199,7 +199,7 @@ def _table(rows: list[dict], title: str) -> None:
 
     table = Table(title=title)
     for col in rows[0]:
-        table.add_column(col, justify="right" if col not in ("run", "recipe", "overrides", "status") else "left")
+        table.add_column(col, justify="right" if col not in ("run", "recipe", "overrides", "status", "slurm job") else "left")
     for r in rows:
         table.add_row(*("" if v is None else (f"{v:.4f}" if abs(v) <= 1 else f"{v:.1f}") if isinstance(v, float)
                         else str(v) for v in r.values()))
@@ -238,20 +238,40 @@ def cmd_compare(args: list[str]) -> None:
 
 
 def cmd_ls(args: list[str]) -> None:
-    from .compare import find_runs, NotARunError, status
+    from .compare import find_runs, NotARunError, slurm_jobs, status
+    from .slurm import job_states
 
     root = args[0] if args else "outputs"
     try:
         runs = find_runs([root])
     except NotARunError:
+        runs = []
+    jobs = slurm_jobs(root)  # run folder -> Slurm job id, for runs submitted by hydra/launcher=slurm
+    if not runs and not jobs:
         fail(f"no runs under {root}. Start one with `selfimprove run recipe=star` (runs go to outputs/ by default).")
+    states = job_states([j["job_id"] for j in jobs.values()])
+    rel = lambda p: str(p.relative_to(root)) if p != Path(root) else p.name  # noqa: E731
     rows = []
     for run in runs:
         evals = run.evaluations()
-        rows.append({"run": str(run.path.relative_to(root)) if run.path != Path(root) else run.name,
-                     "recipe": run.recipe, "status": status(run),
-                     "iterations": max((e["iteration"] for e in evals), default=None),
-                     "accuracy": evals[-1].get("accuracy") if evals else None})
+        row = {"run": rel(run.path), "recipe": run.recipe, "status": status(run),
+               "iterations": max((e["iteration"] for e in evals), default=None),
+               "accuracy": evals[-1].get("accuracy") if evals else None}
+        if jobs:
+            jid = jobs.get(run.path.resolve(), {}).get("job_id")
+            state = states.get(jid) if jid else None
+            if state == "PENDING" and row["status"] != "finished":  # requeued (preempted, time limit)
+                row["status"] = f"requeued, {row['status']}"
+            row["slurm job"] = f"{jid} {state}" if state else (jid or "")
+        rows.append(row)
+    have = {r.path.resolve() for r in runs}
+    for path, job in sorted(jobs.items()):
+        if path not in have:  # submitted, not started: no run.json yet
+            jid, state = job["job_id"], states.get(job["job_id"])
+            recipe = next((o.split("=", 1)[1] for o in job.get("overrides", []) if o.startswith("recipe=")), None)
+            rows.append({"run": rel(path), "recipe": recipe,
+                         "status": "queued" if state in (None, "PENDING") else "starting",
+                         "iterations": None, "accuracy": None, "slurm job": f"{jid} {state or '(not in squeue)'}"})
     _table(rows, f"runs in {root}")
 
 

@@ -76,6 +76,40 @@ def find_runs(paths: list[str]) -> list[Run]:
     return runs
 
 
+def redone_work(run_dir: Path) -> dict:
+    """What interruptions cost a run, from its events.jsonl: each stage that started but was cut
+    off before it finished (it is started again after the restart), and the seconds between its
+    start and the restart (an upper bound on the work lost: a training stage resumes from its last
+    checkpoint, a sampling stage from its last chunk)."""
+    path = Path(run_dir) / "events.jsonl"
+    events = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    cut, open_stage = [], None
+    for e in events:
+        if e["event"] == "stage_start":
+            open_stage = e
+        elif e["event"] == "stage_done":
+            open_stage = None
+        elif e["event"] == "run_start" and open_stage is not None:
+            cut.append({"iteration": open_stage["iteration"], "stage": open_stage["stage"],
+                        "seconds": round(e["t"] - open_stage["t"], 1)})
+            open_stage = None
+    return {"restarts": sum(e["event"] == "run_start" for e in events) - 1 if events else 0,
+            "stages_redone": cut, "seconds_redone_at_most": round(sum(c["seconds"] for c in cut), 1)}
+
+
+def slurm_jobs(root: str) -> dict[Path, dict]:
+    """Run folder -> the `slurm.json` the Slurm launcher writes at submission (job id, the job's
+    overrides), also for jobs still in the queue, whose folder holds nothing else yet."""
+    out = {}
+    for f in Path(root).rglob("slurm.json") if Path(root).is_dir() else []:
+        try:
+            info = json.loads(f.read_text())
+            out[f.parent.resolve()] = {**info, "job_id": str(info["job_id"])}
+        except (OSError, ValueError, KeyError):
+            continue
+    return out
+
+
 def status(run: Run) -> str:
     """finished | running | failed: <first line> | interrupted at iteration i stage s."""
     s = run.info.get("status", "unknown")

@@ -256,6 +256,9 @@ class GenerateConfig:
     # model: sample from the policy; gold: write the task's gold worked solution of each drawn
     # problem instead, k=1 (recipe=gold_sft, the supervised-ceiling control; no model is run)
     source: str = "model"
+    # sample in this many jobs (local processes, or Slurm jobs: see `sharding`); the samples are
+    # the same for every value, so changing it never recomputes a finished stage
+    shards: int = 1
 
 
 @dataclass
@@ -343,6 +346,7 @@ class EvaluateConfig:
     top_p: float = 0.95
     # V-STaR: Best-of-k over the `num_samples` candidates, ranked by a verifier (see BestOfKConfig)
     best_of: BestOfKConfig = field(default_factory=lambda: BestOfKConfig())
+    shards: int = 1  # as generate.shards
 
 
 @dataclass
@@ -551,6 +555,22 @@ class TrackingConfig:
 
 
 @dataclass
+class ShardingConfig:
+    """How the jobs of a sampling stage with `shards` > 1 are launched (selfimprove/sharding.py)."""
+
+    # auto: Slurm jobs when this run is itself a Slurm job (sbatch on PATH), else local processes
+    launcher: str = "auto"  # auto | local | slurm
+    # Slurm resources per shard; null: what the current job has (SLURM_* variables)
+    partition: Optional[str] = None
+    cpus_per_task: Optional[int] = None
+    gpus_per_task: Optional[int] = None
+    mem_gb: Optional[int] = None
+    timeout_min: int = 60
+    threads: int = 0  # torch threads per shard; 0: this process's threads / shards (local), at least 1
+    retries: int = 1  # extra rounds for chunks a dead shard left missing
+
+
+@dataclass
 class RunConfig:
     iterations: int = 3
     seed: int = 0
@@ -595,6 +615,7 @@ class RunConfig:
     score_rl: ScoreRLConfig = field(default_factory=ScoreRLConfig)
     evaluate_turns: TurnsEvalConfig = field(default_factory=TurnsEvalConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    sharding: ShardingConfig = field(default_factory=ShardingConfig)
     # V-STaR: the verifier buffer, its preference pairs and the DPO verifier (from G_SFT = base)
     queries: QueriesConfig = field(default_factory=QueriesConfig)
     buffer: BufferConfig = field(default_factory=BufferConfig)
@@ -617,7 +638,9 @@ GROUP_SCHEMAS = {
 }
 
 # Keys that may change between invocations of one run without being a conflict.
-RESUMABLE_CHANGES = ("iterations", "reconfigure", "tracking", "threads", "sweep_name", "cache")
+RESUMABLE_CHANGES = ("iterations", "reconfigure", "tracking", "threads", "sweep_name", "cache", "sharding")
+# Stage keys that change how a stage runs, not what it produces (kept out of fingerprints)
+UNFINGERPRINTED_STAGE_KEYS = ("shards",)
 
 
 TRAIN_KINDS = ("sft", "dpo")
@@ -727,6 +750,8 @@ def validate(cfg: Any) -> None:
             need(0 < s.top_p <= 1, f"{name}.top_p must be in (0, 1] (got {s.top_p}).")
         if "k" in s:
             need(s.k >= 1, f"{name}.k must be >= 1 (got {s.k}).")
+        if "shards" in s:
+            need(s.shards >= 1, f"{name}.shards must be >= 1 (got {s.shards}); 1 samples in this process.")
         if s.kind in TRAIN_KINDS and s.get("max_epochs") is not None:
             need(s.max_epochs > 0, f"{name}.max_epochs must be > 0 or null for no cap (got {s.max_epochs}).")
         if "lora" in s and s.lora.enabled:  # train stages and the SCoRe trainer
@@ -823,6 +848,10 @@ def validate(cfg: Any) -> None:
             need(_device_available(cfg[sec].device) is None, f"{sec}.{_device_available(cfg[sec].device) or ''}")
     need(cfg.model.dtype in ("auto", "float32", "bfloat16", "float16"),
          f"model.dtype must be auto, float32, bfloat16 or float16 (got '{cfg.model.dtype}').")
+    need(cfg.sharding.launcher in ("auto", "local", "slurm"),
+         f"sharding.launcher must be auto, local or slurm (got '{cfg.sharding.launcher}').")
+    need(cfg.sharding.retries >= 0 and cfg.sharding.timeout_min >= 1,
+         "sharding.retries must be >= 0 and sharding.timeout_min >= 1.")
     problems += judge_problems(cfg, names)
     if problems:
         raise ConfigError("Invalid configuration:\n  - " + "\n  - ".join(problems))

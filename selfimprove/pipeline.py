@@ -3,6 +3,7 @@ unfinished one is redone (training from its last checkpoint), and nothing recipe
 here: recipes differ only in their stage lists and stage options."""
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import time
@@ -13,7 +14,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from . import __version__, compute
-from .config import RESUMABLE_CHANGES, ConfigError, validate
+from .config import RESUMABLE_CHANGES, UNFINGERPRINTED_STAGE_KEYS, ConfigError, validate
 from .provenance import code_fingerprint, data_files, environment, model_identity
 from .rundir import Manifest, RunDir, StageCache, fingerprint, write_failure, write_json
 from .stages import PERSISTENT, RESUME_DIR, StageContext, StageError, get_stage
@@ -32,6 +33,30 @@ def _resolved(section):
     out = OmegaConf.create(OmegaConf.to_container(section, resolve=True))
     OmegaConf.set_struct(out, True)
     return out
+
+
+def _fingerprinted(section) -> dict:
+    """A stage section as its fingerprint sees it: without the keys that do not change its output."""
+    out = OmegaConf.to_container(section, resolve=True)
+    for key in UNFINGERPRINTED_STAGE_KEYS:
+        out.pop(key, None)
+    return out
+
+
+def log_event(rd: RunDir, event: str, **fields) -> None:
+    """One line in the run's events.jsonl (append-only): run starts, stage starts and ends, with the
+    Slurm job and restart count. `selfimprove.compare.redone_work` reads what a requeue cost."""
+    import json
+
+    row = {"t": round(time.time(), 3), "event": event, **fields}
+    if os.environ.get("SLURM_JOB_ID"):
+        row["slurm_job"] = os.environ["SLURM_JOB_ID"]
+        row["slurm_restart"] = int(os.environ.get("SLURM_RESTART_COUNT", 0) or 0)
+    try:
+        with open(rd.root / "events.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+    except OSError:
+        pass  # a diagnostic: never the reason a run stops
 
 
 def code_version() -> str:
@@ -59,7 +84,8 @@ def check_saved_config(rd: RunDir, new: dict) -> None:
     ignore = RESUMABLE_CHANGES + ("output_root", "run_name")
     a, b = _flatten(old), _flatten(new)
     diffs = [f"{k}: {a.get(k, '<unset>')} -> {b.get(k, '<unset>')}" for k in sorted(set(a) | set(b))
-             if a.get(k) != b.get(k) and not any(k == i or k.startswith(i + ".") for i in ignore)]
+             if a.get(k) != b.get(k) and not any(k == i or k.startswith(i + ".") for i in ignore)
+             and k.rsplit(".", 1)[-1] not in UNFINGERPRINTED_STAGE_KEYS]
     if diffs:
         shown = "\n  ".join(diffs[:12]) + ("\n  ..." if len(diffs) > 12 else "")
         raise ConfigError(
@@ -116,10 +142,14 @@ def run_pipeline(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: 
                 "code_version": code_version(), "code_fingerprint": code_fingerprint(),
                 "started_at": time.time(), "status": "running"}
         write_json(rd.info_path, info)
+        log_event(rd, "run_start", pid=os.getpid())
         tracker = WandbTracker(cfg.tracking, rd.root, resolved, name=rd.root.name, group=sweep)
         plan = stage_plan(cfg)
         try:
             ran = _loop(cfg, rd, plan, build_task(cfg.task), resolve_device(cfg.device), console, tracker, info)
+        except SystemExit:  # Slurm preemption/time limit (submitit requeues the job): it resumes later
+            write_json(rd.info_path, info | {"status": "interrupted"})
+            raise
         except KeyboardInterrupt:
             write_json(rd.info_path, info | {"status": "interrupted"})
             console.log(f"[yellow]Interrupted.[/] Finished stages are kept in {rd.root}; run the same command "
@@ -183,7 +213,7 @@ def _loop(cfg, rd: RunDir, plan, task, device: str, console: Console, tracker: W
             inputs, fps = _resolve_inputs(kind, section, artifacts, name, it)
             # The fingerprint chains through the inputs' fingerprints: a change upstream reaches
             # every stage downstream. Only stages that sample depend on the backend settings.
-            stage_cfg = OmegaConf.to_container(section, resolve=True)
+            stage_cfg = _fingerprinted(section)
             fp = fingerprint({"kind": section.kind, "stage": name, "cfg": stage_cfg, "files": data_files(stage_cfg),
                               "iteration": it, "seed": cfg.seed, "inputs": fps, **shared,
                               "backend": OmegaConf.to_container(cfg.backend) if "model" in inputs else None})
@@ -201,8 +231,11 @@ def _loop(cfg, rd: RunDir, plan, task, device: str, console: Console, tracker: W
                 write_json(rd.info_path, info | {"stage": name, "iteration": it})
                 ctx = StageContext(name=name, iteration=it, seed=int(fingerprint([cfg.seed, it, name]), 16) % 2**31,
                                    cfg=_resolved(section), task=task, model_cfg=cfg.model, backend_cfg=cfg.backend,
-                                   device=device, inputs=inputs, out=rd.begin(it, name, fp), ui=console)
+                                   device=device, inputs=inputs, out=rd.begin(it, name, fp), ui=console,
+                                   sharding=cfg.sharding)
+                log_event(rd, "stage_start", iteration=it, stage=name)
                 manifest = _run_stage(kind, ctx, fp, rd, console)
+                log_event(rd, "stage_done", iteration=it, stage=name, seconds=round(manifest.seconds, 2))
                 tracker.log_stage(it, name, manifest.metrics)
             if produced:
                 ran, ran_this_iteration = ran + 1, True

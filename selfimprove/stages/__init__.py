@@ -36,6 +36,11 @@ class StageContext:
     inputs: dict[str, Optional[str]]  # role -> path (None for a missing optional input)
     out: Path  # the stage's working folder
     ui: Any  # tracking.Console: progress bars and messages
+    sharding: Any = None  # the run's `sharding` section: how sampling shards are launched
+
+    @property
+    def shards(self) -> int:
+        return int(self.cfg.get("shards", 1) or 1) if self.sharding is not None else 1
 
     @property
     def resume_dir(self) -> Path:
@@ -50,11 +55,31 @@ class StageContext:
         """A sampling engine on `model_path`, released when the block ends."""
         from ..backends import build_sampler
 
-        engine = build_sampler(self.backend_cfg, model_path, self.model_cfg, self.device)
+        if self.shards > 1:  # shard jobs load their own engines: load this one only if it is used
+            engine = _LazySampler(lambda: build_sampler(self.backend_cfg, model_path, self.model_cfg, self.device))
+        else:
+            engine = build_sampler(self.backend_cfg, model_path, self.model_cfg, self.device)
         try:
             yield engine
         finally:
             engine.close()
+
+
+class _LazySampler:
+    """Builds the engine on first use. A sharded stage whose chunks the shard jobs sampled never
+    loads a model in the coordinating process (on a GPU node it would hold memory a shard needs)."""
+
+    def __init__(self, build):
+        self._build, self._engine = build, None
+
+    def __getattr__(self, name):
+        if self._engine is None:
+            self._engine = self._build()
+        return getattr(self._engine, name)
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.close()
 
 
 @dataclass
