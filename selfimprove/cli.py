@@ -116,7 +116,7 @@ def check_output_root(root: str) -> None:
 
 def _hydra_task(cfg) -> float | None:
     """What Hydra runs for each job (once for `run`, once per combination for `-m`). Returns the
-    final held-out accuracy, which is what a Hydra sweeper (Optuna, Nevergrad) maximises."""
+    run's `objective` (validation accuracy by default), which a Hydra sweeper (Optuna) maximises."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
@@ -139,9 +139,22 @@ def _hydra_task(cfg) -> float | None:
         fail(str(exc))
     if code:
         sys.exit(code)
-    from .compare import final_metric
+    return _objective(Path(hc.runtime.output_dir), cfg.objective,
+                      required=hc.mode == RunMode.MULTIRUN and "BasicSweeper" not in str(hc.sweeper.get("_target_")))
 
-    return final_metric(Path(hc.runtime.output_dir), "accuracy")
+
+def _objective(run_dir: Path, objective: str, required: bool) -> float | None:
+    """The `objective` ("<stage>.<metric>", validation by default) of a finished run: what a
+    sweeper such as Optuna maximises. A sweeper that reads it gets an error if no stage wrote it."""
+    from .compare import final_metric, metric_names
+
+    stage, _, metric = objective.partition(".")
+    value = final_metric(run_dir, metric, stage)
+    if value is None and required:
+        fail(f"objective={objective}: no '{stage}' stage of {run_dir} wrote '{metric}'. Metrics that exist: "
+             f"{', '.join(metric_names(run_dir)) or '(none)'}. Pick one of them with objective=<stage>.<metric>, "
+             f"a validation one (val_...) so that the test split stays for reporting.")
+    return value
 
 
 def cmd_run(args: list[str]) -> None:

@@ -330,8 +330,12 @@ class BestOfKConfig:
 class EvaluateConfig:
     kind: str = "evaluate"
     enabled: bool = True
-    split: str = "test"
+    split: str = "test"  # reported only: nothing is chosen by it (choices read `val_split`)
     max_problems: Optional[int] = None
+    # Also greedy on this split -> `val_accuracy`, the number sweeps (Optuna's objective) and any
+    # other choice read, so the test split stays for reporting. null: skip (tasks without gold).
+    val_split: Optional[str] = "val"
+    val_max_problems: Optional[int] = None
     max_new_tokens: int = 128
     # pass@k / maj@k from `num_samples` sampled completions per problem (0 turns sampling off)
     num_samples: int = 4
@@ -546,6 +550,9 @@ class RunConfig:
     output_root: str = "outputs"
     run_name: str = "${hydra:runtime.choices.recipe}"
     sweep_name: str = "sweep"  # -m runs go to <output_root>/<sweep_name>/<overrides>/
+    # What a Hydra sweeper (Optuna) maximises: "<stage>.<metric>" from that stage's last metrics
+    # row. Validation, never test: the test split is for reporting only.
+    objective: str = "evaluate.val_accuracy"
     device: str = "auto"
     threads: int = 0  # torch CPU threads; 0 = torch's default. Parallel local jobs want 1 each.
     # Reuse finished stages of other runs under the same output_root whose fingerprint matches.
@@ -702,6 +709,10 @@ def validate(cfg: Any) -> None:
 
     need(cfg.iterations >= 0, f"iterations must be >= 0 (got {cfg.iterations}).")
     names = list(dict.fromkeys(list(cfg.setup) + list(cfg.stages)))
+    # the format only: whether the stage writes the metric is known after a run (cli._objective)
+    stage, _, metric = str(cfg.get("objective", "evaluate.val_accuracy")).partition(".")
+    need(bool(stage) and bool(metric), f"objective must be '<stage>.<metric>' (got '{cfg.get('objective')}'), e.g. "
+                                       f"objective=evaluate.val_accuracy (validation: keep test for reporting).")
     for name in names:
         need(name in cfg and OmegaConf.is_dict(cfg[name]) and "kind" in cfg[name],
              f"stage '{name}' in the stage lists has no config section with a 'kind'.")

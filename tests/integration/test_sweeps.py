@@ -54,8 +54,10 @@ def test_wandb_offline_run_is_resumed_with_the_same_id(tmp_path):
     assert list((tmp_path / "wandb").glob(f"offline-run-*-{run_id}"))
 
 
-def test_optuna_sweeper_maximises_the_accuracy_each_run_returns(tmp_path):
+def test_optuna_sweeper_maximises_the_validation_accuracy_each_run_returns(tmp_path):
     import yaml
+
+    from selfimprove.rundir import read_jsonl
 
     p = selfimprove("run", "-m", "hydra/sweeper=optuna_accuracy", "hydra.sweeper.n_trials=2", *QUICK,
                     "seed_sft.learning_rate=interval(0.001,0.01)", f"output_root={tmp_path}")
@@ -65,4 +67,11 @@ def test_optuna_sweeper_maximises_the_accuracy_each_run_returns(tmp_path):
     assert len(runs) == 2
     lr = result["best_params"]["seed_sft.learning_rate"]
     best = next(r for r in runs if r.path.name.endswith(f"seed_sft.learning_rate={lr}"))
-    assert result["best_value"] == best.evaluations()[-1]["accuracy"]
+    # the value Optuna saw is the greedy accuracy on the val split's problems, not the test split's
+    val_rows = read_jsonl(best.path / "iter_00" / "evaluate" / "val_eval.jsonl")
+    val_ids = {p["id"] for p in read_jsonl(best.path / "iter_00" / "prepare" / "val.jsonl")}
+    assert {r["prompt_id"] for r in val_rows} == val_ids
+    assert result["best_value"] == best.evaluations()[-1]["val_accuracy"] == round(
+        sum(r["correct"] for r in val_rows) / len(val_rows), 4)
+    test_ids = {r["prompt_id"] for r in read_jsonl(best.path / "iter_00" / "evaluate" / "eval.jsonl")}
+    assert not test_ids & val_ids
