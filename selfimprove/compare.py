@@ -50,8 +50,9 @@ class Run:
         cum = [r["cum_flops"] for r in done if r.get("stage") == "evaluate" and "cum_flops" in r]
         if cum:
             return cum[-1]
-        flops = [r["flops"] for r in done if isinstance(r.get("flops"), (int, float))]
-        return float(sum(flops)) if flops else None
+        if not any("flops" in r for r in self.rows):
+            return None
+        return float(sum(r["flops"] for r in done if isinstance(r.get("flops"), (int, float))))
 
     def x_at(self, iteration: int, axis: str) -> Optional[float]:
         """The plot's x value for an evaluated iteration: iteration, wall_s or cum_flops."""

@@ -1,0 +1,195 @@
+"""compare over seeds: groups, 95% t-intervals, paired tests, number formatting at 80 columns and
+in files, x axes, and the refusals (different tasks, test sets, a single seed). Run folders are
+written the way a run writes them: run.json, config.yaml, metrics.jsonl, prepare's test split with
+its manifest, and each iteration's eval.jsonl."""
+import json
+import math
+import os
+import random
+import statistics
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from selfimprove.compare import find_runs
+from selfimprove.rundir import describe_files
+from selfimprove.seeds import CompareError, check_comparable, group_rows, group_runs, paired_rows
+from selfimprove.stats import holm, paired_comparison, t_interval
+
+T975_DF2 = 4.302652729911275  # Student t, 97.5% quantile, 2 degrees of freedom (tables)
+TEST = [{"id": f"test-{i}", "question": f"{i}+{i}", "answer": str(2 * i)} for i in range(60)]
+
+
+def make_run(root, name, recipe, seed, rates, task="arithmetic", test=TEST, overrides=(), flops=None):
+    """A finished run whose iteration i gets each test problem right with probability rates[i]."""
+    run = root / name
+    run.mkdir(parents=True)
+    ov = [f"recipe={recipe}", f"seed={seed}", *overrides]
+    (run / "run.json").write_text(json.dumps({"recipe": recipe, "overrides": ov, "status": "finished"}))
+    (run / "config.yaml").write_text(yaml.safe_dump({"seed": seed, "task": {"name": task, "test_size": len(test)},
+                                                     "evaluate": {"split": "test"}}))
+    prep = run / "iter_00" / "prepare"
+    prep.mkdir(parents=True)
+    (prep / "test.jsonl").write_text("".join(json.dumps(p) + "\n" for p in test))
+    (prep / "manifest.json").write_text(json.dumps({"files": describe_files(prep)}))
+    rng, rows = random.Random(f"{recipe}{seed}"), []
+    for i, rate in enumerate(rates):
+        correct = [rng.random() < rate for _ in test]
+        ev = run / f"iter_{i:02d}" / "evaluate"
+        ev.mkdir(parents=True)
+        (ev / "eval.jsonl").write_text("".join(json.dumps({"prompt_id": p["id"], "mode": "greedy", "correct": c}) + "\n"
+                                               for p, c in zip(test, correct)))
+        if i:
+            rows.append({"iteration": i, "stage": "train", "seconds": 30.0, **({"flops": flops} if flops else {})})
+        rows.append({"iteration": i, "stage": "evaluate", "seconds": 10.0, "accuracy": round(sum(correct) / len(test), 4),
+                     "problems": len(test)})
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return run
+
+
+def sweep(tmp_path, flops=None):
+    for s in range(3):
+        make_run(tmp_path, f"star-{s}", "star", s, [0.2, 0.7, 0.8], flops=flops)
+        make_run(tmp_path, f"rest_em-{s}", "rest_em", s, [0.2, 0.4, 0.5], flops=flops)
+    return find_runs([str(tmp_path)])
+
+
+def cli(*args, columns=None):
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    if columns:
+        env["COLUMNS"] = str(columns)
+    return subprocess.run([sys.executable, "-m", "selfimprove.cli", "compare", *args], capture_output=True,
+                          text=True, env=env)
+
+
+def test_groups_of_seeds_get_the_mean_and_a_95_percent_t_interval(tmp_path):
+    runs = sweep(tmp_path)
+    groups = group_runs(runs, "recipe")
+    assert {k: len(v) for k, v in groups.items()} == {"rest_em": 3, "star": 3}
+    rows = group_rows(groups, ["accuracy"], ["wall_s"])
+    row = next(r for r in rows if r["group"] == "star" and r["iteration"] == 2)
+    accs = [r.evaluations()[2]["accuracy"] for r in groups["star"]]
+    half = T975_DF2 * statistics.stdev(accs) / math.sqrt(3)
+    assert row["seeds"] == 3 and row["accuracy"] == pytest.approx(statistics.mean(accs))
+    assert row["accuracy_ci95"] == pytest.approx(half)
+    assert (row["accuracy_low"], row["accuracy_high"]) == pytest.approx((row["accuracy"] - half, row["accuracy"] + half))
+    assert row["wall_s"] == 10 + 40 + 40 and "t-interval" in row["interval"]
+    assert t_interval([0.5]) == (0.5, None)
+
+
+def test_paired_comparison_on_the_same_problems(tmp_path):
+    groups = group_runs(sweep(tmp_path), "recipe")
+    (pair,) = paired_rows({"star": groups["star"], "rest_em": groups["rest_em"]})
+    assert (pair["a"], pair["b"], pair["iteration_a"], pair["problems"]) == ("star", "rest_em", 2, 60)
+    per = {}
+    for label in ("star", "rest_em"):
+        rows = [json.loads(x) for r in groups[label] for x in (r.path / "iter_02/evaluate/eval.jsonl").read_text().splitlines()]
+        per[label] = {pid: statistics.mean(float(x["correct"]) for x in rows if x["prompt_id"] == pid) for pid in
+                      {x["prompt_id"] for x in rows}}
+    d = [per["star"][p] - per["rest_em"][p] for p in per["star"]]
+    wins, losses = sum(x > 0 for x in d), sum(x < 0 for x in d)
+    p_exact = min(1.0, 2 * sum(math.comb(wins + losses, k) for k in range(min(wins, losses) + 1)) / 2 ** (wins + losses))
+    assert (pair["a_better"], pair["b_better"]) == (wins, losses) and pair["p_sign"] == pytest.approx(p_exact)
+    assert pair["diff"] == pytest.approx(statistics.mean(d)) and pair["diff_low"] < pair["diff"] < pair["diff_high"]
+    assert pair["p_sign"] < 0.01 and pair["diff_low"] > 0  # 0.8 vs 0.5 on 60 problems x 3 seeds
+    same = paired_comparison([1, 0, 1, 0], [1, 0, 1, 0])
+    assert same.p_sign == 1.0 and same.diff == 0 and (same.ci_low, same.ci_high) == (0, 0)
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+
+
+def test_table_at_80_columns_wraps_and_never_cuts_a_number(tmp_path):
+    sweep(tmp_path)
+    p = cli(str(tmp_path), "--group-by", "recipe", "--paired", columns=80)
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert max(map(len, lines)) <= 80 and "…" not in p.stdout
+    row = next(r for r in group_rows(group_runs(find_runs([str(tmp_path)]), "recipe"), ["accuracy"], [])
+               if r["group"] == "star" and r["iteration"] == 2)
+    text = " ".join(p.stdout.split())  # a wrapped cell continues on the next line
+    assert f"{100 * row['accuracy']:.1f}" in text and f"{100 * row['accuracy_ci95']:.1f}" in text
+    assert "95% t-interval over seeds" in text and "n = 3 seeds" in text and "sign test" in text
+
+
+def test_ungrouped_table_moves_long_overrides_under_it_at_80_columns_and_not_in_a_file(tmp_path):
+    long = ["train.learning_rate=0.00031", "generate.temperature=0.7", "filter.max_per_problem=4"]
+    make_run(tmp_path, "a-run-with-a-long-name", "star", 0, [0.177, 0.703], overrides=long[:1])
+    make_run(tmp_path, "b", "star", 1, [0.2, 0.8], overrides=long[1:])
+    narrow = cli(str(tmp_path), columns=80)
+    assert narrow.returncode == 0 and "…" not in narrow.stdout and max(map(len, narrow.stdout.splitlines())) <= 80
+    under = narrow.stdout.split("overrides:")[1]
+    assert "b: seed=1 generate.temperature=0.7 filter.max_per_problem=4" in " ".join(under.split())
+    for run in find_runs([str(tmp_path)]):
+        for e in run.evaluations():
+            assert f"{100 * e['accuracy']:.1f}" in narrow.stdout  # percentages, one decimal
+    piped = cli(str(tmp_path))  # stdout is a pipe, no COLUMNS: as wide as the content
+    assert "overrides:" not in piped.stdout and "filter.max_per_problem=4" in piped.stdout
+    assert "a-run-with-a-long-name" in piped.stdout and "…" not in piped.stdout
+
+
+def test_csv_json_and_markdown_carry_the_intervals(tmp_path):
+    sweep(tmp_path)
+    csv = cli(str(tmp_path), "--group-by", "recipe", "--format", "csv").stdout.splitlines()
+    assert csv[0].split(",")[:8] == ["group", "seeds", "iteration", "accuracy", "accuracy_ci95", "accuracy_low",
+                                     "accuracy_high", "wall_s"]
+    assert csv[0].endswith("interval") and len(csv) == 7
+    data = json.loads(cli(str(tmp_path), "--group-by", "recipe", "--format", "json", "--paired").stdout)
+    assert data["rows"][0]["accuracy_ci95"] > 0 and data["paired"][0]["p_sign"] < 0.05
+    md = cli(str(tmp_path), "--group-by", "recipe", "--format", "markdown", "--paired").stdout
+    assert "| accuracy % |" in md and " ± " in md and "95% t-interval over seeds" in md and "sign test p" in md
+
+
+def test_plot_bands_against_iterations_seconds_and_flops(tmp_path):
+    sweep(tmp_path, flops=2.5e12)
+    for x in ("iteration", "seconds", "flops"):
+        png = tmp_path / f"acc-{x}.png"
+        p = cli(str(tmp_path), "--group-by", "recipe", "--plot", str(png), "--x", x)
+        assert p.returncode == 0, p.stderr
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = json.loads(cli(str(tmp_path), "--group-by", "recipe", "--format", "json").stdout)
+    assert [r["cum_flops"] for r in rows if r["group"] == "star"] == [0, 2.5e12, 5e12]
+
+
+def test_flops_axis_without_flops_says_what_to_use(tmp_path):
+    sweep(tmp_path)
+    p = cli(str(tmp_path), "--plot", str(tmp_path / "x.png"), "--x", "flops")
+    assert p.returncode == 2 and "none of these runs reports FLOPs" in p.stderr and "--x seconds" in p.stderr
+
+
+def test_refuses_different_tasks_test_sets_and_a_single_seed(tmp_path):
+    make_run(tmp_path / "t", "star", "star", 0, [0.2])
+    make_run(tmp_path / "t", "g", "star", 1, [0.2], task="gsm8k")
+    p = cli(str(tmp_path / "t"))
+    assert p.returncode == 2 and "different tasks" in p.stderr and "arithmetic: star" in p.stderr
+    assert "gsm8k: g" in p.stderr and "Traceback" not in p.stderr
+
+    make_run(tmp_path / "s", "star-0", "star", 0, [0.2])
+    make_run(tmp_path / "s", "star-1", "star", 1, [0.2], test=TEST[:50])
+    p = cli(str(tmp_path / "s"), "--group-by", "recipe")
+    assert p.returncode == 2 and "different test sets" in p.stderr and "task.test_size" in p.stderr
+    with pytest.raises(CompareError, match="star-0.*star-1|star-1.*star-0"):
+        check_comparable(find_runs([str(tmp_path / "s")]))
+
+    make_run(tmp_path / "one", "star-0", "star", 0, [0.2])
+    make_run(tmp_path / "one", "rest_em-0", "rest_em", 0, [0.2])
+    make_run(tmp_path / "one", "rest_em-1", "rest_em", 1, [0.2])
+    p = cli(str(tmp_path / "one"), "--group-by", "recipe")
+    assert p.returncode == 2 and "group 'star' has a single seed (run star-0)" in p.stderr and "seed=0,1,2" in p.stderr
+
+
+def test_group_by_recipe_refuses_runs_that_differ_by_more_than_the_seed(tmp_path):
+    make_run(tmp_path, "a", "star", 0, [0.2], overrides=["train.steps=10"])
+    make_run(tmp_path, "b", "star", 1, [0.2])
+    make_run(tmp_path, "c", "star", 2, [0.2], overrides=["train.steps=10"])
+    p = cli(str(tmp_path), "--group-by", "recipe")
+    assert p.returncode == 2 and "differ by more than the seed" in p.stderr and "a: train.steps=10" in p.stderr
+    assert "--group-by overrides" in p.stderr
+    make_run(tmp_path, "d", "star", 3, [0.2])
+    groups = group_runs(find_runs([str(tmp_path)]), "overrides")
+    assert {k: sorted(r.name for r in v) for k, v in groups.items()} == {"star train.steps=10": ["a", "c"],
+                                                                         "star": ["b", "d"]}
+    make_run(tmp_path / "dup", "x", "star", 0, [0.2])
+    make_run(tmp_path / "dup", "y", "star", 0, [0.3])
+    with pytest.raises(CompareError, match="same seed"):
+        group_runs(find_runs([str(tmp_path / "dup")]), "recipe")
