@@ -15,7 +15,7 @@ from typing import Optional
 
 import yaml
 
-HEADLINE = ("accuracy", "pass@1", "maj@4", "pass@4")
+HEADLINE = ("accuracy", "val_accuracy", "pass@1", "maj@4", "pass@4")
 
 
 class NotARunError(ValueError):
@@ -211,9 +211,9 @@ X_LABELS = {"iteration": "iteration", "wall_s": "cumulative wall seconds", "cum_
 
 
 def plot(runs: list[Run], path: str, metric: str = "accuracy", x: str = "iteration",
-         groups: Optional[dict[str, list[Run]]] = None) -> None:
+         groups: Optional[dict[str, list[Run]]] = None) -> int:
     """One line per run, or per group of seeds: its mean, with a band for the 95% t-interval
-    (the x of a group's point is its seeds' mean x)."""
+    (the x of a group's point is its seeds' mean x). Returns how many bands it drew."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -223,6 +223,7 @@ def plot(runs: list[Run], path: str, metric: str = "accuracy", x: str = "iterati
     from .stats import INTERVAL, t_interval
 
     fig, ax = plt.subplots(figsize=(6, 4))
+    bands = 0
     for label, members in (groups or {f"{r.name} ({r.recipe})": [r] for r in runs}).items():
         pts = []
         for it in sorted({e["iteration"] for r in members for e in r.evaluations()}):
@@ -237,6 +238,7 @@ def plot(runs: list[Run], path: str, metric: str = "accuracy", x: str = "iterati
             if groups:
                 ax.fill_between(xs, [y - h for y, h in zip(ys, hs)], [y + h for y, h in zip(ys, hs)],
                                 color=line.get_color(), alpha=0.2, linewidth=0)
+                bands += 1
     if x == "iteration":
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel(X_LABELS[x])
@@ -248,3 +250,4 @@ def plot(runs: list[Run], path: str, metric: str = "accuracy", x: str = "iterati
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+    return bands

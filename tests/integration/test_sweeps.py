@@ -20,6 +20,15 @@ def test_basic_launcher_sweep_runs_each_combination_in_its_own_directory(tmp_pat
     assert sorted(r.path.name for r in runs) == ["iterations=0,profile=debug,recipe=star,seed=0",
                                                 "iterations=0,profile=debug,recipe=star,seed=1"]
     assert all(status(r) == "finished" and r.evaluations() for r in runs)
+    # compare over the sweep: the two seeds make one group with an interval; the two runs pair up
+    # on the same test problems (real eval.jsonl, config.yaml and prepare manifest)
+    c = selfimprove("compare", str(tmp_path / "seeds"), "--group-by", "recipe", "--format", "json")
+    (row,) = json.loads(c.stdout)
+    assert (row["group"], row["seeds"], row["iteration"]) == ("star", 2, 0) and row["accuracy_ci95"] is not None
+    assert "val_accuracy_ci95" in row
+    c = selfimprove("compare", str(tmp_path / "seeds"), "--paired", "--format", "json")
+    (pair,) = json.loads(c.stdout)["paired"]
+    assert pair["problems"] == runs[0].evaluations()[0]["problems"] and 0 <= pair["p_sign"] <= 1
     # the same sweep again resumes every job: nothing is recomputed
     again = selfimprove("run", "-m", *QUICK, "seed=0,1", f"output_root={tmp_path}", "sweep_name=seeds")
     assert again.returncode == 0 and again.stdout.count("Nothing to do") == 2

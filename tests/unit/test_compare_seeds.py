@@ -56,12 +56,31 @@ def sweep(tmp_path, flops=None):
     return find_runs([str(tmp_path)])
 
 
-def cli(*args, columns=None):
-    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
-    if columns:
-        env["COLUMNS"] = str(columns)
-    return subprocess.run([sys.executable, "-m", "selfimprove.cli", "compare", *args], capture_output=True,
-                          text=True, env=env)
+class Result:
+    def __init__(self, code, stdout, stderr):
+        self.returncode, self.stdout, self.stderr = code, stdout, stderr
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """`selfimprove compare ARGS` in this process (stdout captured: not a terminal, as when piped)."""
+    from selfimprove.cli import main
+
+    def run(*args, columns=None):
+        if columns:
+            monkeypatch.setenv("COLUMNS", str(columns))
+        else:
+            monkeypatch.delenv("COLUMNS", raising=False)
+        capsys.readouterr()
+        try:
+            main(["compare", *args])
+            code = 0
+        except SystemExit as exc:
+            code = exc.code
+        out = capsys.readouterr()
+        return Result(code, out.out, out.err)
+
+    return run
 
 
 def test_groups_of_seeds_get_the_mean_and_a_95_percent_t_interval(tmp_path):
@@ -99,7 +118,7 @@ def test_paired_comparison_on_the_same_problems(tmp_path):
     assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
 
 
-def test_table_at_80_columns_wraps_and_never_cuts_a_number(tmp_path):
+def test_table_at_80_columns_wraps_and_never_cuts_a_number(tmp_path, cli):
     sweep(tmp_path)
     p = cli(str(tmp_path), "--group-by", "recipe", "--paired", columns=80)
     assert p.returncode == 0, p.stderr
@@ -112,7 +131,7 @@ def test_table_at_80_columns_wraps_and_never_cuts_a_number(tmp_path):
     assert "95% t-interval over seeds" in text and "n = 3 seeds" in text and "sign test" in text
 
 
-def test_ungrouped_table_moves_long_overrides_under_it_at_80_columns_and_not_in_a_file(tmp_path):
+def test_ungrouped_table_moves_long_overrides_under_it_at_80_columns_and_not_in_a_file(tmp_path, cli):
     long = ["train.learning_rate=0.00031", "generate.temperature=0.7", "filter.max_per_problem=4"]
     make_run(tmp_path, "a-run-with-a-long-name", "star", 0, [0.177, 0.703], overrides=long[:1])
     make_run(tmp_path, "b", "star", 1, [0.2, 0.8], overrides=long[1:])
@@ -126,9 +145,13 @@ def test_ungrouped_table_moves_long_overrides_under_it_at_80_columns_and_not_in_
     piped = cli(str(tmp_path))  # stdout is a pipe, no COLUMNS: as wide as the content
     assert "overrides:" not in piped.stdout and "filter.max_per_problem=4" in piped.stdout
     assert "a-run-with-a-long-name" in piped.stdout and "…" not in piped.stdout
+    out = tmp_path / "table.txt"  # a real pipe to a file, from the installed command's process
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    subprocess.run(f"{sys.executable} -m selfimprove.cli compare {tmp_path} > {out}", shell=True, env=env, check=True)
+    assert out.read_text() == piped.stdout
 
 
-def test_csv_json_and_markdown_carry_the_intervals(tmp_path):
+def test_csv_json_and_markdown_carry_the_intervals(tmp_path, cli):
     sweep(tmp_path)
     csv = cli(str(tmp_path), "--group-by", "recipe", "--format", "csv").stdout.splitlines()
     assert csv[0].split(",")[:8] == ["group", "seeds", "iteration", "accuracy", "accuracy_ci95", "accuracy_low",
@@ -140,24 +163,28 @@ def test_csv_json_and_markdown_carry_the_intervals(tmp_path):
     assert "| accuracy % |" in md and " ± " in md and "95% t-interval over seeds" in md and "sign test p" in md
 
 
-def test_plot_bands_against_iterations_seconds_and_flops(tmp_path):
-    sweep(tmp_path, flops=2.5e12)
-    for x in ("iteration", "seconds", "flops"):
+def test_plot_bands_against_iterations_seconds_and_flops(tmp_path, cli):
+    from selfimprove.compare import plot
+
+    runs = sweep(tmp_path, flops=2.5e12)
+    groups = group_runs(runs, "recipe")
+    for x in ("iteration", "wall_s", "cum_flops"):
         png = tmp_path / f"acc-{x}.png"
-        p = cli(str(tmp_path), "--group-by", "recipe", "--plot", str(png), "--x", x)
-        assert p.returncode == 0, p.stderr
+        assert plot(runs, str(png), "accuracy", x, groups) == 2  # one band per group
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    p = cli(str(tmp_path), "--group-by", "recipe", "--plot", str(tmp_path / "cli.png"), "--x", "flops")
+    assert p.returncode == 0 and (tmp_path / "cli.png").exists()
     rows = json.loads(cli(str(tmp_path), "--group-by", "recipe", "--format", "json").stdout)
     assert [r["cum_flops"] for r in rows if r["group"] == "star"] == [0, 2.5e12, 5e12]
 
 
-def test_flops_axis_without_flops_says_what_to_use(tmp_path):
+def test_flops_axis_without_flops_says_what_to_use(tmp_path, cli):
     sweep(tmp_path)
     p = cli(str(tmp_path), "--plot", str(tmp_path / "x.png"), "--x", "flops")
     assert p.returncode == 2 and "none of these runs reports FLOPs" in p.stderr and "--x seconds" in p.stderr
 
 
-def test_refuses_different_tasks_test_sets_and_a_single_seed(tmp_path):
+def test_refuses_different_tasks_test_sets_and_a_single_seed(tmp_path, cli):
     make_run(tmp_path / "t", "star", "star", 0, [0.2])
     make_run(tmp_path / "t", "g", "star", 1, [0.2], task="gsm8k")
     p = cli(str(tmp_path / "t"))
@@ -178,7 +205,7 @@ def test_refuses_different_tasks_test_sets_and_a_single_seed(tmp_path):
     assert p.returncode == 2 and "group 'star' has a single seed (run star-0)" in p.stderr and "seed=0,1,2" in p.stderr
 
 
-def test_group_by_recipe_refuses_runs_that_differ_by_more_than_the_seed(tmp_path):
+def test_group_by_recipe_refuses_runs_that_differ_by_more_than_the_seed(tmp_path, cli):
     make_run(tmp_path, "a", "star", 0, [0.2], overrides=["train.steps=10"])
     make_run(tmp_path, "b", "star", 1, [0.2])
     make_run(tmp_path, "c", "star", 2, [0.2], overrides=["train.steps=10"])
