@@ -520,8 +520,11 @@ class TurnsEvalConfig:
 
     kind: str = "evaluate_turns"
     enabled: bool = True
-    split: str = "test"
+    split: str = "test"  # reported only
     max_problems: Optional[int] = None
+    # also two turns on this split -> val_acc_t1, val_acc_t2, val_delta (what choices read); null: skip
+    val_split: Optional[str] = "val"
+    val_max_problems: Optional[int] = None
     max_new_tokens: int = 64
 
 
@@ -713,6 +716,10 @@ def validate(cfg: Any) -> None:
     stage, _, metric = str(cfg.get("objective", "evaluate.val_accuracy")).partition(".")
     need(bool(stage) and bool(metric), f"objective must be '<stage>.<metric>' (got '{cfg.get('objective')}'), e.g. "
                                        f"objective=evaluate.val_accuracy (validation: keep test for reporting).")
+    kind = cfg[stage].get("kind") if stage in cfg and OmegaConf.is_dict(cfg[stage]) else None
+    need(kind not in ("evaluate", "evaluate_turns") or metric.startswith("val_"),
+         f"objective={stage}.{metric} reads the test split, which is for reporting only; a sweep must choose on "
+         f"validation: objective={stage}.val_{'accuracy' if kind == 'evaluate' else 'acc_t2'}.")
     for name in names:
         need(name in cfg and OmegaConf.is_dict(cfg[name]) and "kind" in cfg[name],
              f"stage '{name}' in the stage lists has no config section with a 'kind'.")
@@ -727,6 +734,11 @@ def validate(cfg: Any) -> None:
             need(0 < s.top_p <= 1, f"{name}.top_p must be in (0, 1] (got {s.top_p}).")
         if "k" in s:
             need(s.k >= 1, f"{name}.k must be >= 1 (got {s.k}).")
+        # what is trained on or chosen by never comes from the test split (it is for reporting only)
+        feeds = list(s.get("splits") or []) + ([s.split] if s.kind in ("generate", "score_rl", "tune") and "split" in s
+                                              else [])
+        need("test" not in feeds, f"{name} reads the test split, which is for reporting only; use train (or val "
+                                  f"to choose something).")
         if s.kind in TRAIN_KINDS and s.get("max_epochs") is not None:
             need(s.max_epochs > 0, f"{name}.max_epochs must be > 0 or null for no cap (got {s.max_epochs}).")
         if "lora" in s and s.lora.enabled:  # train stages and the SCoRe trainer

@@ -37,3 +37,13 @@ def test_objective_must_name_a_stage_and_a_metric(tmp_path):
     p = subprocess.run([sys.executable, "-m", "selfimprove.cli", "validate", "recipe=star", "profile=debug",
                         "objective=val_accuracy", f"output_root={tmp_path}"], capture_output=True, text=True)
     assert p.returncode == 2 and "objective must be '<stage>.<metric>'" in p.stderr and "Traceback" not in p.stderr
+
+
+@pytest.mark.parametrize("override, message", [
+    ("objective=evaluate.accuracy", "objective=evaluate.val_accuracy"),
+    ("generate.split=test", "generate reads the test split"),
+])
+def test_choices_and_training_data_never_read_the_test_split(tmp_path, override, message):
+    p = subprocess.run([sys.executable, "-m", "selfimprove.cli", "validate", "recipe=star", "profile=debug",
+                        override, f"output_root={tmp_path}"], capture_output=True, text=True)
+    assert p.returncode == 2 and message in p.stderr and "reporting only" in p.stderr
