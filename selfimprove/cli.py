@@ -210,7 +210,7 @@ def cmd_compare(args: list[str]) -> None:
     import argparse
 
     from .compare import NotARunError, comparison_rows, find_runs, plot, present_metrics, render, x_columns
-    from .compare_view import caption, display, display_paired, markdown, print_table
+    from .compare_view import PAIRED_CAPTION, caption, display, display_paired, markdown, print_table
     from .seeds import CompareError, check_comparable, group_rows, group_runs, paired_rows
 
     ap = argparse.ArgumentParser(prog="selfimprove compare", description="Runs side by side, one row per iteration.",
@@ -261,15 +261,13 @@ def cmd_compare(args: list[str]) -> None:
     if opts.format == "table":
         print_table(*display(rows, present), "selfimprove compare", caption(groups))
         if pairs:
-            print_table(*display_paired(pairs), "paired comparison on the same test problems",
-                        "A - B in accuracy points; sign test: exact, two-sided, over problems where A and B differ; "
-                        "Holm: adjusted over all pairs")
+            print_table(*display_paired(pairs), "paired comparison on the same test problems", PAIRED_CAPTION)
     elif opts.format == "markdown":
         print(markdown(*display(rows, present)))
         if groups:
             print(f"\n{caption(groups)}")
         if pairs:
-            print("\n" + markdown(*display_paired(pairs)))
+            print("\n" + markdown(*display_paired(pairs)) + f"\n\n{PAIRED_CAPTION}")
     elif opts.format == "json" and pairs:
         import json
 

@@ -60,13 +60,18 @@ def display(rows: list[dict], metrics: list[str]) -> tuple[list[str], list[list[
 
 
 def display_paired(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
-    header = ["A", "B", "iteration A/B", "problems", "A %", "B %", "A - B points [95% bootstrap]",
-              "problems A better / B better", "sign test p", "Holm p"]
+    """Short headers (the caption explains them) so that the table fits 80 columns unwrapped."""
+    header = ["A", "B", "iter A/B", "n", "A %", "B %", "A-B", "95% CI", "A>B", "B>A", "p sign", "p Holm"]
     cells = [[r["a"], r["b"], f"{r['iteration_a']}/{r['iteration_b']}", str(r["problems"]),
-              f"{100 * r['accuracy_a']:.1f}", f"{100 * r['accuracy_b']:.1f}",
-              f"{100 * r['diff']:+.1f} [{100 * r['diff_low']:+.1f}, {100 * r['diff_high']:+.1f}]",
-              f"{r['a_better']} / {r['b_better']}", f"{r['p_sign']:.3g}", f"{r['p_holm']:.3g}"] for r in rows]
+              f"{100 * r['accuracy_a']:.1f}", f"{100 * r['accuracy_b']:.1f}", f"{100 * r['diff']:+.1f}",
+              f"[{100 * r['diff_low']:+.1f}, {100 * r['diff_high']:+.1f}]", str(r["a_better"]), str(r["b_better"]),
+              f"{r['p_sign']:.2g}", f"{r['p_holm']:.2g}"] for r in rows]
     return header, cells
+
+
+PAIRED_CAPTION = ("A-B: accuracy difference in points, each problem's correctness averaged over seeds; 95% CI: "
+                  "paired bootstrap over problems; n: problems; A>B, B>A: problems where one is right more "
+                  "often; p sign: exact two-sided sign test over those; p Holm: adjusted over all pairs.")
 
 
 def markdown(header: list[str], cells: list[list[str]]) -> str:
@@ -82,49 +87,71 @@ def caption(groups: Optional[dict]) -> Optional[str]:
     return f"mean ± half-width of the {INTERVAL} (n = {'/'.join(map(str, ns))} seeds; `seeds` column: per row)"
 
 
-def _table(header, cells, title, caption_text):
+TEXT_WIDTH = 24  # a text column of a table too wide for the terminal folds at this width
+
+
+def _table(header, cells, title, caption_text, narrow: bool = False):
     from rich import box
     from rich.table import Table
 
-    table = Table(title=title, caption=caption_text, box=box.SIMPLE_HEAVY, caption_justify="left")
-    for col in header:
-        # fold: a cell too wide for its column wraps onto more lines; nothing is ever cut to "…"
-        table.add_column(col, justify="left" if col in LEFT else "right", overflow="fold")
+    table = Table(title=title, caption=caption_text, box=box.SIMPLE_HEAVY, caption_justify="left",
+                  padding=0, show_edge=False)  # the box's blank divider: one space between columns
+    for i, col in enumerate(header):
+        # numbers keep their width (no_wrap); text columns give way (fold: what does not fit goes
+        # on the next line). print_table never lets rich shrink a column below its content.
+        number = all(" " not in c[i] and len(c[i]) <= 12 for c in cells) and col.lower() not in LEFT
+        table.add_column(col, justify="right" if number else "left", overflow="fold", no_wrap=number,
+                         max_width=None if number or not narrow else TEXT_WIDTH)
     for c in cells:
         table.add_row(*c)
     return table
+
+
+def _width(console, table, which: str) -> int:
+    from rich.measure import Measurement
+
+    return getattr(Measurement.get(console, console.options.update(max_width=100_000), table), which)
 
 
 def print_table(header: list[str], cells: list[list[str]], title: str, caption_text: Optional[str] = None,
                 console=None) -> None:
     """A rich table at the terminal's width (COLUMNS if set). Piped to a file without COLUMNS it
     is as wide as its content, so no cell wraps. If the table does not fit, the `overrides`
-    column moves under the table, one line per row that has overrides."""
+    column moves under it (one line per run), text columns fold, and if the numbers alone do
+    not fit either, each row is printed as `column: value` lines: no number is ever cut."""
     from rich.console import Console
-    from rich.measure import Measurement
+    from rich.text import Text
 
     if console is None:
-        console = Console()
+        console = Console(highlight=False)
         if not sys.stdout.isatty() and "COLUMNS" not in os.environ:
             wide = Console(width=100_000)
-            need = Measurement.get(wide, wide.options, _table(header, cells, title, caption_text)).maximum
-            console = Console(width=max(need, 80))
+            console = Console(width=max(_width(wide, _table(header, cells, title, caption_text), "maximum"), 80),
+                              highlight=False)
     notes = []
-    if "overrides" in header:
-        need = Measurement.get(console, console.options.update(max_width=100_000),
-                               _table(header, cells, title, caption_text)).maximum
-        if need > console.width:
-            i = header.index("overrides")
-            key = header.index("run") if "run" in header else 0
-            seen = {}
-            for c in cells:
-                if c[i]:
-                    seen.setdefault(c[key], c[i])
-            notes = [f"{name}: {ov}" for name, ov in seen.items()]
-            header = header[:i] + header[i + 1:]
-            cells = [c[:i] + c[i + 1:] for c in cells]
-    console.print(_table(header, cells, title, caption_text))
+    if "overrides" in header and _width(console, _table(header, cells, title, caption_text), "maximum") > console.width:
+        i = header.index("overrides")
+        key = header.index("run") if "run" in header else 0
+        seen: dict[str, str] = {}
+        for c in cells:
+            if c[i]:
+                seen.setdefault(c[key], c[i])
+        notes = [f"{name}: {ov}" for name, ov in seen.items()]
+        header = header[:i] + header[i + 1:]
+        cells = [c[:i] + c[i + 1:] for c in cells]
+    narrow = _width(console, _table(header, cells, title, caption_text), "maximum") > console.width
+    table = _table(header, cells, title, caption_text, narrow)
+    if _width(console, table, "minimum") <= console.width:
+        console.print(table)
+    else:  # even folded text columns leave no room for the numbers: one block per row
+        console.print(Text(title, style="italic"))
+        for c in cells:
+            console.print()
+            for h, v in zip(header, c):
+                console.print(Text(f"  {h}: {v}", overflow="fold"))
+        if caption_text:
+            console.print(Text(caption_text))
     if notes:
-        console.print("overrides:", markup=False)
+        console.print(Text("overrides:"))
         for line in notes:
-            console.print("  " + line, markup=False, highlight=False)
+            console.print(Text("  " + line, overflow="fold"))

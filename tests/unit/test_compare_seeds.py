@@ -128,7 +128,15 @@ def test_table_at_80_columns_wraps_and_never_cuts_a_number(tmp_path, cli):
                if r["group"] == "star" and r["iteration"] == 2)
     text = " ".join(p.stdout.split())  # a wrapped cell continues on the next line
     assert f"{100 * row['accuracy']:.1f}" in text and f"{100 * row['accuracy_ci95']:.1f}" in text
-    assert "95% t-interval over seeds" in text and "n = 3 seeds" in text and "sign test" in text
+    assert "95% t-interval over seeds" in text and "n = 3 seeds" in text and "sign test" in text and "e-\n" not in p.stdout
+
+
+def test_too_narrow_for_the_numbers_prints_one_block_per_row(tmp_path, cli):
+    sweep(tmp_path)
+    p = cli(str(tmp_path / "star-0"), str(tmp_path / "rest_em-1"), "--paired", columns=40)
+    assert p.returncode == 0 and "…" not in p.stdout and max(map(len, p.stdout.splitlines())) <= 40
+    (pair,) = paired_rows({r.name: [r] for r in find_runs([str(tmp_path / "star-0"), str(tmp_path / "rest_em-1")])})
+    assert f"  A-B: {100 * pair['diff']:+.1f}" in p.stdout and f"  p sign: {pair['p_sign']:.2g}" in p.stdout
 
 
 def test_ungrouped_table_moves_long_overrides_under_it_at_80_columns_and_not_in_a_file(tmp_path, cli):
@@ -160,7 +168,7 @@ def test_csv_json_and_markdown_carry_the_intervals(tmp_path, cli):
     data = json.loads(cli(str(tmp_path), "--group-by", "recipe", "--format", "json", "--paired").stdout)
     assert data["rows"][0]["accuracy_ci95"] > 0 and data["paired"][0]["p_sign"] < 0.05
     md = cli(str(tmp_path), "--group-by", "recipe", "--format", "markdown", "--paired").stdout
-    assert "| accuracy % |" in md and " ± " in md and "95% t-interval over seeds" in md and "sign test p" in md
+    assert "| accuracy % |" in md and " ± " in md and "95% t-interval over seeds" in md and "p sign" in md and "paired bootstrap" in md
 
 
 def test_plot_bands_against_iterations_seconds_and_flops(tmp_path, cli):
