@@ -542,6 +542,7 @@ class TrackingConfig:
             "rationalize.rationalized",
             "train.steps",
             "evaluate.accuracy",
+            "evaluate.val_accuracy",
         ]
     )
 
