@@ -617,7 +617,8 @@ GROUP_SCHEMAS = {
 }
 
 # Keys that may change between invocations of one run without being a conflict.
-RESUMABLE_CHANGES = ("iterations", "reconfigure", "tracking", "threads", "sweep_name", "cache")
+RESUMABLE_CHANGES = ("iterations", "reconfigure", "tracking", "threads", "sweep_name", "cache",
+                     "objective")  # objective: what a sweeper reads, not what a run computes
 
 
 TRAIN_KINDS = ("sft", "dpo")
