@@ -199,7 +199,7 @@ def _table(rows: list[dict], title: str) -> None:
 
 COMPARE_EPILOG = """examples:
   selfimprove compare outputs/star outputs/rest_em --plot acc.png
-  selfimprove compare outputs/sweep --group-by recipe --paired --plot acc.png --x cum_flops
+  selfimprove compare outputs/sweep --group-by recipe --paired --plot acc.png --x flops
 Grouped rows show mean ± half-width of a 95% t-interval over seeds; --paired compares every two
 groups (or runs) on the same test problems: accuracy difference with a paired-bootstrap 95%
 interval, exact two-sided sign test p-value, and Holm's adjustment over the pairs. csv and json
