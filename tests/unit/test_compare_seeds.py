@@ -228,3 +228,12 @@ def test_group_by_recipe_refuses_runs_that_differ_by_more_than_the_seed(tmp_path
     make_run(tmp_path / "dup", "y", "star", 0, [0.3])
     with pytest.raises(CompareError, match="same seed"):
         group_runs(find_runs([str(tmp_path / "dup")]), "recipe")
+
+
+def test_an_iteration_only_one_seed_reached_shows_no_interval(tmp_path, cli):
+    make_run(tmp_path, "star-0", "star", 0, [0.2, 0.6, 0.7])
+    make_run(tmp_path, "star-1", "star", 1, [0.2, 0.6])  # still running, say
+    rows = group_rows(group_runs(find_runs([str(tmp_path)]), "recipe"), ["accuracy"], ["wall_s"])
+    assert [(r["seeds"], r["accuracy_ci95"] is None) for r in rows] == [(2, False), (2, False), (1, True)]
+    p = cli(str(tmp_path), "--group-by", "recipe", "--format", "markdown")
+    assert p.stdout.splitlines()[4].startswith("| star | 1 | 2 | ") and "(1 seed)" in p.stdout
