@@ -46,8 +46,10 @@ def display(rows: list[dict], metrics: list[str]) -> tuple[list[str], list[list[
             if c in metrics:
                 half = r.get(f"{c}_ci95")
                 text = _num(v, pct[c]) if pct[c] else _num(v, False)
-                if f"{c}_ci95" in r and v is not None:  # one seed at this iteration: no interval to show
-                    text += (" ± " + (_num(half, pct[c]) if pct[c] else f"{half:.2g}")) if half is not None else " (1 seed)"
+                if f"{c}_ci95" in r and v is not None and half is None:
+                    text += " (1 seed)"  # one seed reached this iteration: no interval to show
+                elif f"{c}_ci95" in r and v is not None:
+                    text += " ± " + (_num(half, pct[c]) if pct[c] else f"{half:.2g}")
                 line.append(text)
             elif c == "wall_s":
                 line.append("" if v is None else f"{v:.0f}")
