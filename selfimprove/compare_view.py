@@ -68,12 +68,19 @@ def display_paired(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
               f"{100 * r['accuracy_a']:.1f}", f"{100 * r['accuracy_b']:.1f}", f"{100 * r['diff']:+.1f}",
               f"[{100 * r['diff_low']:+.1f}, {100 * r['diff_high']:+.1f}]", str(r["a_better"]), str(r["b_better"]),
               f"{r['p_sign']:.2g}", f"{r['p_holm']:.2g}"] for r in rows]
+    if any(r.get("seed_diff_ci95") is not None for r in rows):
+        header.append("A-B by seed")
+        for line, r in zip(cells, rows):
+            half = r.get("seed_diff_ci95")
+            line.append("" if half is None else f"{100 * r['seed_diff']:+.1f} ± {100 * half:.1f}")
     return header, cells
 
 
 PAIRED_CAPTION = ("A-B: accuracy difference in points, each problem's correctness averaged over seeds; 95% CI: "
                   "paired bootstrap over problems; n: problems; A>B, B>A: problems where one is right more "
-                  "often; p sign: exact two-sided sign test over those; p Holm: adjusted over all pairs.")
+                  "often; p sign: exact two-sided sign test over those; p Holm: adjusted over all pairs; "
+                  "A-B by seed (groups with the same seeds): 95% t-interval of the per-seed differences, "
+                  "which also covers the spread between seed models.")
 
 
 def markdown(header: list[str], cells: list[list[str]]) -> str:

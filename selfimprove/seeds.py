@@ -138,6 +138,7 @@ def paired_rows(units: dict[str, list[Run]], iteration: Optional[int] = None) ->
     results = {label: per_problem(runs, iteration) for label, runs in units.items()}
     rows = []
     for a, b in combinations(units, 2):
+        seed_diff, seed_half = _seed_paired(units[a], units[b], results[a][0], results[b][0])
         (ia, pa), (ib, pb) = results[a], results[b]
         if set(pa) != set(pb):
             raise CompareError(f"'{a}' and '{b}' were evaluated on different problems ({len(pa)} and {len(pb)}, "
@@ -147,7 +148,20 @@ def paired_rows(units: dict[str, list[Run]], iteration: Optional[int] = None) ->
         rows.append({"a": a, "b": b, "iteration_a": ia, "iteration_b": ib, "problems": c.problems,
                      "accuracy_a": sum(pa.values()) / len(pa), "accuracy_b": sum(pb.values()) / len(pb),
                      "diff": c.diff, "diff_low": c.ci_low, "diff_high": c.ci_high,
-                     "a_better": c.a_better, "b_better": c.b_better, "p_sign": c.p_sign})
+                     "a_better": c.a_better, "b_better": c.b_better, "p_sign": c.p_sign,
+                     "seed_diff": seed_diff, "seed_diff_ci95": seed_half})
     for row, p in zip(rows, holm([r["p_sign"] for r in rows])):
         row["p_holm"] = p
     return rows
+
+
+def _seed_paired(a: list[Run], b: list[Run], ia: int, ib: int) -> tuple[Optional[float], Optional[float]]:
+    """Mean and 95% t half-width of A - B paired by seed (same seed, same seed model), when both
+    groups ran the same >= 2 seeds: the problem-level tests above treat the seeds as fixed, this
+    one asks whether the gap would hold for other seed models."""
+    acc = lambda runs, it: {r.seed: next((e.get("accuracy") for e in r.evaluations()  # noqa: E731
+                                          if e["iteration"] == it), None) for r in runs}
+    xa, xb = acc(a, ia), acc(b, ib)
+    if len(xa) < 2 or set(xa) != set(xb) or None in xa.values() or None in xb.values():
+        return None, None
+    return t_interval([xa[s] - xb[s] for s in sorted(xa)])

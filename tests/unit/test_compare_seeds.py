@@ -117,6 +117,13 @@ def test_paired_comparison_on_the_same_problems(tmp_path):
     assert (pair["a_better"], pair["b_better"]) == (wins, losses) and pair["p_sign"] == pytest.approx(p_exact)
     assert pair["diff"] == pytest.approx(statistics.mean(d)) and pair["diff_low"] < pair["diff"] < pair["diff_high"]
     assert pair["p_sign"] < 0.01 and pair["diff_low"] > 0  # 0.8 vs 0.5 on 60 problems x 3 seeds
+    by_seed = [r.evaluations()[2]["accuracy"] - q.evaluations()[2]["accuracy"]
+               for r, q in zip(groups["star"], groups["rest_em"])]  # both sorted by seed
+    assert [r.seed for r in groups["star"]] == [r.seed for r in groups["rest_em"]] == [0, 1, 2]
+    assert pair["seed_diff"] == pytest.approx(statistics.mean(by_seed))
+    assert pair["seed_diff_ci95"] == pytest.approx(T975_DF2 * statistics.stdev(by_seed) / math.sqrt(3))
+    runs = {r.name: [r] for r in groups["star"][:2]}  # single runs: no seed-paired interval
+    assert paired_rows(runs)[0]["seed_diff_ci95"] is None
     same = paired_comparison([1, 0, 1, 0], [1, 0, 1, 0])
     assert same.p_sign == 1.0 and same.diff == 0 and (same.ci_low, same.ci_high) == (0, 0)
     assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
@@ -134,6 +141,7 @@ def test_table_at_80_columns_wraps_and_never_cuts_a_number(tmp_path, cli):
     assert f"{100 * row['accuracy']:.1f}" in text and f"{100 * row['accuracy_ci95']:.1f}" in text
     assert "95% t-interval over seeds" in text and "n = 3 seeds" in text and "sign test" in text
     assert "e-\n" not in p.stdout  # p-values are not folded either
+    assert "A-B by seed" in text and text.count("±") == 6 + 1 + 1  # six group rows, the caption, one seed-paired difference
 
 
 def test_too_narrow_for_the_numbers_prints_one_block_per_row(tmp_path, cli):
