@@ -141,7 +141,7 @@ def test_table_at_80_columns_wraps_and_never_cuts_a_number(tmp_path, cli):
     assert f"{100 * row['accuracy']:.1f}" in text and f"{100 * row['accuracy_ci95']:.1f}" in text
     assert "95% t-interval over seeds" in text and "n = 3 seeds" in text and "sign test" in text
     assert "e-\n" not in p.stdout  # p-values are not folded either
-    assert "A-B by seed" in text and text.count("±") == 6 + 1 + 1  # six group rows, the caption, one seed-paired difference
+    assert "A-B by seed" in text and text.count("±") == 6 + 1 + 1  # 6 rows, caption, by-seed diff
 
 
 def test_too_narrow_for_the_numbers_prints_one_block_per_row(tmp_path, cli):
