@@ -236,8 +236,10 @@ def plot(runs: list[Run], path: str, metric: str = "accuracy", x: str = "iterati
             xs, ys, hs = zip(*pts)
             line, = ax.plot(xs, ys, marker="o", label=label + (f" (n={len(members)})" if groups else ""))
             if groups:
-                ax.fill_between(xs, [y - h for y, h in zip(ys, hs)], [y + h for y, h in zip(ys, hs)],
-                                color=line.get_color(), alpha=0.2, linewidth=0)
+                lo, hi = [y - h for y, h in zip(ys, hs)], [y + h for y, h in zip(ys, hs)]
+                if all(0 <= y <= 1 for y in ys):  # a fraction: draw the band within [0, 1] (tables keep it whole)
+                    lo, hi = [max(v, 0.0) for v in lo], [min(v, 1.0) for v in hi]
+                ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
                 bands += 1
     if x == "iteration":
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
