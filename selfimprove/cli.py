@@ -2,7 +2,8 @@
 
     selfimprove run [OVERRIDES...]        compose a recipe with Hydra and run (or resume) it
     selfimprove validate [OVERRIDES...]   compose and check a config without running anything
-    selfimprove compare RUN_DIR...        runs side by side (--format csv|json|markdown, --plot FILE.png)
+    selfimprove compare RUN_DIR...        runs side by side (--format csv|json|markdown, --plot FILE.png,
+                                          --group-by recipe: mean ± 95% CI over seeds, --paired: tests)
     selfimprove ls [OUTPUT_ROOT]          each run with its recipe, status and last accuracy
     selfimprove recipes                   list the available recipes
 
@@ -133,7 +134,7 @@ def check_output_root(root: str) -> None:
 
 def _hydra_task(cfg) -> float | None:
     """What Hydra runs for each job (once for `run`, once per combination for `-m`). Returns the
-    final held-out accuracy, which is what a Hydra sweeper (Optuna, Nevergrad) maximises."""
+    run's `objective` (validation accuracy by default), which a Hydra sweeper (Optuna) maximises."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
@@ -156,9 +157,22 @@ def _hydra_task(cfg) -> float | None:
         fail(str(exc))
     if code:
         sys.exit(code)
-    from .compare import final_metric
+    return _objective(Path(hc.runtime.output_dir), cfg.objective,
+                      required=hc.mode == RunMode.MULTIRUN and "BasicSweeper" not in str(hc.sweeper.get("_target_")))
 
-    return final_metric(Path(hc.runtime.output_dir), "accuracy")
+
+def _objective(run_dir: Path, objective: str, required: bool) -> float | None:
+    """The `objective` ("<stage>.<metric>", validation by default) of a finished run: what a
+    sweeper such as Optuna maximises. A sweeper that reads it gets an error if no stage wrote it."""
+    from .compare import final_metric, metric_names
+
+    stage, _, metric = objective.partition(".")
+    value = final_metric(run_dir, metric, stage)
+    if value is None and required:
+        fail(f"objective={objective}: no '{stage}' stage of {run_dir} wrote '{metric}'. Metrics that exist: "
+             f"{', '.join(metric_names(run_dir)) or '(none)'}. Pick one of them with objective=<stage>.<metric>, "
+             f"a validation one (val_...) so that the test split stays for reporting.")
+    return value
 
 
 def cmd_run(args: list[str]) -> None:
@@ -194,46 +208,93 @@ def cmd_validate(args: list[str]) -> None:
 
 
 def _table(rows: list[dict], title: str) -> None:
-    from rich.console import Console
-    from rich.table import Table
+    from .compare_view import display, print_table
 
-    table = Table(title=title)
-    for col in rows[0]:
-        table.add_column(col, justify="right" if col not in ("run", "recipe", "overrides", "status", "slurm job") else "left")
-    for r in rows:
-        table.add_row(*("" if v is None else (f"{v:.4f}" if abs(v) <= 1 else f"{v:.1f}") if isinstance(v, float)
-                        else str(v) for v in r.values()))
-    Console().print(table)
+    metrics = [c for c in rows[0] if c not in ("run", "recipe", "status", "iterations", "slurm job")] if rows else []
+    print_table(*display(rows, metrics), title)
+
+
+COMPARE_EPILOG = """examples:
+  selfimprove compare outputs/star outputs/rest_em --plot acc.png
+  selfimprove compare outputs/sweep --group-by recipe --paired --plot acc.png --x flops
+Grouped rows show mean ± half-width of a 95% t-interval over seeds; --paired compares every two
+groups (or runs) on the same test problems: accuracy difference with a paired-bootstrap 95%
+interval, exact two-sided sign test p-value, and Holm's adjustment over the pairs. csv and json
+carry raw fractions (mean, _ci95, _low, _high); table and markdown show percentages."""
 
 
 def cmd_compare(args: list[str]) -> None:
     import argparse
 
-    from .compare import NotARunError, comparison_rows, find_runs, plot, render
+    from .compare import NotARunError, comparison_rows, find_runs, plot, present_metrics, render, x_columns
+    from .compare_view import PAIRED_CAPTION, caption, display, display_paired, markdown, print_table
+    from .seeds import CompareError, check_comparable, group_rows, group_runs, paired_rows
 
-    ap = argparse.ArgumentParser(prog="selfimprove compare", description="Runs side by side, one row per iteration.")
+    ap = argparse.ArgumentParser(prog="selfimprove compare", description="Runs side by side, one row per iteration.",
+                                 epilog=COMPARE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("runs", nargs="+", help="run directories, or folders of runs (an output root, a sweep)")
     ap.add_argument("--format", default="table", choices=["table", "csv", "json", "markdown"])
     ap.add_argument("--metric", action="append", help="evaluate metric to show (repeatable); default: headline ones")
-    ap.add_argument("--plot", metavar="FILE.png", help="write accuracy vs iteration, one line per run")
+    ap.add_argument("--group-by", choices=["recipe", "overrides"],
+                    help="one row per group of runs that differ only by seed: mean ± 95%% t-interval")
+    ap.add_argument("--paired", action="store_true",
+                    help="compare every two groups (or runs) problem by problem on the same test set")
+    ap.add_argument("--iteration", type=int, help="iteration for --paired (default: each one's last)")
+    ap.add_argument("--plot", metavar="FILE.png", help="write the first metric against --x, one line per run "
+                                                       "(per group, with a 95%% band)")
+    ap.add_argument("--x", default="iteration", choices=["iteration", "seconds", "flops"],
+                    help="plot axis: iteration, cumulative wall seconds, or cumulative FLOPs")
     opts = ap.parse_args(args)
     try:
         runs = find_runs(opts.runs)
-    except NotARunError as exc:
+        check_comparable(runs)
+        groups = group_runs(runs, opts.group_by) if opts.group_by else None
+    except (NotARunError, CompareError) as exc:
         fail(str(exc))
-    present, rows = comparison_rows(runs, opts.metric)
+    present = present_metrics(runs, opts.metric)
     if not present:
         have = {r.name: sorted({k for e in r.evaluations() for k in e} - {"iteration", "stage", "seconds"})
                 for r in runs}
         fail("the runs share none of the requested metrics. Each run has:\n" +
              "\n".join(f"  {name}: {', '.join(m) or '(no evaluation yet)'}" for name, m in have.items()) +
              "\nPick some with --metric NAME.")
-    if opts.format == "table":
-        _table(rows, "selfimprove compare")
+    x = {"iteration": "iteration", "seconds": "wall_s", "flops": "cum_flops"}[opts.x]
+    if x == "cum_flops" and "cum_flops" not in x_columns(runs):
+        fail("--x flops: none of these runs reports FLOPs (no `flops` or `cum_flops` in metrics.jsonl; runs "
+             "made before compute accounting lack them). Use --x iteration or --x seconds.")
+    if groups:
+        rows = group_rows(groups, present, x_columns(runs))
     else:
-        print(render(rows, opts.format))
+        rows = comparison_rows(runs, opts.metric)[1]
+    pairs = []
+    if opts.paired:
+        units = groups or {r.name: [r] for r in runs}
+        if len(units) < 2:
+            fail("--paired needs at least two groups (or runs) to compare; this selection has one.")
+        try:
+            pairs = paired_rows(units, opts.iteration)
+        except CompareError as exc:
+            fail(str(exc))
+    if opts.format == "table":
+        print_table(*display(rows, present), "selfimprove compare", caption(groups))
+        if pairs:
+            print_table(*display_paired(pairs), "paired comparison on the same test problems", PAIRED_CAPTION)
+    elif opts.format == "markdown":
+        print(markdown(*display(rows, present)))
+        if groups:
+            print(f"\n{caption(groups)}")
+        if pairs:
+            print("\n" + markdown(*display_paired(pairs)) + f"\n\n{PAIRED_CAPTION}")
+    elif opts.format == "json" and pairs:
+        import json
+
+        print(json.dumps({"rows": rows, "paired": pairs}, indent=2))
+    else:
+        print(render(rows, opts.format).rstrip("\n"))
+        if pairs:
+            print("\n" + render(pairs, opts.format).rstrip("\n"))
     if opts.plot:
-        plot(runs, opts.plot, present[0])
+        plot(runs, opts.plot, present[0], x, groups)
         print(f"plot written to {opts.plot}", file=sys.stderr)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import fcntl
+import functools
+import hashlib
 import io
 import json
 import os
@@ -11,7 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-HEADLINE = ("accuracy", "pass@1", "maj@4", "pass@4")
+import yaml
+
+HEADLINE = ("accuracy", "val_accuracy", "pass@1", "maj@4", "pass@4")
 
 
 class NotARunError(ValueError):
@@ -39,6 +43,50 @@ class Run:
     def seconds_through(self, iteration: int) -> float:
         return sum(r.get("seconds", 0.0) for r in self.rows if r["iteration"] <= iteration)
 
+    def flops_through(self, iteration: int) -> Optional[float]:
+        """Cumulative FLOPs through `iteration`: the evaluate row's `cum_flops` if the pipeline
+        wrote one, else the sum of the per-stage `flops` (None if no stage reports FLOPs)."""
+        done = [r for r in self.rows if r["iteration"] <= iteration]
+        cum = [r["cum_flops"] for r in done if r.get("stage") == "evaluate" and "cum_flops" in r]
+        if cum:
+            return cum[-1]
+        if not any("flops" in r for r in self.rows):
+            return None
+        return float(sum(r["flops"] for r in done if isinstance(r.get("flops"), (int, float))))
+
+    def x_at(self, iteration: int, axis: str) -> Optional[float]:
+        """The plot's x value for an evaluated iteration: iteration, wall_s or cum_flops."""
+        return {"iteration": lambda: iteration, "wall_s": lambda: self.seconds_through(iteration),
+                "cum_flops": lambda: self.flops_through(iteration)}[axis]()
+
+    @functools.cached_property
+    def config(self) -> dict:
+        """The run's saved config.yaml (empty if absent, e.g. a hand-made folder)."""
+        path = self.path / "config.yaml"
+        return (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
+
+    @property
+    def seed(self):
+        seeds = [o.split("=", 1)[1] for o in self.overrides if o.startswith("seed=")]
+        return self.config.get("seed", int(seeds[-1]) if seeds else 0)
+
+    @property
+    def task_name(self) -> Optional[str]:
+        return (self.config.get("task") or {}).get("name")
+
+    @functools.cached_property
+    def test_checksum(self) -> Optional[str]:
+        """sha256 of the problems the evaluate stage scores (prepare's split file), None if unknown."""
+        split = (self.config.get("evaluate") or {}).get("split", "test")
+        prep = self.path / "iter_00" / "prepare"
+        manifest = prep / "manifest.json"
+        if manifest.is_file():
+            meta = json.loads(manifest.read_text()).get("files", {}).get(f"{split}.jsonl")
+            if meta:
+                return meta["sha256"]
+        path = prep / f"{split}.jsonl"
+        return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+
 
 def is_run(path: Path) -> bool:
     return (path / "run.json").is_file()
@@ -55,10 +103,17 @@ def load_run(path: Path) -> Run:
     return Run(path, info, rows, list(info.get("overrides", [])))
 
 
-def final_metric(run_dir: Path, metric: str) -> Optional[float]:
-    """The metric of a run's last evaluation (None if it has none)."""
-    evals = load_run(run_dir).evaluations()
-    return evals[-1].get(metric) if evals else None
+def final_metric(run_dir: Path, metric: str, stage: str = "evaluate") -> Optional[float]:
+    """The metric of the last metrics row of `stage` (None if there is none or it lacks the metric)."""
+    rows = [r for r in load_run(run_dir).rows if r.get("stage") == stage]
+    return rows[-1].get(metric) if rows else None
+
+
+def metric_names(run_dir: Path) -> list[str]:
+    """Every "<stage>.<metric>" with a number in a run's metrics.jsonl."""
+    names = {f"{r.get('stage')}.{k}" for r in load_run(run_dir).rows for k, v in r.items()
+             if k not in ("iteration", "stage") and isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return sorted(names)
 
 
 def find_runs(paths: list[str]) -> list[Run]:
@@ -137,20 +192,33 @@ def _locked(path: Path) -> bool:
         os.close(fd)
 
 
+def present_metrics(runs: list[Run], metrics: Optional[list[str]] = None) -> list[str]:
+    return [m for m in (metrics or HEADLINE) if any(m in e for r in runs for e in r.evaluations())]
+
+
+def x_columns(runs: list[Run]) -> list[str]:
+    """Cumulative compute columns the runs can fill: wall_s always, cum_flops if they report FLOPs."""
+    has_flops = any("flops" in row or "cum_flops" in row for r in runs for row in r.rows)
+    return ["wall_s"] + (["cum_flops"] if has_flops else [])
+
+
 def comparison_rows(runs: list[Run], metrics: Optional[list[str]] = None) -> tuple[list[str], list[dict]]:
     """One row per run and evaluated iteration. Returns (metric columns, rows)."""
     common = set.intersection(*(set(r.overrides) for r in runs)) if runs else set()
-    present = [m for m in (metrics or HEADLINE) if any(m in e for r in runs for e in r.evaluations())]
+    present = present_metrics(runs, metrics)
+    xs = x_columns(runs)
     table = []
     for run in runs:
         differing = " ".join(o for o in run.overrides if o not in common and not o.startswith(("output_root=",)))
         evals = run.evaluations()
         if not evals:
             table.append({"run": run.name, "recipe": run.recipe, "overrides": differing, "iteration": None,
-                          **{m: None for m in present}, "wall_s": None, "status": status(run)})
+                          **{m: None for m in present}, **{x: None for x in xs}, "status": status(run)})
         for e in evals:
-            table.append({"run": run.name, "recipe": run.recipe, "overrides": differing, "iteration": e["iteration"],
-                          **{m: e.get(m) for m in present}, "wall_s": round(run.seconds_through(e["iteration"]), 1),
+            it = e["iteration"]
+            table.append({"run": run.name, "recipe": run.recipe, "overrides": differing, "iteration": it,
+                          **{m: e.get(m) for m in present}, "wall_s": round(run.seconds_through(it), 1),
+                          **({"cum_flops": run.flops_through(it)} if "cum_flops" in xs else {}),
                           "status": status(run)})
     return present, table
 
@@ -173,25 +241,49 @@ def render(rows: list[dict], fmt: str) -> str:
     raise ValueError(f"unknown format '{fmt}': use table, csv, json or markdown")
 
 
-def plot(runs: list[Run], path: str, metric: str = "accuracy") -> None:
+X_LABELS = {"iteration": "iteration", "wall_s": "cumulative wall seconds", "cum_flops": "cumulative FLOPs"}
+
+
+def plot(runs: list[Run], path: str, metric: str = "accuracy", x: str = "iteration",
+         groups: Optional[dict[str, list[Run]]] = None) -> int:
+    """One line per run, or per group of seeds: its mean, with a band for the 95% t-interval
+    (the x of a group's point is its seeds' mean x). Returns how many bands it drew."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for run in runs:
-        pts = [(e["iteration"], e[metric]) for e in run.evaluations() if metric in e]
-        if pts:
-            xs, ys = zip(*pts)
-            ax.plot(xs, ys, marker="o", label=f"{run.name} ({run.recipe})")
     from matplotlib.ticker import MaxNLocator
 
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("iteration")
+    from .stats import INTERVAL, t_interval
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    bands = 0
+    for label, members in (groups or {f"{r.name} ({r.recipe})": [r] for r in runs}).items():
+        pts = []
+        for it in sorted({e["iteration"] for r in members for e in r.evaluations()}):
+            at = [(r.x_at(it, x), e[metric]) for r in members for e in r.evaluations()
+                  if e["iteration"] == it and e.get(metric) is not None]
+            if at and all(xv is not None for xv, _ in at):
+                mean, half = t_interval([v for _, v in at])
+                pts.append((sum(xv for xv, _ in at) / len(at), mean, half or 0.0))
+        if pts:
+            xs, ys, hs = zip(*pts)
+            line, = ax.plot(xs, ys, marker="o", label=label + (f" (n={len(members)})" if groups else ""))
+            if groups:
+                lo, hi = [y - h for y, h in zip(ys, hs)], [y + h for y, h in zip(ys, hs)]
+                if all(0 <= y <= 1 for y in ys):  # a fraction: draw the band within [0, 1] (tables keep it whole)
+                    lo, hi = [max(v, 0.0) for v in lo], [min(v, 1.0) for v in hi]
+                ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
+                bands += 1
+    if x == "iteration":
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel(X_LABELS[x])
     ax.set_ylabel(f"held-out {metric}")
+    if groups:
+        ax.set_title(f"bands: {INTERVAL}", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+    return bands

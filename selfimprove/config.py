@@ -336,8 +336,12 @@ class BestOfKConfig:
 class EvaluateConfig:
     kind: str = "evaluate"
     enabled: bool = True
-    split: str = "test"
+    split: str = "test"  # reported only: nothing is chosen by it (choices read `val_split`)
     max_problems: Optional[int] = None
+    # Also greedy on this split -> `val_accuracy`, the number sweeps (Optuna's objective) and any
+    # other choice read, so the test split stays for reporting. null: skip (tasks without gold).
+    val_split: Optional[str] = "val"
+    val_max_problems: Optional[int] = None
     max_new_tokens: int = 128
     # pass@k / maj@k from `num_samples` sampled completions per problem (0 turns sampling off)
     num_samples: int = 4
@@ -531,8 +535,11 @@ class TurnsEvalConfig:
 
     kind: str = "evaluate_turns"
     enabled: bool = True
-    split: str = "test"
+    split: str = "test"  # reported only
     max_problems: Optional[int] = None
+    # also two turns on this split -> val_acc_t1, val_acc_t2, val_delta (what choices read); null: skip
+    val_split: Optional[str] = "val"
+    val_max_problems: Optional[int] = None
     max_new_tokens: int = 64
 
 
@@ -550,6 +557,7 @@ class TrackingConfig:
             "rationalize.rationalized",
             "train.steps",
             "evaluate.accuracy",
+            "evaluate.val_accuracy",
         ]
     )
 
@@ -577,6 +585,9 @@ class RunConfig:
     output_root: str = "outputs"
     run_name: str = "${hydra:runtime.choices.recipe}"
     sweep_name: str = "sweep"  # -m runs go to <output_root>/<sweep_name>/<overrides>/
+    # What a Hydra sweeper (Optuna) maximises: "<stage>.<metric>" from that stage's last metrics
+    # row. Validation, never test: the test split is for reporting only.
+    objective: str = "evaluate.val_accuracy"
     device: str = "auto"
     threads: int = 0  # torch CPU threads; 0 = torch's default. Parallel local jobs want 1 each.
     # Reuse finished stages of other runs under the same output_root whose fingerprint matches.
@@ -638,7 +649,8 @@ GROUP_SCHEMAS = {
 }
 
 # Keys that may change between invocations of one run without being a conflict.
-RESUMABLE_CHANGES = ("iterations", "reconfigure", "tracking", "threads", "sweep_name", "cache", "sharding")
+RESUMABLE_CHANGES = ("iterations", "reconfigure", "tracking", "threads", "sweep_name", "cache", "sharding",
+                     "objective")  # objective: what a sweeper reads, not what a run computes
 # Stage keys that change how a stage runs, not what it produces (kept out of fingerprints)
 UNFINGERPRINTED_STAGE_KEYS = ("shards",)
 
@@ -736,6 +748,14 @@ def validate(cfg: Any) -> None:
 
     need(cfg.iterations >= 0, f"iterations must be >= 0 (got {cfg.iterations}).")
     names = list(dict.fromkeys(list(cfg.setup) + list(cfg.stages)))
+    # the format only: whether the stage writes the metric is known after a run (cli._objective)
+    stage, _, metric = str(cfg.get("objective", "evaluate.val_accuracy")).partition(".")
+    need(bool(stage) and bool(metric), f"objective must be '<stage>.<metric>' (got '{cfg.get('objective')}'), e.g. "
+                                       f"objective=evaluate.val_accuracy (validation: keep test for reporting).")
+    kind = cfg[stage].get("kind") if stage in cfg and OmegaConf.is_dict(cfg[stage]) else None
+    need(kind not in ("evaluate", "evaluate_turns") or metric.startswith("val_"),
+         f"objective={stage}.{metric} reads the test split, which is for reporting only; a sweep must choose on "
+         f"validation: objective={stage}.val_{'accuracy' if kind == 'evaluate' else 'acc_t2'}.")
     for name in names:
         need(name in cfg and OmegaConf.is_dict(cfg[name]) and "kind" in cfg[name],
              f"stage '{name}' in the stage lists has no config section with a 'kind'.")
@@ -752,6 +772,11 @@ def validate(cfg: Any) -> None:
             need(s.k >= 1, f"{name}.k must be >= 1 (got {s.k}).")
         if "shards" in s:
             need(s.shards >= 1, f"{name}.shards must be >= 1 (got {s.shards}); 1 samples in this process.")
+        # what is trained on or chosen by never comes from the test split (it is for reporting only)
+        feeds = list(s.get("splits") or []) + ([s.split] if s.kind in ("generate", "score_rl", "tune") and "split" in s
+                                              else [])
+        need("test" not in feeds, f"{name} reads the test split, which is for reporting only; use train (or val "
+                                  f"to choose something).")
         if s.kind in TRAIN_KINDS and s.get("max_epochs") is not None:
             need(s.max_epochs > 0, f"{name}.max_epochs must be > 0 or null for no cap (got {s.max_epochs}).")
         if "lora" in s and s.lora.enabled:  # train stages and the SCoRe trainer

@@ -1,5 +1,8 @@
 """Held-out evaluation: greedy accuracy (overall and per difficulty) and, from `num_samples`
-sampled completions per problem, unbiased pass@k and maj@k. Gold answers are used here only."""
+sampled completions per problem, unbiased pass@k and maj@k. Gold answers are used here only.
+
+`split` (test) is for reporting. `val_split` is also scored greedily (`val_accuracy`, rows in
+val_eval.jsonl): sweeps and any other choice read that, never the test numbers."""
 from __future__ import annotations
 
 from collections import defaultdict
@@ -23,13 +26,19 @@ def sampled_metrics(correct: list[list[bool]], answers: list[list], same, ks) ->
     return out
 
 
-@register_stage("evaluate", inputs=lambda cfg: {"model": "policy", "problems": cfg.split, **best_of_k.roles(cfg)})
+def _inputs(cfg) -> dict:
+    val = {"val": f"{cfg.val_split}?"} if cfg.get("val_split") else {}  # optional: a task may have no val split
+    return {"model": "policy", "problems": cfg.split, **val, **best_of_k.roles(cfg)}
+
+
+@register_stage("evaluate", inputs=_inputs)
 def evaluate(ctx: StageContext) -> StageResult:
     c, task = ctx.cfg, ctx.task
     problems = sample_problems(ctx, ctx.inputs["problems"], c.max_problems)
     prompts = [task.prompt(p) for p in problems]
     with ctx.sampler(ctx.inputs["model"]) as sampler:
         result = _evaluate(ctx, sampler, problems, prompts)
+        _validation(ctx, sampler, result)
     if c.best_of.enabled:  # V-STaR: rank the sampled candidates with the verifier (after the sampler is freed)
         result = best_of_k.add_best_of_k(ctx, result, problems)
     return result
@@ -63,6 +72,23 @@ def _evaluate(ctx: StageContext, sampler, problems: list[dict], prompts: list[st
                  for j, (t, a, ok) in enumerate(zip(texts, anss, oks))]
     write_jsonl(ctx.out / "eval.jsonl", rows)
     return StageResult({"eval": "eval.jsonl"}, metrics)
+
+
+def _validation(ctx: StageContext, sampler, result: StageResult) -> None:
+    """Greedy accuracy on the validation split, added to `result` (nothing if the task has no
+    val split or its val problems carry no gold answer)."""
+    path = ctx.inputs.get("val")
+    problems = sample_problems(ctx, path, ctx.cfg.val_max_problems) if path else []
+    if not problems or any(p.get("answer") is None for p in problems):
+        return
+    greedy, _ = run_sampler(ctx, sampler, [ctx.task.prompt(p) for p in problems],
+                            SamplingParams(n=1, max_new_tokens=ctx.cfg.max_new_tokens, seed=ctx.seed), "val greedy")
+    rows = [{"prompt_id": p["id"], "difficulty": p.get("difficulty"), "mode": "greedy", "text": text,
+             "answer": ctx.task.extract_answer(text), "gold": p["answer"], "correct": ctx.task.reward(text, p) >= 1}
+            for p, (text,) in zip(problems, greedy)]
+    write_jsonl(ctx.out / "val_eval.jsonl", rows)
+    result.artifacts["val_eval"] = "val_eval.jsonl"
+    result.metrics.update({"val_accuracy": round(mean([r["correct"] for r in rows]), 4), "val_problems": len(rows)})
 
 
 def _lengths_only(ctx: StageContext, sampler, problems: list[dict], prompts: list[str]) -> StageResult:

@@ -24,25 +24,45 @@ def turn_metrics(first: list[bool], second: list[bool]) -> dict:
     }
 
 
-@register_stage("evaluate_turns", inputs=lambda cfg: {"model": "policy", "problems": cfg.split})
-def evaluate_turns(ctx: StageContext) -> StageResult:
-    c, task = ctx.cfg, ctx.task
-    problems = sample_problems(ctx, ctx.inputs["problems"], c.max_problems)
-    greedy = SamplingParams(n=1, max_new_tokens=c.max_new_tokens, seed=ctx.seed)
-    with ctx.sampler(ctx.inputs["model"]) as sampler:
-        first, speed = run_sampler(ctx, sampler, [task.prompt(p) for p in problems], greedy, "turn 1")
-        first = [texts[0] for texts in first]
-        second, _ = run_sampler(ctx, sampler, [task.turn2_prompt(p, y1) for p, y1 in zip(problems, first)],
-                                greedy, "turn 2")
-        second = [texts[0] for texts in second]
+def _inputs(cfg) -> dict:
+    val = {"val": f"{cfg.val_split}?"} if cfg.get("val_split") else {}  # optional: a task may have no val split
+    return {"model": "policy", "problems": cfg.split, **val}
+
+
+def _episodes(ctx: StageContext, sampler, problems: list[dict], tag: str) -> tuple[list[dict], dict]:
+    """Greedy turn 1, the correction instruction, greedy turn 2; (one row per problem, turn 1's speed)."""
+    task, greedy = ctx.task, SamplingParams(n=1, max_new_tokens=ctx.cfg.max_new_tokens, seed=ctx.seed)
+    first, speed = run_sampler(ctx, sampler, [task.prompt(p) for p in problems], greedy, f"{tag}turn 1")
+    first = [texts[0] for texts in first]
+    second, _ = run_sampler(ctx, sampler, [task.turn2_prompt(p, y1) for p, y1 in zip(problems, first)],
+                            greedy, f"{tag}turn 2")
     rows = []
-    for p, y1, y2 in zip(problems, first, second):
+    for p, y1, (y2,) in zip(problems, first, second):
         a1, a2 = task.extract_answer(y1), task.extract_answer(y2)
         rows.append({"prompt_id": p["id"], "difficulty": p.get("difficulty"), "gold": p["answer"],
                      "turn1": y1, "turn2": y2, "answer1": a1, "answer2": a2,
                      "correct1": task.reward(y1, p) >= 1, "correct2": task.reward(y2, p) >= 1})
+    return rows, speed
+
+
+@register_stage("evaluate_turns", inputs=_inputs)
+def evaluate_turns(ctx: StageContext) -> StageResult:
+    """`split` (test) is reported; `val_split` gives the `val_*` columns that choices read."""
+    c = ctx.cfg
+    problems = sample_problems(ctx, ctx.inputs["problems"], c.max_problems)
+    val = sample_problems(ctx, ctx.inputs["val"], c.val_max_problems) if ctx.inputs.get("val") else []
+    artifacts = {"turns": "turns.jsonl"}
+    with ctx.sampler(ctx.inputs["model"]) as sampler:
+        rows, speed = _episodes(ctx, sampler, problems, "")
+        val_rows = _episodes(ctx, sampler, val, "val ")[0] if val else []
     write_jsonl(ctx.out / "turns.jsonl", rows)
     metrics = turn_metrics([r["correct1"] for r in rows], [r["correct2"] for r in rows])
     # the paper's diagnostic of behaviour collapse: how often turn 2 changes the answer at all
     metrics["changed_answer"] = round(mean([float(r["answer1"] != r["answer2"]) for r in rows]), 4)
-    return StageResult({"turns": "turns.jsonl"}, {**metrics, "problems": len(rows), **speed})
+    metrics.update(problems=len(rows), **speed)
+    if val_rows:
+        write_jsonl(ctx.out / "val_turns.jsonl", val_rows)
+        artifacts["val_turns"] = "val_turns.jsonl"
+        vm = turn_metrics([r["correct1"] for r in val_rows], [r["correct2"] for r in val_rows])
+        metrics.update({f"val_{k}": vm[k] for k in ("acc_t1", "acc_t2", "delta")}, val_problems=len(val_rows))
+    return StageResult(artifacts, metrics)

@@ -30,6 +30,9 @@ def test_score_two_stages_then_kill_and_resume_inside_stage2(tmp_path):
         m = rows[(it, "evaluate_turns")]
         assert {"acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i"} <= set(m)
         assert abs(m["delta"] - (m["delta_i2c"] - m["delta_c2i"])) < 1e-3
+        assert {"val_acc_t1", "val_acc_t2", "val_delta"} <= set(m) and m["val_problems"] == 16  # what choices read
+    val_ids = {p["id"] for p in read_jsonl(ref / "iter_00/prepare/val.jsonl")}
+    assert {r["prompt_id"] for r in read_jsonl(ref / "iter_02/evaluate_turns/val_turns.jsonl")} == val_ids
     assert rows[(1, "score_rl")]["score_stage"] == 1 and rows[(2, "score_rl")]["score_stage"] == 2
     assert rows[(2, "score_rl")]["episodes"] == 8 * 8 * 4 and rows[(2, "score_rl")]["episodes_per_s"] > 0
     stage1, stage2 = (load_file(ref / f"iter_0{i}/score_rl/model/model.safetensors") for i in (1, 2))

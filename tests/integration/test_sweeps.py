@@ -20,6 +20,15 @@ def test_basic_launcher_sweep_runs_each_combination_in_its_own_directory(tmp_pat
     assert sorted(r.path.name for r in runs) == ["iterations=0,profile=debug,recipe=star,seed=0",
                                                 "iterations=0,profile=debug,recipe=star,seed=1"]
     assert all(status(r) == "finished" and r.evaluations() for r in runs)
+    # compare over the sweep: the two seeds make one group with an interval; the two runs pair up
+    # on the same test problems (real eval.jsonl, config.yaml and prepare manifest)
+    c = selfimprove("compare", str(tmp_path / "seeds"), "--group-by", "recipe", "--format", "json")
+    (row,) = json.loads(c.stdout)
+    assert (row["group"], row["seeds"], row["iteration"]) == ("star", 2, 0) and row["accuracy_ci95"] is not None
+    assert "val_accuracy_ci95" in row
+    c = selfimprove("compare", str(tmp_path / "seeds"), "--paired", "--format", "json")
+    (pair,) = json.loads(c.stdout)["paired"]
+    assert pair["problems"] == runs[0].evaluations()[0]["problems"] and 0 <= pair["p_sign"] <= 1
     # the same sweep again resumes every job: nothing is recomputed
     again = selfimprove("run", "-m", *QUICK, "seed=0,1", f"output_root={tmp_path}", "sweep_name=seeds")
     assert again.returncode == 0 and again.stdout.count("Nothing to do") == 2
@@ -54,8 +63,10 @@ def test_wandb_offline_run_is_resumed_with_the_same_id(tmp_path):
     assert list((tmp_path / "wandb").glob(f"offline-run-*-{run_id}"))
 
 
-def test_optuna_sweeper_maximises_the_accuracy_each_run_returns(tmp_path):
+def test_optuna_sweeper_maximises_the_validation_accuracy_each_run_returns(tmp_path):
     import yaml
+
+    from selfimprove.rundir import read_jsonl
 
     p = selfimprove("run", "-m", "hydra/sweeper=optuna_accuracy", "hydra.sweeper.n_trials=2", *QUICK,
                     "seed_sft.learning_rate=interval(0.001,0.01)", f"output_root={tmp_path}")
@@ -65,4 +76,11 @@ def test_optuna_sweeper_maximises_the_accuracy_each_run_returns(tmp_path):
     assert len(runs) == 2
     lr = result["best_params"]["seed_sft.learning_rate"]
     best = next(r for r in runs if r.path.name.endswith(f"seed_sft.learning_rate={lr}"))
-    assert result["best_value"] == best.evaluations()[-1]["accuracy"]
+    # the value Optuna saw is the greedy accuracy on the val split's problems, not the test split's
+    val_rows = read_jsonl(best.path / "iter_00" / "evaluate" / "val_eval.jsonl")
+    val_ids = {p["id"] for p in read_jsonl(best.path / "iter_00" / "prepare" / "val.jsonl")}
+    assert {r["prompt_id"] for r in val_rows} == val_ids
+    assert result["best_value"] == best.evaluations()[-1]["val_accuracy"] == round(
+        sum(r["correct"] for r in val_rows) / len(val_rows), 4)
+    test_ids = {r["prompt_id"] for r in read_jsonl(best.path / "iter_00" / "evaluate" / "eval.jsonl")}
+    assert not test_ids & val_ids

@@ -69,4 +69,4 @@ def test_compare_plot_writes_a_png_and_ls_lists_runs(tmp_path):
 
     assert Image.open(png).size[0] > 100
     p = cli("ls", str(tmp_path))
-    assert p.returncode == 0 and "finished" in p.stdout and "0.5000" in p.stdout
+    assert p.returncode == 0 and "finished" in p.stdout and "50.0" in p.stdout
