@@ -5,6 +5,8 @@
     selfimprove compare RUN_DIR...        runs side by side (--format csv|json|markdown, --plot FILE.png)
     selfimprove ls [OUTPUT_ROOT]          each run with its recipe, status and last accuracy
     selfimprove recipes                   list the available recipes
+    selfimprove models import-gguf FILE.gguf --out DIR [--dtype float32|bfloat16]
+                                          a GGUF model -> a Hugging Face folder for model.name_or_path=DIR
 
 `run` hands its arguments to Hydra unchanged (`--cfg job`, `-m`, `hydra/launcher=...` all work)
 after composing them once itself, so that mistakes get a message that says what to write instead.
@@ -246,7 +248,27 @@ def cmd_recipes(args: list[str]) -> None:
         print(f"{name:20s} {first}")
 
 
-COMMANDS = {"run": cmd_run, "validate": cmd_validate, "compare": cmd_compare, "ls": cmd_ls, "recipes": cmd_recipes}
+def cmd_models(args: list[str]) -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="selfimprove models", description="Manage model folders.")
+    sub = ap.add_subparsers(dest="action", required=True, metavar="ACTION")
+    imp = sub.add_parser("import-gguf", help="turn a GGUF file into a Hugging Face folder (safetensors, tokenizer, "
+                                             "chat template)")
+    imp.add_argument("gguf", metavar="FILE.gguf")
+    imp.add_argument("--out", required=True, metavar="DIR", help="the folder to create (atomic; a rerun is a no-op)")
+    imp.add_argument("--dtype", default="float32", help="float32 (default, CPU) or bfloat16")
+    opts = ap.parse_args(args)
+    from .models.gguf_import import ImportErrorWithAdvice, import_gguf
+
+    try:
+        import_gguf(opts.gguf, opts.out, opts.dtype)
+    except ImportErrorWithAdvice as exc:
+        fail(str(exc))
+
+
+COMMANDS = {"run": cmd_run, "validate": cmd_validate, "compare": cmd_compare, "ls": cmd_ls, "recipes": cmd_recipes,
+            "models": cmd_models}
 
 
 def main(argv: list[str] | None = None) -> None:
