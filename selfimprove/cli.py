@@ -102,6 +102,19 @@ def compose(overrides: list[str]):
     return cfgs
 
 
+def check_models(cfgs) -> None:
+    """Hub ids that can be neither found in the cache nor reached (once per distinct model)."""
+    from .config import ConfigError
+    from .models.checks import hub_problems
+
+    seen = {}
+    for cfg in cfgs:
+        seen.setdefault(cfg.model.name_or_path, cfg.model)
+    problems = [p for m in seen.values() for p in hub_problems(m)]
+    if problems:
+        raise ConfigError("Invalid configuration:\n  - " + "\n  - ".join(problems))
+
+
 def check_output_root(root: str) -> None:
     from .config import ConfigError
 
@@ -154,8 +167,10 @@ def cmd_run(args: list[str]) -> None:
 
     if not set(args) & HYDRA_INFO_FLAGS:
         try:
-            for cfg in compose(_overrides(args)):
+            cfgs = compose(_overrides(args))
+            for cfg in cfgs:
                 check_output_root(cfg.output_root)
+            check_models(cfgs)
         except ConfigError as exc:
             fail(str(exc))
     register_configs()
@@ -173,6 +188,7 @@ def cmd_validate(args: list[str]) -> None:
         cfgs = compose(_overrides(args))
         for cfg in cfgs:
             check_output_root(cfg.output_root)
+        check_models(cfgs)
     except ConfigError as exc:
         fail(str(exc))
     print(f"OK: {len(cfgs)} config(s) compose and validate; iterations={cfgs[0].iterations}, "

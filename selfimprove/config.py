@@ -53,6 +53,9 @@ class ModelConfig:
     chat_template: bool = False
     # auto: float32 on CPU (bf16 is ~30x slower on AVX2 CPUs), bfloat16 on GPU.
     dtype: str = "auto"
+    # The one command that gets this model's folder when name_or_path cannot be reached (presets
+    # set it; the startup check prints it). null: the generic `huggingface-cli download` advice.
+    fetch: Optional[str] = None
 
 
 @dataclass
@@ -795,6 +798,9 @@ def validate(cfg: Any) -> None:
     need(cfg.model.dtype in ("auto", "float32", "bfloat16", "float16"),
          f"model.dtype must be auto, float32, bfloat16 or float16 (got '{cfg.model.dtype}').")
     problems += judge_problems(cfg, names)
+    from .models.checks import local_problems
+
+    problems += local_problems(cfg.model)
     if problems:
         raise ConfigError("Invalid configuration:\n  - " + "\n  - ".join(problems))
 
