@@ -18,6 +18,7 @@ from pathlib import Path
 from ..models import load_model, load_tokenizer
 from ..rundir import read_jsonl, write_json
 from . import StageContext, StageError, StageResult, get_stage, register_stage
+from .lengths import check_max_length
 
 
 def _inputs(cfg) -> dict[str, str]:
@@ -183,6 +184,7 @@ def fit(ctx: StageContext, trainer_cls, args_cls, rows: list[dict], args_extra: 
     steps = planned_steps(cfg, ctx.iteration, len(rows))
     init = _initial_weights(ctx)
     tokenizer = load_tokenizer(init, ctx.model_cfg.trust_remote_code)
+    longest = check_max_length(ctx.name, cfg.max_length, tokenizer, rows)  # before the slow model load
     model = load_model(init, ctx.model_cfg.dtype, ctx.device, ctx.model_cfg.trust_remote_code)
     checkpoints = ctx.out / "checkpoints"
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -274,7 +276,7 @@ def fit(ctx: StageContext, trainer_cls, args_cls, rows: list[dict], args_extra: 
         shutil.rmtree(ctx.out / "init", ignore_errors=True)
     if not losses:
         losses.append(result.training_loss)
-    return FitResult(steps, done, seconds, losses, last_logged, extra)
+    return FitResult(steps, done, seconds, losses, last_logged, {**extra, "longest_row_tokens": longest})
 
 
 def last_complete_checkpoint(checkpoints: Path) -> str | None:
