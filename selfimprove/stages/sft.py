@@ -163,6 +163,7 @@ class FitResult:
             "examples": examples,
             "epochs": round(self.steps * cfg.batch_size / examples, 2),
             "train_loss": round(self.losses[-1], 4) if self.losses else None,
+            "train_loss_first": round(self.losses[0], 4) if self.losses else None,  # did training lower it?
             "resumed_from_step": self.resumed_from,
             "processes": int(os.environ.get("WORLD_SIZE", "1")),
             "steps_per_s": round((self.steps - self.resumed_from) / max(self.seconds, 1e-9), 2),
