@@ -12,7 +12,7 @@ import os
 import re
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, List, Optional, get_type_hints
+from typing import Any, Dict, List, Optional, get_type_hints
 
 from omegaconf import MISSING, OmegaConf
 
@@ -240,6 +240,52 @@ class DPOConfig(TrainerConfig):
     rpo_alpha: Optional[float] = None
     learning_rate: float = 5e-7
     steps: int = 100
+
+
+@dataclass
+class GRPOVLLMConfig:
+    """Sampling inside GRPO through TRL's own vLLM integration (GPU only); off: transformers'
+    `generate`, which is what runs on CPU. The keys map to GRPOConfig's `use_vllm`, `vllm_mode`,
+    `vllm_gpu_memory_utilization`, `vllm_tensor_parallel_size` and `vllm_server_base_url`."""
+
+    enabled: bool = False
+    mode: str = "colocate"  # colocate: vLLM shares the training GPU | server: a `trl vllm-serve` process
+    gpu_memory_utilization: float = 0.3  # colocate: the share of the GPU vLLM may take (TRL's default)
+    tensor_parallel_size: int = 1
+    server_base_url: Optional[str] = None  # server mode, e.g. http://localhost:8000
+
+
+@dataclass
+class GRPOStageConfig(TrainerConfig):
+    """Online RL with TRL's GRPOTrainer (stages/grpo.py); the reward is the task's own checker.
+    One stage run = `steps` optimizer steps; each step samples `num_generations` completions for
+    each of `batch_size / num_generations` training problems. Defaults: DeepSeekMath's GRPO
+    (Shao et al. 2024: beta 0.04, clip 0.2, one update per batch, group-normalised advantages,
+    per-sequence loss) where it states one, TRL's otherwise."""
+
+    kind: str = "grpo"
+    init: str = "policy"  # each iteration goes on from the last one's policy (and uses it as the reference)
+    data: str = "train"  # the problem split prompts are drawn from (gold answers used by the reward only)
+    steps: int = 50
+    batch_size: int = 64  # completions per optimizer step (TRL's per_device_train_batch_size x processes)
+    num_generations: int = 8  # group size k: completions per problem, TRL's default (the paper: 64)
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 128  # TRL's max_completion_length
+    beta: float = 0.04  # KL coefficient (DeepSeekMath; TRL's default is 0.0, which loads no reference)
+    epsilon: float = 0.2  # clip range of the probability ratio
+    # TRL's loss variants: grpo (per-sequence mean, the paper's), dapo (TRL's default), dr_grpo, bnpo, ...
+    loss_type: str = "grpo"
+    scale_rewards: str = "group"  # group (the paper's std normalisation) | batch | none (Dr. GRPO)
+    num_iterations: int = 1  # updates per sampled batch (the paper's mu = 1)
+    learning_rate: float = 1e-6  # DeepSeekMath's and TRL's; conf/model/tiny.yaml sets the from-scratch one
+    warmup_ratio: float = 0.0
+    lr_scheduler: str = "constant"  # DeepSeekMath keeps the learning rate constant
+    save_steps: int = 10
+    # any other GRPOConfig option of the installed TRL, passed through as is (e.g. {top_entropy_quantile: 0.2});
+    # one TRL does not have is refused with the installed version
+    trl_args: Dict[str, Any] = field(default_factory=dict)
+    vllm: GRPOVLLMConfig = field(default_factory=GRPOVLLMConfig)
 
 
 @dataclass
@@ -583,6 +629,8 @@ class RunConfig:
     # SCoRe (recipes/score.yaml)
     score_rl: ScoreRLConfig = field(default_factory=ScoreRLConfig)
     evaluate_turns: TurnsEvalConfig = field(default_factory=TurnsEvalConfig)
+    # GRPO (recipes/grpo.yaml): online RL with TRL's GRPOTrainer
+    grpo: GRPOStageConfig = field(default_factory=GRPOStageConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     # V-STaR: the verifier buffer, its preference pairs and the DPO verifier (from G_SFT = base)
     queries: QueriesConfig = field(default_factory=QueriesConfig)
@@ -609,7 +657,7 @@ GROUP_SCHEMAS = {
 RESUMABLE_CHANGES = ("iterations", "reconfigure", "tracking", "threads", "sweep_name", "cache")
 
 
-TRAIN_KINDS = ("sft", "dpo")
+TRAIN_KINDS = ("sft", "dpo", "grpo")
 
 
 class ConfigError(ValueError):
