@@ -794,6 +794,8 @@ def validate(cfg: Any) -> None:
         if s.kind == "dpo":
             need(s.beta > 0, f"{name}.beta must be > 0 (got {s.beta}); the paper's value is 0.1.")
             need(s.rpo_alpha is None or s.rpo_alpha >= 0, f"{name}.rpo_alpha must be >= 0 or null (got {s.rpo_alpha}).")
+        if s.kind == "grpo":
+            _validate_grpo(name, s, need)
         if s.kind == "sft":
             need(not (s.num_processes > 1 and s.select_by_val and s.distributed != "ddp"),
                  f"{name}.select_by_val with {name}.num_processes > 1 needs {name}.distributed=ddp: the first "
@@ -839,6 +841,50 @@ def validate(cfg: Any) -> None:
     problems += judge_problems(cfg, names)
     if problems:
         raise ConfigError("Invalid configuration:\n  - " + "\n  - ".join(problems))
+
+
+def _validate_grpo(name: str, s: Any, need) -> None:
+    """GRPO's settings (stages/grpo.py), including the options the installed TRL must have."""
+    k = s.num_generations
+    need(k >= 2, f"{name}.num_generations must be >= 2 (got {k}): GRPO's advantage compares each sample with "
+                 f"the other samples of its problem, so a group of one has no advantage. TRL's default is 8, "
+                 f"DeepSeekMath's 64; e.g. {name}.num_generations=8.")
+    per_process = s.batch_size // max(s.num_processes, 1)
+    need(k < 2 or (s.batch_size % max(s.num_processes, 1) == 0 and per_process * s.num_processes % k == 0),
+         f"{name}.batch_size counts completions per step and must be a multiple of {name}.num_generations "
+         f"(and of {name}.num_processes): got batch_size={s.batch_size}, num_generations={k}, num_processes="
+         f"{s.num_processes}; e.g. {name}.batch_size={max(k, 1) * 8} for 8 problems per step.")
+    need(s.temperature > 0, f"{name}.temperature must be > 0 (got {s.temperature}): greedy decoding makes every "
+                            f"sample of a group the same, and then no advantage is ever non-zero; the paper uses 1.0.")
+    need(s.beta >= 0, f"{name}.beta must be >= 0 (got {s.beta}); 0 drops the KL term, DeepSeekMath uses 0.04.")
+    need(s.epsilon > 0, f"{name}.epsilon must be > 0 (got {s.epsilon}); the paper clips at 0.2.")
+    need(s.num_iterations >= 1, f"{name}.num_iterations must be >= 1 (got {s.num_iterations}).")
+    need(s.max_new_tokens >= 1, f"{name}.max_new_tokens must be >= 1 (got {s.max_new_tokens}).")
+    need(s.scale_rewards in ("group", "batch", "none"),
+         f"{name}.scale_rewards must be group, batch or none (got '{s.scale_rewards}').")
+    # TRL keeps a sampled batch for num_iterations steps and does not checkpoint it: a checkpoint
+    # in the middle of one would resume with a freshly sampled batch
+    need(s.save_steps >= 1 and s.save_steps % max(s.num_iterations, 1) == 0,
+         f"{name}.save_steps must be a multiple of {name}.num_iterations={s.num_iterations} (got {s.save_steps}), "
+         f"so that a resumed stage starts at a freshly sampled batch.")
+    need(s.vllm.mode in ("colocate", "server"), f"{name}.vllm.mode must be colocate or server (got '{s.vllm.mode}').")
+    if s.vllm.enabled:
+        import importlib.util
+
+        need(importlib.util.find_spec("vllm") is not None,
+             f"{name}.vllm.enabled needs vLLM, which is not installed: on a CUDA machine run "
+             f"`pip install \"selfimprove[vllm]\"`, or set {name}.vllm.enabled=false (transformers sampling).")
+    if importlib_ok("trl"):
+        from .stages.grpo import check_options
+
+        for problem in check_options(s, name):
+            need(False, problem)
+
+
+def importlib_ok(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
 
 
 def _validate_vstar(cfg: Any, names: list[str], need) -> None:
