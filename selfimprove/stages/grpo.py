@@ -98,10 +98,13 @@ def check_options(cfg, section: str = "grpo") -> list[str]:
 
 
 # what `fit` and grpo_args set: trl_args may not override them (the stage's metrics depend on them)
-_SET_BY_US = {"output_dir", "max_steps", "per_device_train_batch_size", "learning_rate", "seed", "data_seed",
-              "save_steps", "save_strategy", "logging_steps", "num_generations", "temperature", "beta", "epsilon",
-              "loss_type", "num_iterations", "max_completion_length", "top_p", "scale_rewards", "use_vllm",
-              "use_cpu", "report_to", "bf16", "fp16"}
+_SET_BY_US = {"output_dir", "max_steps", "per_device_train_batch_size", "learning_rate", "adam_beta2",
+              "lr_scheduler_type", "warmup_steps", "weight_decay", "max_grad_norm", "seed", "data_seed",
+              "save_steps", "save_strategy", "save_total_limit", "logging_steps", "logging_nan_inf_filter",
+              "num_generations", "temperature", "beta", "epsilon", "loss_type", "num_iterations",
+              "max_completion_length", "top_p", "scale_rewards", "use_vllm", "vllm_mode",
+              "vllm_gpu_memory_utilization", "vllm_tensor_parallel_size", "vllm_server_base_url", "use_cpu",
+              "report_to", "bf16", "fp16", "disable_tqdm", "dataloader_num_workers", "activation_checkpointing"}
 
 
 # ----------------------------------------------------------------------------- the reward

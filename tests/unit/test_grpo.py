@@ -11,7 +11,7 @@ from selfimprove.cli import compose
 from selfimprove.config import ConfigError, GRPOStageConfig, LoraConfig, ModelConfig, TinyModelConfig
 from selfimprove.rundir import write_jsonl
 from selfimprove.stages import StageContext, StageError, get_stage
-from selfimprove.stages.grpo import _groups, check_options, task_reward
+from selfimprove.stages.grpo import _groups, check_options, grpo_args, task_reward
 from selfimprove.tasks.arithmetic import Arithmetic
 from selfimprove.tracking import Console
 
@@ -48,6 +48,18 @@ def test_recipe_defaults_follow_deepseekmath_and_share_the_seed_model_setup():
 def test_an_option_of_the_installed_trl_passes_through():
     cfg = OmegaConf.structured(GRPOStageConfig(trl_args={"top_entropy_quantile": 0.2}))
     assert check_options(cfg) == []
+    assert grpo_args(cfg)["top_entropy_quantile"] == ("trl_args.top_entropy_quantile", 0.2)
+
+
+def test_vllm_settings_map_onto_trls_vllm_options():
+    cfg = OmegaConf.structured(GRPOStageConfig())
+    cfg.vllm.enabled, cfg.vllm.mode, cfg.vllm.gpu_memory_utilization = True, "server", 0.5
+    cfg.vllm.server_base_url = "http://localhost:8000"
+    args = {k: v for k, (_, v) in grpo_args(cfg).items()}
+    assert args["use_vllm"] is True and args["vllm_mode"] == "server"
+    assert args["vllm_gpu_memory_utilization"] == 0.5 and args["vllm_server_base_url"] == "http://localhost:8000"
+    assert check_options(cfg) == []  # every one of them exists in the installed TRL
+    assert "use_vllm" not in grpo_args(OmegaConf.structured(GRPOStageConfig()))  # off: transformers sampling
 
 
 # ----------------------------------------------------------------------------- reward
