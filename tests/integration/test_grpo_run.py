@@ -1,8 +1,10 @@
 """recipe=grpo end to end under profile=debug: TRL's GRPOTrainer each iteration, then the shared
 evaluate stage, from the same seed model as STaR (the stage cache shares it)."""
+import importlib.util
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 from selfimprove.rundir import read_jsonl
 
@@ -29,3 +31,13 @@ def test_grpo_recipe_runs_and_shares_the_seed_model_with_star(tmp_path):
     run(tmp_path, "recipe=star", "iterations=0")
     manifest = json.loads((tmp_path / "star" / "iter_00" / "seed_sft" / "manifest.json").read_text())
     assert manifest["reused_from"].endswith("grpo/iter_00/seed_sft")
+    # the comparison script's compute accounting: GRPO's FLOPs from the stage's token counts
+    spec = importlib.util.spec_from_file_location("compare_grpo", Path(__file__).parents[2] / "scripts/compare_grpo.py")
+    compare = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(compare)
+    n = compare.params(tmp_path / "grpo")
+    curve = compare.curve(tmp_path / "grpo", n)
+    assert [a for _, a in curve] == [m[(i, "evaluate")]["accuracy"] for i in (0, 1, 2)]
+    expected = n * (2 * (g["tokens_prompt"] + g["tokens_completion"]) + 6 * g["tokens_trained"]
+                    + 2 * g["tokens_reference"])
+    assert curve[0][0] == 0 and curve[2][0] - curve[1][0] == expected
