@@ -15,6 +15,7 @@ import json
 import math
 import numbers
 import re
+import warnings
 
 from ..rundir import read_jsonl
 from . import StageContext, StageError, StageResult, register_stage
@@ -165,6 +166,8 @@ def _train(ctx: StageContext) -> StageResult:
     from trl import GRPOConfig, GRPOTrainer
 
     c, task = ctx.cfg, ctx.task
+    # TRL 1.16 asks transformers 5.x a deprecated question every step; the warning is not the user's to fix
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
     problems = read_jsonl(ctx.inputs["data"])
     if not problems:
         raise StageError(f"'{ctx.name}' has no problems: {ctx.inputs['data']} is empty. Check task.train_size.")
