@@ -3,6 +3,7 @@
     python scripts/compare_grpo.py --seeds 0 1 2 --output-root outputs/compare          # run + report
     python scripts/compare_grpo.py --seeds 0 --small --output-root /tmp/cmp --jobs 3    # a CPU-sized version
     python scripts/compare_grpo.py --report-only --output-root outputs/compare          # report finished runs
+    python scripts/compare_grpo.py --runs star=outputs/star grpo=outputs/grpo --output-root out   # any runs
 
 Per seed: STaR runs with its budget first; its training FLOPs are the target. ReST-EM's
 train.steps and GRPO's steps per iteration are then set from per-token cost estimates so that
@@ -142,17 +143,25 @@ def plan_and_run(seed: int, root: Path, small: bool, threads: int) -> None:
 
 
 def report(root: Path, seeds: list[int]) -> str:
+    runs = {recipe: [root / f"seed{seed}" / f"{recipe}_s{seed}" for seed in seeds] for recipe in RECIPES}
+    return report_runs(runs, root)
+
+
+def report_runs(runs: dict[str, list[Path]], root: Path) -> str:
+    """Table and plot for finished runs: label -> its run folders (one per seed); the first
+    label is the FLOPs reference."""
     table, curves = {}, {}
-    for recipe in RECIPES:
-        for seed in seeds:
-            d = root / f"seed{seed}" / f"{recipe}_s{seed}"
+    for label, dirs in runs.items():
+        for d in dirs:
             if not (d / "metrics.jsonl").exists():
                 continue
             c = curve(d, params(d))
-            curves.setdefault(recipe, []).append(c)
-            table.setdefault(recipe, []).append((c[-1][1], c[-1][0]))
-    lines = ["| recipe | seeds | final accuracy (mean ± 95% CI) | training FLOPs (mean) | vs STaR |", "|---|---|---|---|---|"]
-    star_flops = statistics.mean(f for _, f in table.get("star", [(0, 1)]))
+            curves.setdefault(label, []).append(c)
+            table.setdefault(label, []).append((c[-1][1], c[-1][0]))
+    first = next(iter(table), None)
+    lines = ["| recipe | seeds | final accuracy (mean ± 95% CI) | training FLOPs (mean) | vs "
+             f"{first} |", "|---|---|---|---|---|"]
+    star_flops = statistics.mean(f for _, f in table[first]) if first else 1.0
     for recipe, vals in table.items():
         mean, half = ci95([a for a, _ in vals])
         flops = statistics.mean(f for _, f in vals)
@@ -162,7 +171,7 @@ def report(root: Path, seeds: list[int]) -> str:
         lines.append(f"| {recipe} | {len(vals)} | {100 * mean:.1f}% {ci} | {flops:.3g} | {ratio:.2f}x{mark} |")
     text = "\n".join(lines)
     (root / "comparison.md").write_text(text + "\n")
-    (root / "comparison.json").write_text(json.dumps({"curves": curves, "seeds": seeds}, indent=1))
+    (root / "comparison.json").write_text(json.dumps({"curves": curves, "runs": {k: [str(d) for d in v] for k, v in runs.items()}}, indent=1))
     try:
         import matplotlib
 
@@ -174,6 +183,9 @@ def report(root: Path, seeds: list[int]) -> str:
             for j, c in enumerate(cs):
                 ax.plot([x for x, _ in c], [100 * y for _, y in c], marker="o", color=f"C{i}", alpha=0.8,
                         label=recipe if j == 0 else None)
+        seeds = sorted({len(cs) for cs in curves.values()})
+        ax.set_title(f"{'one seed' if seeds == [1] else 'seeds per recipe: ' + '/'.join(map(str, seeds))}; "
+                     "each line is one run", fontsize=9)
         ax.set_xlabel("cumulative training FLOPs (from the seed model)")
         ax.set_ylabel("held-out greedy accuracy (%)")
         ax.legend()
@@ -192,7 +204,18 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=1, help="seeds run in parallel")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per run")
     ap.add_argument("--report-only", action="store_true")
+    ap.add_argument("--runs", nargs="+", metavar="LABEL=RUN_DIR",
+                    help="report these finished runs instead (a label given twice = two seeds; the first label "
+                         "is the FLOPs reference); writes into --output-root")
     a = ap.parse_args()
+    if a.runs:
+        runs: dict[str, list[Path]] = {}
+        for item in a.runs:
+            label, _, path = item.partition("=")
+            runs.setdefault(label, []).append(Path(path))
+        a.output_root.mkdir(parents=True, exist_ok=True)
+        print(report_runs(runs, a.output_root))
+        return
     if not a.report_only:
         for s in a.seeds:
             (a.output_root / f"seed{s}").mkdir(parents=True, exist_ok=True)
