@@ -135,9 +135,13 @@ def plan_and_run(seed: int, root: Path, small: bool, threads: int) -> None:
     sample_tokens = problems * 8 * (chars + 2)
     steps = max(10, round((target / rest_iters - 2 * n * sample_tokens) / (6 * n * 32 * chars)))
     run("rest_em", seed, root, extra["rest_em"] + [f"train.steps={steps}"], threads)
-    # GRPO: 64 completions a step; each token: 2N sampled + 6N trained + 2N reference = 10N
+    # GRPO: 64 completions a step; each token: 2N sampled + 6N trained + 2N reference = 10N. A
+    # sequence is about as long as STaR's samples (prompt + completion); the SFT examples' length
+    # (chars_per_example) underestimated it by 15% in our --small run
     grpo_iters = iters["grpo"] or 4
-    per_step = 10 * n * 64 * (chars + 2)
+    samples = rows(star / "iter_01/generate/samples.jsonl")
+    seq = statistics.mean(len(r["prompt"]) + len(r["text"]) + 2 for r in samples) if samples else chars + 2
+    per_step = 10 * n * 64 * seq
     run("grpo", seed, root, extra["grpo"] + [f"grpo.steps={max(1, round(target / grpo_iters / per_step))}"],
         threads)
 
