@@ -99,6 +99,7 @@ _MODULES = ["prepare", "sft", "dpo", "tune", "generate", "score", "rationalize",
 _MODULES += ["queries", "buffer", "verifier_pairs"]  # V-STaR
 _MODULES += ["judge_seed", "self_instruct", "judge", "pairs", "judge_quality"]  # Self-Rewarding
 _MODULES += ["score_rl", "evaluate_turns"]  # SCoRe
+_MODULES += ["grpo"]  # GRPO (TRL's GRPOTrainer)
 
 
 def register_stage(kind: str, inputs: Callable[[Any], dict[str, str]]):

@@ -17,6 +17,10 @@ def row_tokens(tokenizer, rows: list[dict]) -> list[int]:
     if not rows:
         return []
     keys = [k for k in ("completion", "chosen", "rejected") if k in rows[0]]
+    if not keys:  # prompts only (GRPO samples its completions): the prompt is what is known up front
+        if isinstance(rows[0]["prompt"], list):
+            return [len(ids) for ids in _ids(tokenizer.apply_chat_template([r["prompt"] for r in rows], tokenize=True))]
+        return [len(ids) for ids in tokenizer([r["prompt"] for r in rows], add_special_tokens=True)["input_ids"]]
     if isinstance(rows[0]["prompt"], list):  # conversational: the template adds the special tokens
         per_key = [[len(ids) for ids in _ids(tokenizer.apply_chat_template([r["prompt"] + r[k] for r in rows],
                                                                           tokenize=True))] for k in keys]

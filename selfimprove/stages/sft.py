@@ -7,6 +7,7 @@ optimizer, scheduler and RNG state) and reaches the same weights as an uninterru
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -158,6 +159,10 @@ class FitResult:
     losses: list
     logs: dict  # the last value the trainer logged for each key (e.g. DPO's rewards/accuracies)
     extra: dict
+    # every row the trainer logged, including those of steps before a resume (kept in the trainer
+    # state of each checkpoint), and its count of input tokens (GRPO: prompts + completions sampled)
+    history: list = dataclasses.field(default_factory=list)
+    tokens_seen: int = 0
 
     def metrics(self, cfg, examples: int) -> dict:
         return {
@@ -191,7 +196,7 @@ def fit(ctx: StageContext, trainer_cls, args_cls, rows: list[dict], args_extra: 
     model = load_model(init, ctx.model_cfg.dtype, ctx.device, ctx.model_cfg.trust_remote_code)
     checkpoints = ctx.out / "checkpoints"
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    args = args_cls(
+    common = dict(
         output_dir=str(checkpoints),
         max_steps=steps,
         per_device_train_batch_size=max(1, cfg.batch_size // world),
@@ -224,8 +229,11 @@ def fit(ctx: StageContext, trainer_cls, args_cls, rows: list[dict], args_extra: 
         # compute accounting: the Trainer sums the batches' attention masks over every step and
         # process and keeps the sum in its checkpointed state, so a resumed stage counts the same
         include_num_input_tokens_seen="non_padding",
-        **args_extra,
     )
+    # GRPOConfig has no max_length or dataset_num_proc (it tokenizes prompts as it samples)
+    known = {f.name for f in dataclasses.fields(args_cls)}
+    common = {k: v for k, v in common.items() if k in known or k not in ("max_length", "dataset_num_proc")}
+    args = args_cls(**{**common, **args_extra})  # a stage's own settings win (GRPO logs every step)
     losses: list[float] = []
     last_logged: dict = {}  # the latest value of every key the trainer logs
     selector = selector_cls(ctx, tokenizer, init) if selector_cls else None
@@ -284,7 +292,8 @@ def fit(ctx: StageContext, trainer_cls, args_cls, rows: list[dict], args_extra: 
         losses.append(result.training_loss)
     extra |= {"tokens_trained": int(trainer.state.num_input_tokens_seen), "params": count_params(model),
               "longest_row_tokens": longest}
-    return FitResult(steps, done, seconds, losses, last_logged, extra)
+    history = [dict(row) for row in trainer.state.log_history]
+    return FitResult(steps, done, seconds, losses, last_logged, extra, history, int(trainer.state.num_input_tokens_seen))
 
 
 def last_complete_checkpoint(checkpoints: Path) -> str | None:

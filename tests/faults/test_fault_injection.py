@@ -45,6 +45,9 @@ KILL_POINTS = {
     # (Stage I's adapter trained on)
     "score_lora": ["iter_01/.score_rl.partial/checkpoints/step-000004/state.json",
                    "iter_02/.score_rl.partial/checkpoints/step-000006/state.json"],
+    # GRPO (TRL's GRPOTrainer): a trainer checkpoint inside each iteration's RL stage
+    "grpo": ["iter_01/.grpo.partial/checkpoints/checkpoint-3/trainer_state.json",
+             "iter_02/.grpo.partial/checkpoints/checkpoint-3/trainer_state.json"],
 }
 WRITING = "writing:"
 # variants: a run name -> the recipe and extra overrides it runs with
