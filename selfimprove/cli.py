@@ -192,13 +192,15 @@ def _table(rows: list[dict], title: str) -> None:
 def cmd_compare(args: list[str]) -> None:
     import argparse
 
-    from .compare import NotARunError, comparison_rows, find_runs, plot, render
+    from .compare import NotARunError, comparison_rows, find_runs, heatmap, plot, render
 
     ap = argparse.ArgumentParser(prog="selfimprove compare", description="Runs side by side, one row per iteration.")
     ap.add_argument("runs", nargs="+", help="run directories, or folders of runs (an output root, a sweep)")
     ap.add_argument("--format", default="table", choices=["table", "csv", "json", "markdown"])
     ap.add_argument("--metric", action="append", help="evaluate metric to show (repeatable); default: headline ones")
     ap.add_argument("--plot", metavar="FILE.png", help="write accuracy vs iteration, one line per run")
+    ap.add_argument("--heatmap", metavar="FILE.png",
+                    help="write accuracy by length x round, one panel per run (per-length evaluations, e.g. easy_to_hard)")
     opts = ap.parse_args(args)
     try:
         runs = find_runs(opts.runs)
@@ -218,6 +220,12 @@ def cmd_compare(args: list[str]) -> None:
     if opts.plot:
         plot(runs, opts.plot, present[0])
         print(f"plot written to {opts.plot}", file=sys.stderr)
+    if opts.heatmap:
+        try:
+            heatmap(runs, opts.heatmap)
+        except NotARunError as exc:
+            fail(str(exc))
+        print(f"heatmap written to {opts.heatmap}", file=sys.stderr)
 
 
 def cmd_ls(args: list[str]) -> None:

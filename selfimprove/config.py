@@ -246,6 +246,9 @@ class SFTConfig(TrainerConfig):
     # checkpoint, not the last, becomes the stage's model.
     select_by_val: bool = False
     val_max_new_tokens: int = 128
+    # Independently seeded copies trained alongside the policy and published as `voters`
+    # (easy-to-hard's majority vote across models); 1: just the policy.
+    replicas: int = 1
 
 
 @dataclass
@@ -825,6 +828,10 @@ def validate(cfg: Any) -> None:
             need(s.beta > 0, f"{name}.beta must be > 0 (got {s.beta}); the paper's value is 0.1.")
             need(s.rpo_alpha is None or s.rpo_alpha >= 0, f"{name}.rpo_alpha must be >= 0 or null (got {s.rpo_alpha}).")
         if s.kind == "sft":
+            need(s.replicas >= 1, f"{name}.replicas must be >= 1 (got {s.replicas}); the paper votes across 5 models.")
+            need(s.replicas == 1 or (s.num_processes == 1 and not s.select_by_val and not s.lora.enabled),
+                 f"{name}.replicas > 1 trains plain single-process models: set {name}.num_processes=1, "
+                 f"{name}.select_by_val=false and {name}.lora.enabled=false, or {name}.replicas=1.")
             need(not (s.num_processes > 1 and s.select_by_val and s.distributed != "ddp"),
                  f"{name}.select_by_val with {name}.num_processes > 1 needs {name}.distributed=ddp: the first "
                  f"process validates the whole model, which under {s.distributed} it does not hold.")

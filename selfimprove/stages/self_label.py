@@ -23,8 +23,8 @@ def voter_paths(path) -> list[str]:
     """The voters artifact is a folder of saved models (replica-1, replica-2, ...)."""
     if not path:
         return []
-    return [str(p) for p in sorted(Path(path).iterdir(), key=lambda p: int(p.name.rsplit("-", 1)[-1]))
-            if (p / "config.json").exists()]
+    return [str(p / "model") for p in sorted(Path(path).iterdir(), key=lambda p: int(p.name.rsplit("-", 1)[-1]))
+            if (p / "model" / "config.json").exists()]
 
 
 @register_stage("self_label", inputs=lambda cfg: {"model": "policy", "voters": "voters?"})
