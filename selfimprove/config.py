@@ -945,7 +945,7 @@ def _validate_easy_to_hard(cfg: Any, names: list[str], need) -> None:
              f"{cfg.iterations} x task.lengths_per_round={t.lengths_per_round}, plus the evaluation window), which "
              f"take {positions} positions, but the model has model.tiny.max_position_embeddings={limit}. Raise it "
              f"with model.tiny.max_position_embeddings={positions}, or lower iterations.")
-    for name in names:
+    for name in dict.fromkeys(cfg.stages):  # the rounds' train stages (setup trains on 1..start_length only)
         s = cfg[name] if name in cfg and OmegaConf.is_dict(cfg[name]) else {}
         if s.get("kind") == "sft" and s.get("enabled", True):
             need(positions_of(trained) <= s.max_length,
