@@ -11,7 +11,7 @@ from selfimprove.rundir import read_jsonl
 
 # Both votes run (2 samples, 2 seeded models); near-greedy samples and a 1-of-2 model quorum keep
 # the debug model's labels, so the training data holds self-labels to compare
-VOTES = ["self_label.vote_samples=2", "self_label.vote_temperature=0.05", "seed_sft.replicas=2", "train.replicas=2",
+VOTES = ["self_label.vote_samples=2", "self_label.vote_temperature=0.0001", "seed_sft.replicas=2", "train.replicas=2",
          "self_label.model_vote_threshold=0.5"]
 
 
