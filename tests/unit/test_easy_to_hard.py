@@ -145,3 +145,21 @@ def test_recipe_composes_with_nope_and_the_reversed_task():
 def test_bad_input_says_what_to_write(override, expected):
     with pytest.raises(ConfigError, match=expected):
         compose(["recipe=easy_to_hard", *override])
+
+
+def test_heatmap_grid_from_a_runs_metrics(tmp_path):
+    import json
+
+    from selfimprove.compare import heatmap, length_grid, load_run
+
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "run.json").write_text(json.dumps({"recipe": "easy_to_hard", "status": "finished"}))
+    rows = [{"iteration": 0, "stage": "evaluate_lengths", "accuracy_d3": 1.0, "accuracy_d4": 0.5},
+            {"iteration": 1, "stage": "self_label", "kept": 3},
+            {"iteration": 1, "stage": "evaluate_lengths", "accuracy_d4": 1.0, "accuracy_d5": 0.25}]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    its, lengths, grid = length_grid(load_run(run))
+    assert its == [0, 1] and lengths == [3, 4, 5] and grid == [[1.0, 0.5, None], [None, 1.0, 0.25]]
+    heatmap([load_run(run)], str(tmp_path / "h.png"))
+    assert (tmp_path / "h.png").stat().st_size > 1000
