@@ -29,6 +29,6 @@ def mix(ctx: StageContext) -> StageResult:
     write_jsonl(ctx.out / "self_labels.jsonl", older_rows + newest)
     share = lambda pred: round(sum(pred(r) for r in rows) / len(rows), 4)  # noqa: E731
     return StageResult({"train_data": "train_data.jsonl", "self_labels": "self_labels.jsonl"},
-                       {"rows": len(train), "share_newest": share(lambda r: r["round"] == ctx.iteration and bool(newest)),
-                        "share_original": share(lambda r: r["round"] == 0), "self_labels": len(older_rows) + len(newest),
-                        "rounds_mixed": len(older) + bool(newest)})
+                       {"rows": len(train), "share_original": share(lambda r: r["round"] == 0),
+                        "share_newest": share(lambda r: r["round"] == ctx.iteration and bool(newest)),
+                        "self_labels": len(older_rows) + len(newest), "rounds_mixed": len(older) + bool(newest)})

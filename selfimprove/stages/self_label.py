@@ -82,7 +82,7 @@ def self_label(ctx: StageContext) -> StageResult:
         "dropped_length": keep_len.count(False), "dropped_sample_vote": keep_sample.count(False),
         "dropped_model_vote": keep_model.count(False), "voters": len(voters),
         # compute accounting: tokens through the model (prompt incl. BOS; completion incl. EOS)
-        "tokens_prompt": (1 + len(voters)) * sum(len(p) + 1 for p in prompts) + c.vote_samples * sum(len(p) + 1 for p in prompts),
+        "tokens_prompt": (1 + len(voters) + c.vote_samples) * sum(len(p) + 1 for p in prompts),
         "tokens_completion": sum(len(lab) + 1 for lab in labels) * (1 + len(voters))
         + sum(len(t) + 1 for s in samples for t in s),
     }

@@ -52,7 +52,10 @@ def test_rounds_report_filters_monitors_and_lengths(runs):
 def test_no_gold_beyond_start_length_enters_training(runs):
     clean, poisoned = runs / "clean", runs / "poisoned"
     # the corruption is real: the evaluation's gold answers above 8 digits differ, those up to 8 do not
-    golds = lambda r: {(e["difficulty"], e["prompt_id"]): e["gold"] for e in read_jsonl(r / "iter_02" / "evaluate_lengths" / "eval.jsonl")}  # noqa: E731
+    def golds(run):
+        return {(e["difficulty"], e["prompt_id"]): e["gold"]
+                for e in read_jsonl(run / "iter_02" / "evaluate_lengths" / "eval.jsonl")}
+
     a, b = golds(clean), golds(poisoned)
     assert all((a[k] == b[k]) == (k[0] <= 8) for k in a)
     assert any(r["source"] == "round_2" for r in read_jsonl(clean / "iter_02" / "mix" / "train_data.jsonl"))
