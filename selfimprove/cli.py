@@ -245,7 +245,7 @@ carry raw fractions (mean, _ci95, _low, _high); table and markdown show percenta
 def cmd_compare(args: list[str]) -> None:
     import argparse
 
-    from .compare import NotARunError, comparison_rows, find_runs, plot, present_metrics, render, x_columns
+    from .compare import NotARunError, comparison_rows, find_runs, heatmap, plot, present_metrics, render, x_columns
     from .compare_view import PAIRED_CAPTION, caption, display, display_paired, markdown, print_table
     from .seeds import CompareError, check_comparable, group_rows, group_runs, paired_rows
 
@@ -263,6 +263,8 @@ def cmd_compare(args: list[str]) -> None:
                                                        "(per group, with a 95%% band)")
     ap.add_argument("--x", default="iteration", choices=["iteration", "seconds", "flops"],
                     help="plot axis: iteration, cumulative wall seconds, or cumulative FLOPs")
+    ap.add_argument("--heatmap", metavar="FILE.png",
+                    help="write accuracy by length x round, one panel per run (per-length evaluations, e.g. easy_to_hard)")
     opts = ap.parse_args(args)
     try:
         runs = find_runs(opts.runs)
@@ -315,6 +317,12 @@ def cmd_compare(args: list[str]) -> None:
     if opts.plot:
         plot(runs, opts.plot, present[0], x, groups)
         print(f"plot written to {opts.plot}", file=sys.stderr)
+    if opts.heatmap:
+        try:
+            heatmap(runs, opts.heatmap)
+        except NotARunError as exc:
+            fail(str(exc))
+        print(f"heatmap written to {opts.heatmap}", file=sys.stderr)
 
 
 def cmd_ls(args: list[str]) -> None:

@@ -38,7 +38,8 @@ class Run:
         return self.info.get("recipe") or "?"
 
     def evaluations(self) -> list[dict]:
-        return [r for r in self.rows if r.get("stage") == "evaluate"]
+        # evaluate_lengths: easy-to-hard's per-length evaluation (its `accuracy` is the window's mean)
+        return [r for r in self.rows if r.get("stage") in ("evaluate", "evaluate_lengths")]
 
     def seconds_through(self, iteration: int) -> float:
         return sum(r.get("seconds", 0.0) for r in self.rows if r["iteration"] <= iteration)
@@ -287,3 +288,49 @@ def plot(runs: list[Run], path: str, metric: str = "accuracy", x: str = "iterati
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return bands
+
+
+def length_grid(run: Run) -> tuple[list[int], list[int], list[list[Optional[float]]]]:
+    """Accuracy by difficulty (length) x iteration from a run's per-length evaluations
+    (`accuracy_d<N>` of evaluate_lengths rows, else of evaluate rows): (iterations, lengths, grid)."""
+    rows = [r for r in run.rows if r.get("stage") == "evaluate_lengths"] or run.evaluations()
+    by_it: dict[int, dict[int, float]] = {}
+    for r in rows:
+        cells = {int(k[len("accuracy_d"):]): v for k, v in r.items() if k.startswith("accuracy_d") and k[10:].isdigit()}
+        by_it.setdefault(r["iteration"], {}).update(cells)
+    its = sorted(by_it)
+    lengths = sorted({n for cells in by_it.values() for n in cells})
+    return its, lengths, [[by_it[i].get(n) for n in lengths] for i in its]
+
+
+def heatmap(runs: list[Run], path: str) -> None:
+    """One panel per run: accuracy (colour, with the value written in each cell) by length x round."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    grids = [(run, *length_grid(run)) for run in runs]
+    grids = [g for g in grids if g[2]]
+    if not grids:
+        raise NotARunError("none of these runs has per-length accuracies (accuracy_d<N>) to draw; "
+                           "the heatmap is for recipes that evaluate per length, e.g. recipe=easy_to_hard.")
+    fig, axes = plt.subplots(1, len(grids), figsize=(max(4.0, 0.5 * max(len(g[2]) for g in grids) + 2) * len(grids),
+                                                     0.45 * max(len(g[1]) for g in grids) + 1.8), squeeze=False)
+    for ax, (run, its, lengths, grid) in zip(axes[0], grids):
+        data = np.array([[np.nan if v is None else v for v in row] for row in grid], dtype=float)
+        im = ax.imshow(data, vmin=0, vmax=1, cmap="viridis", aspect="auto", origin="lower")
+        for i in range(len(its)):
+            for j in range(len(lengths)):
+                if not np.isnan(data[i, j]):
+                    ax.text(j, i, f"{100 * data[i, j]:.0f}", ha="center", va="center", fontsize=7,
+                            color="white" if data[i, j] < 0.6 else "black")
+        ax.set_xticks(range(len(lengths)), [str(n) for n in lengths], fontsize=8)
+        ax.set_yticks(range(len(its)), [str(i) for i in its], fontsize=8)
+        ax.set_xlabel("length (digits)")
+        ax.set_ylabel("round")
+        ax.set_title(f"{run.name} ({run.recipe})", fontsize=9)
+    fig.colorbar(im, ax=axes[0].tolist(), label="exact match")
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)

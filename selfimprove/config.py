@@ -40,6 +40,10 @@ class TinyModelConfig:
     num_attention_heads: int = 4
     intermediate_size: int = 512
     max_position_embeddings: int = 192
+    # No positional encoding (NoPE), as in Lee et al. 2025: RoPE's frequencies are scaled by an
+    # infinite factor (rope_type linear, factor inf), so every rotation is the identity and the
+    # saved config.json alone makes any later loader build the same model.
+    nope: bool = False
 
 
 @dataclass
@@ -75,6 +79,25 @@ class ArithmeticTaskConfig:
     train_size: int = 6000  # problems with gold answers only
     val_size: int = 100  # drawn like the test set
     test_size: int = 300
+
+
+@dataclass
+class ReverseAdditionTaskConfig:
+    """Reversed addition (tasks/reverse_addition.py) for recipe=easy_to_hard. Round 0 trains on
+    `seed_examples` gold-labelled problems with operand lengths 1..start_length; round r
+    self-labels the next `lengths_per_round` lengths."""
+
+    name: str = "reverse_addition"
+    data_seed: int = 1234
+    start_length: int = 8  # L0: the longest operand length with gold labels
+    lengths_per_round: int = 1  # lengths added per round (the paper's standard schedule: 1)
+    seed_examples: int = 20000
+    val_size: int = 128  # start_length-digit problems (reporting)
+    test_size: int = 128
+    train_size: Optional[int] = None  # unused: training problems are drawn per round, at their length
+    # Tests only: corrupt every gold answer (reporting, evaluation) above this length; training
+    # data must come out identical, since no gold label beyond start_length may enter it. null: off.
+    corrupt_gold_above: Optional[int] = None
 
 
 @dataclass
@@ -232,6 +255,9 @@ class SFTConfig(TrainerConfig):
     # checkpoint, not the last, becomes the stage's model.
     select_by_val: bool = False
     val_max_new_tokens: int = 128
+    # Independently seeded copies trained alongside the policy and published as `voters`
+    # (easy-to-hard's majority vote across models); 1: just the policy.
+    replicas: int = 1
 
 
 @dataclass
@@ -406,6 +432,56 @@ class EvaluateConfig:
     # V-STaR: Best-of-k over the `num_samples` candidates, ranked by a verifier (see BestOfKConfig)
     best_of: BestOfKConfig = field(default_factory=lambda: BestOfKConfig())
     shards: int = 1  # as generate.shards
+
+
+@dataclass
+class SelfLabelConfig:
+    """Easy-to-hard (Lee et al. 2025): new problems at the round's next length(s), no gold,
+    labelled with the current model's greedy output, then filtered (stages/self_label.py)."""
+
+    kind: str = "self_label"
+    enabled: bool = True
+    num_problems: int = 5000  # per length added this round
+    # length filter: drop a label at least this many tokens shorter than the round's longest
+    # label (the paper's t; 1 for reversed addition); 0 turns it off
+    length_filter: int = 1
+    # cheap vote across samples of the one model: keep a label only if at least `vote_threshold`
+    # of `vote_samples` samples at `vote_temperature` equal it; 0 samples turns it off
+    vote_samples: int = 0
+    vote_temperature: float = 0.7
+    vote_threshold: float = 0.7
+    # majority vote across independently seeded models (the `voters` a train stage with
+    # `replicas` > 1 publishes): keep a label only if at least this share of all models (the
+    # policy included) write the identical output; the paper keeps 4 of 5 (0.7). Used only when
+    # a voters artifact exists.
+    model_vote_threshold: float = 0.7
+
+
+@dataclass
+class MixConfig:
+    """The paper's training mixture for a round: the newest self-labelled set with probability
+    `newest_share`, the rest shared between the original labelled data (weight: its number of
+    lengths) and each older round (weight 1). Rows are drawn with replacement; `rows` should be
+    the train stage's steps x batch size, so one pass is exactly the mixture."""
+
+    kind: str = "mix"
+    enabled: bool = True
+    rows: int = 64000
+    newest_share: float = 0.5
+    original_weight: Optional[float] = None  # null: task.start_length (the paper: number of lengths)
+
+
+@dataclass
+class EvaluateLengthsConfig:
+    """Exact match per operand length on fresh gold-labelled problems (reporting only). The
+    window is relative to L, the longest length trained on after this round."""
+
+    kind: str = "evaluate_lengths"
+    enabled: bool = True
+    per_length: int = 256
+    window: List[int] = field(default_factory=lambda: [-3, 5])  # lengths L-3 .. L+5, as the paper
+    lengths: List[int] = field(default_factory=list)  # explicit lengths instead of the window
+    target: float = 0.99  # `longest_at_target`: longest length with every length up to it at >= this
 
 
 @dataclass
@@ -689,6 +765,10 @@ class RunConfig:
     buffer: BufferConfig = field(default_factory=BufferConfig)
     verifier_pairs: VerifierPairsConfig = field(default_factory=VerifierPairsConfig)
     verifier: DPOConfig = field(default_factory=lambda: DPOConfig(init="base", data="verifier_pairs", output="verifier"))
+    # Easy-to-hard (recipes/easy_to_hard.yaml)
+    self_label: SelfLabelConfig = field(default_factory=SelfLabelConfig)
+    mix: MixConfig = field(default_factory=MixConfig)
+    evaluate_lengths: EvaluateLengthsConfig = field(default_factory=EvaluateLengthsConfig)
     # stages of `stages` that run in the last iteration only (V-STaR trains its verifier once,
     # after the last iteration; empty the list to train one every iteration)
     last_iteration_only: List[str] = field(default_factory=list)
@@ -703,6 +783,7 @@ GROUP_SCHEMAS = {
     ("backend", "hf_schema"): HFBackendConfig,
     ("backend", "vllm_schema"): VLLMBackendConfig,
     ("task", "prompts_schema"): PromptsTaskConfig,
+    ("task", "reverse_addition_schema"): ReverseAdditionTaskConfig,
 }
 
 # Keys that may change between invocations of one run without being a conflict.
@@ -873,6 +954,10 @@ def validate(cfg: Any) -> None:
         if s.kind == "grpo":
             _validate_grpo(name, s, need)
         if s.kind == "sft":
+            need(s.replicas >= 1, f"{name}.replicas must be >= 1 (got {s.replicas}); the paper votes across 5 models.")
+            need(s.replicas == 1 or (s.num_processes == 1 and not s.select_by_val and not s.lora.enabled),
+                 f"{name}.replicas > 1 trains plain single-process models: set {name}.num_processes=1, "
+                 f"{name}.select_by_val=false and {name}.lora.enabled=false, or {name}.replicas=1.")
             need(not (s.num_processes > 1 and s.select_by_val and s.distributed != "ddp"),
                  f"{name}.select_by_val with {name}.num_processes > 1 needs {name}.distributed=ddp: the first "
                  f"process validates the whole model, which under {s.distributed} it does not hold.")
@@ -913,6 +998,7 @@ def validate(cfg: Any) -> None:
                  f"stage '{name}' needs a two-turn task with a correction instruction; task={cfg.task.name} has "
                  "none. Use task=arithmetic_correction.")
     _validate_vstar(cfg, names, need)
+    _validate_easy_to_hard(cfg, names, need)
     if "correction_template" in cfg.task:
         need(cfg.task.correction_template.startswith("{attempt}"),
              f"task.correction_template must begin with the placeholder {{attempt}}, where the first attempt goes: "
@@ -1033,6 +1119,56 @@ def _validate_vstar(cfg: Any, names: list[str], need) -> None:
         if s.get("kind") == "verifier_pairs" and s.max_pairs_per_problem is not None:
             need(s.max_pairs_per_problem >= 1, f"{name}.max_pairs_per_problem must be >= 1 or null for the full "
                                                f"product (got {s.max_pairs_per_problem}).")
+def _validate_easy_to_hard(cfg: Any, names: list[str], need) -> None:
+    """Easy-to-hard: a start length >= 1, filter thresholds in (0, 1], and a schedule whose longest
+    problem (last round, plus the evaluation window) fits the model's positions."""
+    for name in names:
+        s = cfg[name] if name in cfg and OmegaConf.is_dict(cfg[name]) else {}
+        if s.get("kind") == "self_label":
+            need(s.num_problems >= 1, f"{name}.num_problems must be >= 1 (got {s.num_problems}).")
+            need(s.length_filter >= 0, f"{name}.length_filter must be >= 0 tokens, 0 for off (got {s.length_filter}).")
+            need(s.vote_samples >= 0, f"{name}.vote_samples must be >= 0, 0 for off (got {s.vote_samples}).")
+            for key in ("vote_threshold", "model_vote_threshold"):
+                need(0 < s[key] <= 1, f"{name}.{key} is the share of votes a label needs and must be in (0, 1] "
+                                      f"(got {s[key]}); the paper keeps labels 70% of the models agree on: 0.7.")
+        if s.get("kind") == "mix":
+            need(s.rows >= 1, f"{name}.rows must be >= 1 (got {s.rows}); set it to train.steps x train.batch_size.")
+            need(0 < s.newest_share <= 1, f"{name}.newest_share must be in (0, 1] (got {s.newest_share}); the paper's is 0.5.")
+    if cfg.task.name != "reverse_addition":
+        return
+    t = cfg.task
+    need(t.start_length >= 1, f"task.start_length must be >= 1 (got {t.start_length}): round 0 trains on operand "
+                              f"lengths 1..start_length, e.g. task.start_length=8.")
+    need(t.lengths_per_round >= 1, f"task.lengths_per_round must be >= 1 (got {t.lengths_per_round}).")
+    if t.start_length < 1 or t.lengths_per_round < 1:
+        return
+    trained = longest = t.start_length + cfg.iterations * t.lengths_per_round
+    ev = [cfg[n] for n in names if n in cfg and OmegaConf.is_dict(cfg[n]) and cfg[n].get("kind") == "evaluate_lengths"]
+    for e in ev:
+        need(len(e.window) == 2 and e.window[0] <= e.window[1],
+             f"evaluate_lengths.window must be [first, last] relative to the trained length, e.g. [-3, 5] (got {list(e.window)}).")
+        if len(e.window) == 2:
+            longest = max([longest, longest + e.window[1], *e.lengths])
+    def positions_of(n: int) -> int:  # BOS, operands, '+', '=', padded target, EOS
+        return 1 + (2 * n + 2) + (n + 1) + 1
+
+    positions = positions_of(longest)
+    if cfg.model.name_or_path is None:
+        limit = cfg.model.tiny.max_position_embeddings
+        need(positions <= limit,
+             f"the schedule reaches {longest}-digit problems (task.start_length={t.start_length} + iterations="
+             f"{cfg.iterations} x task.lengths_per_round={t.lengths_per_round}, plus the evaluation window), which "
+             f"take {positions} positions, but the model has model.tiny.max_position_embeddings={limit}. Raise it "
+             f"with model.tiny.max_position_embeddings={positions}, or lower iterations.")
+    for name in dict.fromkeys(cfg.stages):  # the rounds' train stages (setup trains on 1..start_length only)
+        s = cfg[name] if name in cfg and OmegaConf.is_dict(cfg[name]) else {}
+        if s.get("kind") == "sft" and s.get("enabled", True):
+            need(positions_of(trained) <= s.max_length,
+                 f"the schedule trains on {trained}-digit problems ({positions_of(trained)} tokens) but {name}.max_length="
+                 f"{s.max_length} would cut them off; set {name}.max_length={positions_of(trained)} or more, or lower "
+                 f"iterations.")
+
+
 JUDGE_KINDS = ("judge", "judge_seed", "judge_quality")
 
 

@@ -28,6 +28,14 @@ def build_tokenizer():
     )
 
 
+# No positional encoding: RoPE with its frequencies divided by an infinite factor (transformers'
+# "linear" scaling) has every inverse frequency 0, so cos = 1 and sin = 0 at every position and the
+# rotation is exactly the identity. (rope_theta = inf alone, as in the paper's code, leaves the
+# first frequency at 1: inf ** 0 = 1.) The factor is saved in config.json, so loading the
+# checkpoint anywhere rebuilds the same NoPE model.
+NOPE = {"rope_parameters": {"rope_type": "linear", "factor": float("inf"), "rope_theta": 10000.0}}
+
+
 def build_model(cfg, tokenizer, seed: int):
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -43,6 +51,7 @@ def build_model(cfg, tokenizer, seed: int):
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         tie_word_embeddings=True,
+        **(NOPE if cfg.nope else {}),
     )
     torch.manual_seed(seed)
     return LlamaForCausalLM(config)

@@ -21,6 +21,8 @@ PERSISTENT = {"base", "policy", "seed_data", "train", "val", "test"}
 PERSISTENT |= {"verifier_buffer", "seed"}
 # SCoRe with LoRA: Stage II goes on training the adapter Stage I published with its policy
 PERSISTENT |= {"policy_adapter"}
+# Easy-to-hard: every self-labelled round so far (the mixture draws on them) and the seeded voters
+PERSISTENT |= {"self_labels", "voters"}
 
 
 @dataclass
@@ -99,6 +101,7 @@ _MODULES = ["prepare", "sft", "dpo", "tune", "generate", "score", "rationalize",
 _MODULES += ["queries", "buffer", "verifier_pairs"]  # V-STaR
 _MODULES += ["judge_seed", "self_instruct", "judge", "pairs", "judge_quality"]  # Self-Rewarding
 _MODULES += ["score_rl", "evaluate_turns"]  # SCoRe
+_MODULES += ["self_label", "mix", "evaluate_lengths"]  # easy-to-hard
 _MODULES += ["grpo"]  # GRPO (TRL's GRPOTrainer)
 
 

@@ -30,6 +30,8 @@ def _inputs(cfg) -> dict[str, str]:
         roles["init"] = cfg.init
     if cfg.select_by_val:
         roles["val"] = "val"
+    if cfg.replicas > 1 and cfg.init != "scratch":
+        roles["voters"] = "voters"  # each seeded replica goes on from its own previous weights
     return roles
 
 
@@ -54,7 +56,34 @@ def _initial_weights(ctx: StageContext) -> str:
 
 @register_stage("sft", inputs=_inputs)
 def sft(ctx: StageContext) -> StageResult:
+    if ctx.cfg.replicas > 1:
+        return _replicas(ctx)
     return data_parallel_or(_train, ctx)
+
+
+def _replicas(ctx: StageContext) -> StageResult:
+    """Easy-to-hard's majority vote needs independently seeded models: replicas 1..R-1 are trained
+    like the policy (same data and budget, seed + i, each from its own previous weights) into
+    voters/replica-i/, and published together as the `voters` artifact. A finished replica leaves
+    done.json, so a killed stage skips it and resumes the one it was training."""
+    from dataclasses import replace
+
+    for i in range(1, ctx.cfg.replicas):
+        out = ctx.out / "voters" / f"replica-{i}"
+        if (out / "done.json").exists():
+            continue
+        out.mkdir(parents=True, exist_ok=True)
+        inputs = dict(ctx.inputs)
+        if ctx.cfg.init != "scratch":
+            prev = Path(ctx.inputs["voters"]) / f"replica-{i}" / "model"
+            if not (prev / "config.json").exists():
+                raise StageError(f"'{ctx.name}' trains {ctx.cfg.replicas} replicas from their previous weights, but "
+                                 f"{prev} does not exist: give the stage that trained them as many replicas.")
+            inputs["init"] = str(prev)
+        result = _train(replace(ctx, out=out, seed=ctx.seed + i, inputs=inputs))
+        write_json(out / "done.json", result.metrics)
+    result = _train(ctx)
+    return StageResult({**result.artifacts, "voters": "voters"}, {**result.metrics, "replicas": ctx.cfg.replicas})
 
 
 def data_parallel_or(train, ctx: StageContext) -> StageResult:

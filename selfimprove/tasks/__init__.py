@@ -115,6 +115,6 @@ class CorrectionTask(Task):
 
 def build_task(cfg) -> Task:
     # registration happens on import
-    from . import arithmetic, arithmetic_correction, competition_math, gsm8k, prompts  # noqa: F401
+    from . import arithmetic, arithmetic_correction, competition_math, gsm8k, prompts, reverse_addition  # noqa: F401
 
     return TASKS.get_or_explain(cfg.name)(cfg)

@@ -45,6 +45,14 @@ KILL_POINTS = {
     # (Stage I's adapter trained on)
     "score_lora": ["iter_01/.score_rl.partial/checkpoints/step-000004/state.json",
                    "iter_02/.score_rl.partial/checkpoints/step-000006/state.json"],
+    # easy-to-hard: mid-labelling, mid-training, halfway through writing the mixture; with two seeded
+    # models, inside the voter replica's training and in the policy's after the replica finished
+    "easy_to_hard": ["iter_01/.self_label.partial", "iter_01/.train.partial/checkpoints/checkpoint-8/trainer_state.json",
+                     "writing:iter_02/.mix.partial/train_data.jsonl"],
+    "easy_to_hard_vote": ["iter_00/.seed_sft.partial/voters/replica-1/checkpoints/checkpoint-10/trainer_state.json",
+                          "iter_02/.train.partial/voters/replica-1/checkpoints/checkpoint-8/trainer_state.json",
+                          "iter_02/.train.partial/checkpoints/checkpoint-4/trainer_state.json",
+                          "writing:iter_01/.self_label.partial/labels.jsonl"],
     # GRPO (TRL's GRPOTrainer): a trainer checkpoint inside each iteration's RL stage
     "grpo": ["iter_01/.grpo.partial/checkpoints/checkpoint-3/trainer_state.json",
              "iter_02/.grpo.partial/checkpoints/checkpoint-3/trainer_state.json"],
@@ -53,6 +61,8 @@ WRITING = "writing:"
 # variants: a run name -> the recipe and extra overrides it runs with
 VARIANTS = {"star_chunked": ["recipe=star", "backend.chunk_prompts=8"]}
 VARIANTS["score_lora"] = ["recipe=score", "score_rl.lora.enabled=true"]
+VARIANTS["easy_to_hard_vote"] = ["recipe=easy_to_hard", "seed_sft.replicas=2", "train.replicas=2",
+                                 "self_label.vote_samples=2"]
 
 
 def command(recipe, root, name):
@@ -103,7 +113,8 @@ def test_kill_then_resume_matches_uninterrupted(references, tmp_path, recipe, po
     # step, a mid-sampling kill from the chunks saved before it; a kill while writing redoes the stage
     stage = point.split("/")[1].strip(".").split(".")[0]
     kept = resumed_from(run, f"{point.split('/')[0]}/{stage}")
-    step = re.search(r"/(?:checkpoint-|step-0*)(\d+)/", point)
+    # (a checkpoint of the stage's own trainer; a voter replica's checkpoint resumes the replica)
+    step = re.match(r"iter_\d+/\.[^/]+\.partial/checkpoints/(?:checkpoint-|step-0*)(\d+)/", point)
     if step:
         assert kept.get("resumed_from_step") == int(step.group(1)), kept
     elif "/resume/sampling-" in point:

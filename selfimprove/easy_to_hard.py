@@ -1,0 +1,69 @@
+"""Easy-to-hard self-improvement (Lee et al., ICML 2025) as pure functions over records: the length
+schedule, the label filters, the training mixture and the per-length monitors. The stages
+(self_label, mix, evaluate_lengths) only read and write files around these."""
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from typing import Optional
+
+
+# ---- schedule: the standard one, `lengths_per_round` new lengths a round ----
+def round_lengths(start_length: int, per_round: int, iteration: int) -> list[int]:
+    """The operand lengths round `iteration` (>= 1) self-labels: the next `per_round` lengths."""
+    top = trained_length(start_length, per_round, iteration - 1)
+    return list(range(top + 1, top + per_round + 1))
+
+
+def trained_length(start_length: int, per_round: int, iteration: int) -> int:
+    """L after round `iteration` (0 = the supervised round): the longest length trained on."""
+    return start_length + max(0, iteration) * per_round
+
+
+# ---- filters: each returns, per label, whether it survives ----
+def length_filter(labels: list[str], lengths: list[int], t: int) -> list[bool]:
+    """The paper's length filter: drop a label at least `t` tokens shorter than the longest label
+    of its operand length in this round (a missing trailing digit is the typical error past the
+    trained length). t = 0 keeps everything but empty labels."""
+    longest: dict[int, int] = defaultdict(int)
+    for label, n in zip(labels, lengths):
+        longest[n] = max(longest[n], len(label))
+    return [bool(label) and (t <= 0 or longest[n] - len(label) < t) for label, n in zip(labels, lengths)]
+
+
+def agreement(label: str, votes: list[str]) -> float:
+    """Share of `votes` identical to `label` (1.0 when there are no votes)."""
+    return sum(v == label for v in votes) / len(votes) if votes else 1.0
+
+
+# ---- the training mixture ----
+def mixture(original: list[dict], older: dict[int, list[dict]], newest: list[dict], rows: int,
+            newest_share: float, original_weight: float, seed: int) -> list[dict]:
+    """`rows` rows drawn with replacement: the newest round with probability `newest_share`, the
+    rest shared between the original data (weight `original_weight`) and each older round (weight
+    1). Without a newest round (the control), everything comes from the original data and the
+    older rounds."""
+    rng = random.Random(seed)
+    groups = [(original_weight, original)] + [(1.0, older[r]) for r in sorted(older) if older[r]]
+    share = newest_share if newest else 0.0
+    n_new = round(rows * share)
+    out = [rng.choice(newest) for _ in range(n_new)]
+    weights = [w for w, _ in groups]
+    for g in rng.choices(range(len(groups)), weights=weights, k=rows - n_new):
+        out.append(rng.choice(groups[g][1]))
+    rng.shuffle(out)
+    return out
+
+
+# ---- monitors ----
+def longest_at(acc_by_length: dict[int, float], target: float) -> Optional[int]:
+    """The longest length L such that every evaluated length up to L reaches `target` (None if
+    the shortest one already misses it)."""
+    best = None
+    for n in sorted(acc_by_length):
+        if acc_by_length[n] < target:
+            break
+        best = n
+    return best
+
+

@@ -1,0 +1,93 @@
+"""Easy-to-hard self-labelling (Lee et al. 2025): new problems at this round's next length(s),
+drawn WITHOUT gold answers, labelled with the current model's greedy output and filtered.
+
+Filters (selfimprove/easy_to_hard.py): the length filter; optionally a vote across `vote_samples`
+samples of the same model; and, when a train stage with `replicas` > 1 published independently
+seeded `voters`, the paper's majority vote across models (identical output from at least
+`model_vote_threshold` of them). Gold answers are computed only after the filters, for the
+monitors (label accuracy of the kept labels); the kept rows never see them.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..backends import SamplingParams
+from ..easy_to_hard import agreement, length_filter, round_lengths
+from ..metrics import mean
+from ..rundir import write_jsonl
+from .generate import run_sampler
+from . import StageContext, StageError, StageResult, register_stage
+
+
+def voter_paths(path) -> list[str]:
+    """The voters artifact is a folder of saved models (replica-1, replica-2, ...)."""
+    if not path:
+        return []
+    return [str(p / "model") for p in sorted(Path(path).iterdir(), key=lambda p: int(p.name.rsplit("-", 1)[-1]))
+            if (p / "model" / "config.json").exists()]
+
+
+@register_stage("self_label", inputs=lambda cfg: {"model": "policy", "voters": "voters?"})
+def self_label(ctx: StageContext) -> StageResult:
+    c, task = ctx.cfg, ctx.task
+    if not hasattr(task, "problems"):
+        raise StageError(f"self_label needs a task that generates problems of any length (task=reverse_addition); "
+                         f"task={task.cfg.name} does not.")
+    lengths = round_lengths(task.cfg.start_length, task.cfg.lengths_per_round, ctx.iteration)
+    problems = [p for n in lengths for p in task.problems(n, c.num_problems, ctx.iteration, gold=False)]
+    assert all("answer" not in p for p in problems)  # the labels below must come from the model alone
+    prompts = [task.prompt(p) for p in problems]
+    greedy = SamplingParams(n=1, max_new_tokens=max(lengths) + 2, seed=ctx.seed)
+    with ctx.sampler(ctx.inputs["model"]) as sampler:
+        labels = [o[0] for o in run_sampler(ctx, sampler, prompts, greedy, "greedy labels")[0]]
+        samples = [[] for _ in problems]
+        if c.vote_samples > 0:
+            params = SamplingParams(n=c.vote_samples, temperature=c.vote_temperature,
+                                    max_new_tokens=max(lengths) + 2, seed=ctx.seed + 1)
+            samples = run_sampler(ctx, sampler, prompts, params, "vote samples")[0]
+    voters = voter_paths(ctx.inputs.get("voters"))
+    votes: list[list[str]] = [[] for _ in problems]
+    for i, path in enumerate(voters):  # each independently seeded model labels the same problems
+        with ctx.sampler(path) as sampler:
+            out = run_sampler(ctx, sampler, prompts, greedy, f"voter {i + 1} labels")[0]
+        for v, o in zip(votes, out):
+            v.append(o[0])
+
+    keep_len = length_filter(labels, [p["difficulty"] for p in problems], c.length_filter)
+    keep_sample = [agreement(lab, s) >= c.vote_threshold if s else True for lab, s in zip(labels, samples)]
+    # the policy votes for its own label: agreement among all 1 + len(voters) models
+    keep_model = [(1 + sum(v == lab for v in vs)) / (1 + len(vs)) >= c.model_vote_threshold if vs else True
+                  for lab, vs in zip(labels, votes)]
+    rows, kept = [], []
+    for p, prompt, lab, a, b, m in zip(problems, prompts, labels, keep_len, keep_sample, keep_model):
+        row = {"prompt_id": p["id"], "difficulty": p["difficulty"], "round": ctx.iteration, "prompt": prompt,
+               "completion": lab, "kept": a and b and m,
+               "dropped_by": [k for k, ok in (("length", a), ("sample_vote", b), ("model_vote", m)) if not ok]}
+        rows.append(row)
+        if row["kept"]:
+            kept.append({k: row[k] for k in ("prompt", "completion", "prompt_id", "difficulty", "round")})
+    write_jsonl(ctx.out / "labels.jsonl", kept)  # the only artifact training reads: no gold in it
+
+    # Monitors, for reporting only (gold is computed here, after every decision above was made).
+    right = [task.reward(r["completion"], {"answer": task.gold(p)}) >= 1 for r, p in zip(rows, problems)]
+    for r, ok in zip(rows, right):
+        r["label_correct"] = ok
+    write_jsonl(ctx.out / "all_labels.jsonl", rows)
+    kept_right = [ok for r, ok in zip(rows, right) if r["kept"]]
+    metrics = {
+        "length": max(lengths), "lengths_added": len(lengths), "problems": len(problems), "kept": len(kept),
+        "kept_fraction": round(len(kept) / len(problems), 4),
+        "label_accuracy": round(mean(kept_right), 4) if kept_right else None,
+        "label_accuracy_all": round(mean(right), 4),
+        "dropped_length": keep_len.count(False), "dropped_sample_vote": keep_sample.count(False),
+        "dropped_model_vote": keep_model.count(False), "voters": len(voters),
+        # compute accounting: tokens through the model (prompt incl. BOS; completion incl. EOS)
+        "tokens_prompt": (1 + len(voters) + c.vote_samples) * sum(len(p) + 1 for p in prompts),
+        "tokens_completion": sum(len(lab) + 1 for lab in labels) * (1 + len(voters))
+        + sum(len(t) + 1 for s in samples for t in s),
+    }
+    if not kept:  # not fatal: this round's mixture is then the original data and older rounds only
+        ctx.ui.log(f"[yellow]self_label kept none of the {len(problems)} labels of round {ctx.iteration} (lengths "
+                   f"{lengths}); the model cannot label them yet. Train round 0 longer (seed_sft.steps) or "
+                   f"loosen the filters.[/]")
+    return StageResult({"round_labels": "labels.jsonl"}, metrics)

@@ -1,0 +1,75 @@
+"""recipe=easy_to_hard end to end under profile=debug: every filter (length, vote across samples,
+vote across two seeded models), the monitors, the heatmap, and the proof that no gold label beyond
+task.start_length enters training: a run whose longer gold answers are all corrupted trains on
+byte-identical data and ends with bit-identical weights."""
+import subprocess
+import sys
+
+import pytest
+
+from selfimprove.rundir import read_jsonl
+
+# Both votes run (2 samples, 2 seeded models); near-greedy samples and a 1-of-2 model quorum keep
+# the debug model's labels, so the training data holds self-labels to compare
+VOTES = ["self_label.vote_samples=2", "self_label.vote_temperature=0.0001", "seed_sft.replicas=2", "train.replicas=2",
+         "self_label.model_vote_threshold=0.5"]
+
+
+def run(root, name, *extra):
+    p = subprocess.run([sys.executable, "-m", "selfimprove.cli", "run", "recipe=easy_to_hard", "profile=debug",
+                        "tracking.quiet=true", "cache=false", "threads=1", f"output_root={root}", f"run_name={name}",
+                        *VOTES, *extra], capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, p.stdout + p.stderr
+    return p.stdout + p.stderr
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("e2h")
+    run(root, "clean")
+    run(root, "poisoned", "task.corrupt_gold_above=8")
+    return root
+
+
+def test_rounds_report_filters_monitors_and_lengths(runs):
+    m = {(r["iteration"], r["stage"]): r for r in read_jsonl(runs / "clean" / "metrics.jsonl")}
+    for it in (1, 2):
+        label = m[(it, "self_label")]
+        assert label["length"] == 8 + it and label["problems"] == 32 and label["voters"] == 1
+        assert {"kept_fraction", "label_accuracy_all", "dropped_length", "dropped_sample_vote", "dropped_model_vote",
+                "tokens_prompt", "tokens_completion"} <= set(label)
+        assert label["kept"] > 0
+        assert m[(it, "train")]["replicas"] == 2
+        ev = m[(it, "evaluate_lengths")]
+        assert ev["trained_length"] == 8 + it and {f"accuracy_d{8 + it + d}" for d in (-1, 0, 1)} <= set(ev)
+        assert "longest_at_target" in ev
+    assert (runs / "clean" / "iter_02" / "train" / "voters" / "replica-1" / "model" / "config.json").exists()
+    # the mixture: half this round's kept labels, the rest original data and older rounds
+    mix = m[(2, "mix")]
+    assert mix["rows"] == 192 and mix["rounds_mixed"] == 2
+
+
+def test_no_gold_beyond_start_length_enters_training(runs):
+    clean, poisoned = runs / "clean", runs / "poisoned"
+    # the corruption is real: the evaluation's gold answers above 8 digits differ, those up to 8 do not
+    def golds(run):
+        return {(e["difficulty"], e["prompt_id"]): e["gold"]
+                for e in read_jsonl(run / "iter_02" / "evaluate_lengths" / "eval.jsonl")}
+
+    a, b = golds(clean), golds(poisoned)
+    assert all((a[k] == b[k]) == (k[0] <= 8) for k in a)
+    assert any(r["source"] == "round_2" for r in read_jsonl(clean / "iter_02" / "mix" / "train_data.jsonl"))
+    for it in ("iter_01", "iter_02"):
+        for f in ("self_label/labels.jsonl", "mix/train_data.jsonl"):
+            assert (clean / it / f).read_bytes() == (poisoned / it / f).read_bytes(), f"{it}/{f} differs"
+    for model in ("iter_02/train/model/model.safetensors", "iter_02/train/voters/replica-1/model/model.safetensors"):
+        assert (clean / model).read_bytes() == (poisoned / model).read_bytes()
+
+
+def test_rerun_does_nothing_and_heatmap(runs, tmp_path):
+    assert "Nothing to do" in run(runs, "clean")
+    out = tmp_path / "heat.png"
+    p = subprocess.run([sys.executable, "-m", "selfimprove.cli", "compare", str(runs / "clean"), str(runs / "poisoned"),
+                        "--heatmap", str(out)], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert out.stat().st_size > 1000
