@@ -193,13 +193,20 @@ class FitResult:
     history: list = dataclasses.field(default_factory=list)
     tokens_seen: int = 0
 
+    def first_loss(self):
+        logged = [row["loss"] for row in self.history if row.get("loss") is not None]
+        first = logged[0] if logged else (self.losses[0] if self.losses else None)
+        return round(first, 4) if first is not None else None
+
     def metrics(self, cfg, examples: int) -> dict:
         return {
             "steps": self.steps,
             "examples": examples,
             "epochs": round(self.steps * cfg.batch_size / examples, 2),
             "train_loss": round(self.losses[-1], 4) if self.losses else None,
-            "train_loss_first": round(self.losses[0], 4) if self.losses else None,  # did training lower it?
+            # did training lower it? From the trainer's log history, which a resumed stage restores
+            # from its checkpoint, so a resumed run reports the same first loss
+            "train_loss_first": self.first_loss(),
             "resumed_from_step": self.resumed_from,
             "processes": int(os.environ.get("WORLD_SIZE", "1")),
             "steps_per_s": round((self.steps - self.resumed_from) / max(self.seconds, 1e-9), 2),
