@@ -1163,7 +1163,7 @@ def _validate_easy_to_hard(cfg: Any, names: list[str], need) -> None:
     for name in dict.fromkeys(cfg.stages):  # the rounds' train stages (setup trains on 1..start_length only)
         s = cfg[name] if name in cfg and OmegaConf.is_dict(cfg[name]) else {}
         if s.get("kind") == "sft" and s.get("enabled", True):
-            need(positions_of(trained) <= s.max_length,
+            need(s.max_length is None or positions_of(trained) <= s.max_length,
                  f"the schedule trains on {trained}-digit problems ({positions_of(trained)} tokens) but {name}.max_length="
                  f"{s.max_length} would cut them off; set {name}.max_length={positions_of(trained)} or more, or lower "
                  f"iterations.")
