@@ -40,7 +40,10 @@ def star(request, tmp_path_factory):
 
 
 def test_star_raises_held_out_accuracy_with_real_filtering(star):
-    """Measured (seeds 0, 1, 2): see MARGINS in the note; the margin is below the smallest gain."""
+    """STaR's first iteration on the default budgets. Measured gains (held-out greedy accuracy,
+    300 problems; `selfimprove run -m recipe=star seed=0,1,2 iterations=1`): seed 0 17.7 -> 70.7,
+    seed 1 1.3 -> 1.7 (a seed model near 0% has almost nothing to bootstrap from), seed 2
+    35.0 -> 59.7. The test requires at least half the gain measured for its seed."""
     path, seed, m = star
     before, after = m[(0, "evaluate")]["accuracy"], m[(1, "evaluate")]["accuracy"]
     # real filtering: what is kept is exactly one rewarded sample of each solved problem
@@ -51,13 +54,15 @@ def test_star_raises_held_out_accuracy_with_real_filtering(star):
     assert len(kept) == len({pid for pid, _ in rewarded}) < len(candidates)
     scored = [r for r in candidates if r.get("source") != "rationalization"]
     report("star", seed=seed, acc_before=before, acc_after=after, kept=len(kept), scored=len(scored))
-    assert after - before >= STAR_MARGIN
+    assert after - before >= STAR_GAIN[seed] / 2, f"measured {STAR_GAIN[seed]} for seed {seed}"
 
 
 def test_dpo_raises_preference_accuracy_on_its_training_pairs(star, tmp_path):
     """DPO (TRL's DPOTrainer, the dpo stage) from the seed model on its own (correct, incorrect)
     samples of the same problem: the share of training pairs where the policy gives the correct
-    solution the higher log-likelihood rises."""
+    solution the higher log-likelihood rises. Before DPO it is ~0 (the rejected answer is the
+    model's own greedy output, the chosen one a rationalization); measured after 60 steps: 1.00
+    and 0.98 (seeds 0 and 1, 33 and 43 pairs, an earlier smaller STaR budget)."""
     from omegaconf import OmegaConf
 
     from selfimprove.config import DPOConfig, ModelConfig
@@ -104,14 +109,16 @@ def test_dpo_raises_preference_accuracy_on_its_training_pairs(star, tmp_path):
 @pytest.mark.parametrize("seed", SEEDS)
 def test_score_stage_one_raises_the_training_reward(tmp_path, seed):
     """SCoRe Stage I (REINFORCE + leave-one-out, KL-held turn 1) on the two-turn task: the mean
-    turn-2 reward of the sampled training episodes, first 10 steps against the last 10, rises."""
+    turn-2 reward of the sampled training episodes, first 10 steps against the last 10 (640
+    episodes each), rises. Measured: seed 0 0.158 -> 0.244. The test requires half the gain
+    measured for its seed."""
     m = run(tmp_path, "score", *SCORE, f"seed={seed}")[(1, "score_rl")]
     report("score", seed=seed, r2_first=m["train_r2_first"], r2_last=m["train_r2_last"],
            r1_first=m["train_r1_first"], r1_last=m["train_r1_last"])
-    assert m["train_r2_last"] - m["train_r2_first"] >= SCORE_MARGIN
+    assert m["train_r2_last"] - m["train_r2_first"] >= SCORE_GAIN[seed] / 2, f"measured {SCORE_GAIN[seed]}"
 
 
-# Margins: set below the smallest gain measured over seeds 0, 1, 2 (the numbers are in the note).
-STAR_MARGIN = 0.0
-DPO_MARGIN = 0.0
-SCORE_MARGIN = 0.0
+# Measured gains (see each test's docstring); a test requires at least half of them.
+STAR_GAIN = {0: 0.530, 1: 0.004, 2: 0.247}
+DPO_MARGIN = 0.5
+SCORE_GAIN = {0: 0.086}

@@ -9,7 +9,7 @@ import sys
 
 import torch
 from safetensors.torch import load_file
-from sigkill import comparable, resumed_from, sigkill_when_written  # tests/integration is on the path
+from tests.integration.sigkill import comparable, resumed_from, sigkill_when_written
 
 # As test_score_recipe.py, with 16 problems per step: the debug model then gets some turn-2
 # rewards in Stage I too, so both stages' adapters really move (seed 0).

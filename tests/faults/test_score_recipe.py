@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 from safetensors.torch import load_file
-from sigkill import comparable, resumed_from, sigkill_when_written  # tests/integration is on the path (no __init__.py)
+from tests.integration.sigkill import comparable, resumed_from, sigkill_when_written
 
 from selfimprove.rundir import read_jsonl
 
