@@ -112,6 +112,8 @@ def test_score_stage_one_raises_the_training_reward(tmp_path, seed):
     turn-2 reward of the sampled training episodes, first 10 steps against the last 10 (640
     episodes each), rises. Measured: seed 0 0.158 -> 0.244. The test requires half the gain
     measured for its seed."""
+    if seed not in SCORE_GAIN:
+        pytest.skip(f"no gain measured for seed {seed} yet: run it and add it to SCORE_GAIN")
     m = run(tmp_path, "score", *SCORE, f"seed={seed}")[(1, "score_rl")]
     report("score", seed=seed, r2_first=m["train_r2_first"], r2_last=m["train_r2_last"],
            r1_first=m["train_r1_first"], r1_last=m["train_r1_last"])
