@@ -110,8 +110,9 @@ def test_dpo_raises_preference_accuracy_on_its_training_pairs(star, tmp_path):
 def test_score_stage_one_raises_the_training_reward(tmp_path, seed):
     """SCoRe Stage I (REINFORCE + leave-one-out, KL-held turn 1) on the two-turn task: the mean
     turn-2 reward of the sampled training episodes, first 10 steps against the last 10 (640
-    episodes each), rises. Measured: seed 0 0.158 -> 0.244. The test requires half the gain
-    measured for its seed."""
+    episodes each), rises. Measured: seed 0 0.158 -> 0.244 (about 5 standard errors); seed 1
+    0.148 -> 0.130 (fell: 60 Stage-I steps do not raise it on every seed model, so only seed 0
+    has a margin). The test requires half the gain measured for its seed."""
     if seed not in SCORE_GAIN:
         pytest.skip(f"no gain measured for seed {seed} yet: run it and add it to SCORE_GAIN")
     m = run(tmp_path, "score", *SCORE, f"seed={seed}")[(1, "score_rl")]
