@@ -67,3 +67,14 @@ def longest_at(acc_by_length: dict[int, float], target: float) -> Optional[int]:
     return best
 
 
+
+
+def require_length_task(task, stage: str) -> None:
+    """The easy-to-hard stages draw problems of any length: refuse any other task with the fix."""
+    from .tasks import LengthTask
+
+    if not isinstance(task, LengthTask):
+        from .stages import StageError
+
+        raise StageError(f"{stage} needs a task that generates problems of any length (task=reverse_addition); "
+                         f"task={task.cfg.name} does not.")

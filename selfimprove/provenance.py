@@ -15,6 +15,8 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
+from .rundir import _file_digest as _digest  # the manifests' checksum: one way to hash a file
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 # Source and package-data suffixes: everything that can change what a stage computes.
 CODE_SUFFIXES = {".py", ".yaml", ".yml", ".txt", ".json", ".jinja"}
@@ -27,14 +29,6 @@ def _cache_file() -> Path:
     root = os.environ.get("SELFIMPROVE_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "selfimprove")
     return Path(root) / "file_hashes.json"
-
-
-def _digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def file_digest(path: str | Path) -> str:

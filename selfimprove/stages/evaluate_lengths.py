@@ -4,19 +4,17 @@ used here only, for reporting; nothing this stage writes is trained on."""
 from __future__ import annotations
 
 from ..backends import SamplingParams
-from ..easy_to_hard import longest_at, trained_length
+from ..easy_to_hard import longest_at, require_length_task, trained_length
 from ..metrics import mean
 from ..rundir import write_jsonl
 from .generate import run_sampler
-from . import StageContext, StageError, StageResult, register_stage
+from . import StageContext, StageResult, register_stage
 
 
 @register_stage("evaluate_lengths", inputs=lambda cfg: {"model": "policy"})
 def evaluate_lengths(ctx: StageContext) -> StageResult:
     c, task = ctx.cfg, ctx.task
-    if not hasattr(task, "problems"):
-        raise StageError(f"evaluate_lengths needs a task that generates problems of any length "
-                         f"(task=reverse_addition); task={task.cfg.name} does not.")
+    require_length_task(task, "evaluate_lengths")
     top = trained_length(task.cfg.start_length, task.cfg.lengths_per_round, ctx.iteration)
     lengths = sorted(set(c.lengths)) or list(range(max(1, top + c.window[0]), top + c.window[1] + 1))
     rows, acc = [], {}

@@ -12,11 +12,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..backends import SamplingParams
-from ..easy_to_hard import agreement, length_filter, round_lengths
+from ..easy_to_hard import agreement, length_filter, require_length_task, round_lengths
 from ..metrics import mean
 from ..rundir import write_jsonl
 from .generate import run_sampler
-from . import StageContext, StageError, StageResult, register_stage
+from . import StageContext, StageResult, register_stage
 
 
 def voter_paths(path) -> list[str]:
@@ -30,9 +30,7 @@ def voter_paths(path) -> list[str]:
 @register_stage("self_label", inputs=lambda cfg: {"model": "policy", "voters": "voters?"})
 def self_label(ctx: StageContext) -> StageResult:
     c, task = ctx.cfg, ctx.task
-    if not hasattr(task, "problems"):
-        raise StageError(f"self_label needs a task that generates problems of any length (task=reverse_addition); "
-                         f"task={task.cfg.name} does not.")
+    require_length_task(task, "self_label")
     lengths = round_lengths(task.cfg.start_length, task.cfg.lengths_per_round, ctx.iteration)
     problems = [p for n in lengths for p in task.problems(n, c.num_problems, ctx.iteration, gold=False)]
     assert all("answer" not in p for p in problems)  # the labels below must come from the model alone

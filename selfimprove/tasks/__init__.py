@@ -101,6 +101,13 @@ class JudgingTask(Task):
         return None
 
 
+class LengthTask(Task):
+    """A task that draws problems of any length, with or without gold (easy-to-hard)."""
+
+    def problems(self, length: int, count: int, seed: int, gold: bool, split: str = "gen") -> list[dict]:
+        raise NotImplementedError
+
+
 class CorrectionTask(Task):
     """A two-turn task for SCoRe: the model answers, a fixed instruction follows its answer, and it
     answers again."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 import random
 from typing import Optional
 
-from . import Task, TaskDataError, register_task
+from . import LengthTask, TaskDataError, register_task
 
 
 def reverse_target(a: int, b: int) -> str:
@@ -31,7 +31,7 @@ def _operand(rng: random.Random, n: int) -> int:
 
 
 @register_task("reverse_addition")
-class ReverseAddition(Task):
+class ReverseAddition(LengthTask):
     def __init__(self, cfg):
         self.cfg = cfg
 

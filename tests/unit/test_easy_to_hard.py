@@ -165,3 +165,14 @@ def test_heatmap_grid_from_a_runs_metrics(tmp_path):
     assert its == [0, 1] and lengths == [3, 4, 5] and grid == [[1.0, 0.5, None], [None, 1.0, 0.25]]
     heatmap([load_run(run)], str(tmp_path / "h.png"))
     assert (tmp_path / "h.png").stat().st_size > 1000
+
+
+def test_length_stages_refuse_a_task_without_problems_of_any_length():
+    from types import SimpleNamespace
+
+    from selfimprove.easy_to_hard import require_length_task
+    from selfimprove.stages import StageError
+    from selfimprove.tasks.arithmetic import Arithmetic
+
+    with pytest.raises(StageError, match="self_label needs a task that generates problems of any length"):
+        require_length_task(Arithmetic(SimpleNamespace(name="arithmetic")), "self_label")

@@ -16,6 +16,7 @@ pytest.importorskip("gguf")
 from selfimprove.cli import main  # noqa: E402
 from selfimprove.models.gguf_import import RECORD, ImportErrorWithAdvice, import_gguf  # noqa: E402
 from tests.gguf_tiny import write_tiny_llama_gguf  # noqa: E402
+from tests.cli_errors import cli_fails  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -63,26 +64,18 @@ def test_rerun_is_a_no_op(tiny, capsys):
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
 
 
-def _fails(args, capsys) -> str:
-    with pytest.raises(SystemExit) as exc:
-        main(args)
-    assert exc.value.code != 0
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    return err
-
 
 def test_refuses_to_overwrite_another_model(tiny, tmp_path, capsys):
     _, out, _ = tiny
     other = write_tiny_llama_gguf(tmp_path / "other.gguf", seed=1)
     before = (out / "model.safetensors").read_bytes()
-    err = _fails(["models", "import-gguf", str(other), "--out", str(out)], capsys)
+    err = cli_fails(["models", "import-gguf", str(other), "--out", str(out)], capsys)
     assert "refusing to overwrite" in err and "Choose a new folder" in err
     assert (out / "model.safetensors").read_bytes() == before
     # a folder of unrelated files is refused too; an empty one is used
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "todo.txt").write_text("keep me")
-    assert "refusing" in _fails(["models", "import-gguf", str(other), "--out", str(tmp_path / "notes")], capsys)
+    assert "refusing" in cli_fails(["models", "import-gguf", str(other), "--out", str(tmp_path / "notes")], capsys)
     assert (tmp_path / "notes" / "todo.txt").read_text() == "keep me"
 
 
@@ -98,23 +91,23 @@ def test_bfloat16_into_an_empty_folder(tmp_path):
 
 
 def test_missing_truncated_and_foreign_files(tmp_path, capsys):
-    err = _fails(["models", "import-gguf", str(tmp_path / "nope.gguf"), "--out", str(tmp_path / "o")], capsys)
+    err = cli_fails(["models", "import-gguf", str(tmp_path / "nope.gguf"), "--out", str(tmp_path / "o")], capsys)
     assert "does not exist" in err
     (tmp_path / "model.bin").write_bytes(b"PK\x03\x04 not a gguf")
-    assert "is not a GGUF file" in _fails(["models", "import-gguf", str(tmp_path / "model.bin"), "--out",
+    assert "is not a GGUF file" in cli_fails(["models", "import-gguf", str(tmp_path / "model.bin"), "--out",
                                            str(tmp_path / "o")], capsys)
     src = write_tiny_llama_gguf(tmp_path / "full.gguf")
     data = src.read_bytes()
     for cut in (len(data) - 1000, 200):  # tensor data cut short; header cut short
         (tmp_path / "cut.gguf").write_bytes(data[:cut])
-        err = _fails(["models", "import-gguf", str(tmp_path / "cut.gguf"), "--out", str(tmp_path / "o")], capsys)
+        err = cli_fails(["models", "import-gguf", str(tmp_path / "cut.gguf"), "--out", str(tmp_path / "o")], capsys)
         assert "truncated" in err and "download it again" in err.lower()
     assert not (tmp_path / "o").exists() and not list(tmp_path.glob(".*importing*"))
 
 
 def test_unsupported_architecture(tmp_path, capsys):
     src = write_tiny_llama_gguf(tmp_path / "rwkv.gguf", arch="rwkv6")
-    err = _fails(["models", "import-gguf", str(src), "--out", str(tmp_path / "o")], capsys)
+    err = cli_fails(["models", "import-gguf", str(src), "--out", str(tmp_path / "o")], capsys)
     assert "'rwkv6' model" in err and "Supported:" in err and "llama" in err
     assert not (tmp_path / "o").exists()
 
@@ -128,5 +121,5 @@ def test_bad_dtype(tmp_path):
 def test_without_the_gguf_package_the_error_gives_the_install_line(tmp_path, monkeypatch, capsys):
     src = write_tiny_llama_gguf(tmp_path / "t.gguf")
     monkeypatch.setitem(sys.modules, "gguf", None)  # what `import gguf` sees when it is not installed
-    err = _fails(["models", "import-gguf", str(src), "--out", str(tmp_path / "o")], capsys)
+    err = cli_fails(["models", "import-gguf", str(src), "--out", str(tmp_path / "o")], capsys)
     assert 'pip install "selfimprove[gguf]"' in err

@@ -5,29 +5,22 @@ import shutil
 
 import pytest
 
-from selfimprove.cli import compose, main
+from selfimprove.cli import compose
 from selfimprove.config import ConfigError, TinyModelConfig
 from selfimprove.models.tiny import save_tiny
+from tests.cli_errors import cli_fails
 
 TINY = TinyModelConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
 
-
-def fails(args, capsys) -> str:
-    with pytest.raises(SystemExit) as exc:
-        main(args)
-    assert exc.value.code != 0
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    return err
 
 
 def test_an_unreachable_preset_gives_the_command_that_fetches_it(monkeypatch, capsys):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", "/nonexistent-hf-home")  # nothing in the cache either
-    err = fails(["validate", "recipe=star", "model=smollm2-135m-instruct"], capsys)
+    err = cli_fails(["validate", "recipe=star", "model=smollm2-135m-instruct"], capsys)
     assert "HuggingFaceTB/SmolLM2-135M-Instruct" in err and "`selfimprove models fetch-smollm2`" in err
     # a preset without a fetch command gets the generic download advice
-    err = fails(["validate", "recipe=star", "model=qwen2.5-0.5b-instruct"], capsys)
+    err = cli_fails(["validate", "recipe=star", "model=qwen2.5-0.5b-instruct"], capsys)
     assert "huggingface-cli download Qwen/Qwen2.5-0.5B-Instruct --local-dir DIR" in err
 
 
