@@ -50,7 +50,7 @@ def results(run_dir: Path) -> list[dict]:
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     # timings and the resume bookkeeping (resumed_from_step, resumed_chunks) differ by design
     return [{k: v for k, v in r.items() if k != "seconds" and "per_s" not in k and not k.startswith("resumed_")
-             and not k.startswith("time_share") and k not in ("flops", "wall_seconds")} for r in rows]
+             and not k.startswith("time_share") and k not in ("flops", "wall_seconds", "cum_seconds")} for r in rows]
 
 
 class ReleaseHolds(threading.Thread):
@@ -122,9 +122,28 @@ def test_sweep_of_two_recipes_and_two_seeds_with_ls_and_compare(tmp_path):
 
 def _reference(tmp_path, *args) -> Path:
     """The same run without Slurm and without interruption."""
-    p = selfimprove("run", "recipe=star", *DEBUG, *args, f"output_root={tmp_path / 'ref'}", "run_name=ref")
-    assert p.returncode == 0, p.stderr
+    p = _start_reference(tmp_path, *args)
+    out, err = p.communicate(timeout=2400)
+    assert p.returncode == 0, err
     return tmp_path / "ref" / "ref"
+
+
+def _start_reference(tmp_path, *args) -> subprocess.Popen:
+    """The reference run in the background: with threads=1 it takes the second core while the Slurm
+    job (one CPU) runs, so a test costs one run's time, not two."""
+    return start("run", "recipe=star", *DEBUG, *args, f"output_root={tmp_path / 'ref'}", "run_name=ref")
+
+
+def _seed_sft_steps_lasting(tmp_path, seconds: float) -> int:
+    """How many seed-model steps take `seconds` on this machine now, measured by a short run: a time
+    limit or a requeue must land mid-training whether the machine is fast or loaded."""
+    steps = 300
+    p = selfimprove("run", "recipe=star", *DEBUG, "iterations=1", f"seed_sft.steps={steps}",
+                    f"output_root={tmp_path / 'calibrate'}", "run_name=c")
+    assert p.returncode == 0, p.stderr
+    events = [json.loads(line) for line in (tmp_path / "calibrate" / "c" / "events.jsonl").read_text().splitlines()]
+    took = next(e["seconds"] for e in events if e["event"] == "stage_done" and e["stage"] == "seed_sft")
+    return max(steps, int(seconds * steps / took) // 50 * 50)
 
 
 def _slurm_job(run_dir: Path) -> str:
@@ -134,40 +153,56 @@ def _slurm_job(run_dir: Path) -> str:
 
 def test_requeued_job_resumes_to_the_same_metrics(tmp_path, holds):
     root = tmp_path / "out"
-    run_dir = root / "sweep" / "profile=debug,recipe=star,seed=0"
-    p = start("run", "-m", "hydra/launcher=slurm_cpu", "recipe=star", "seed=0", *DEBUG, f"output_root={root}")
+    # a seed model that trains ~60 s here, checkpointing every 10 steps: the requeue lands in it
+    longer = [f"seed_sft.steps={_seed_sft_steps_lasting(tmp_path, 60)}", "seed_sft.save_steps=10"]
+    p = start("run", "-m", "hydra/launcher=slurm_cpu", "recipe=star", "seed=0", *longer, *DEBUG, f"output_root={root}")
+    ref = _start_reference(tmp_path, "seed=0", *longer)
+    run_dir = next(_wait_for_run_dir(root))
     job = _slurm_job(run_dir)
     holds.jobs.add(job)
-    # requeue while the seed model trains, after its first checkpoint (step 10 of 20). Slurm sends
-    # SIGTERM, which submitit ignores, and SIGKILL KillWait (10 s here) later: the run goes on
-    # meanwhile, so which stage is cut off varies.
-    wait_for(lambda: list(run_dir.glob("iter_00/.seed_sft.partial/checkpoints/checkpoint-10/trainer_state.json")),
-             900, "the seed model's first checkpoint")
+
+    def first_checkpoint():
+        assert not (run_dir / "iter_00" / "seed_sft").exists(), \
+            "the seed model finished before its first checkpoint was seen: raise the seconds asked of it"
+        return list(run_dir.glob("iter_00/.seed_sft.partial/checkpoints/checkpoint-*/trainer_state.json"))
+
+    # requeue while the seed model trains, after its first checkpoint. Slurm sends SIGTERM, which
+    # submitit ignores, and SIGKILL KillWait (10 s here) later: the run goes on meanwhile.
+    wait_for(first_checkpoint, 900, "the seed model's first checkpoint")
     subprocess.run(["scontrol", "requeue", job], check=True)
-    out, err = p.communicate(timeout=1800)
+    out, err = p.communicate(timeout=2400)
     assert p.returncode == 0, out + err
     work = redone_work(run_dir)
-    print(f"\nrequeue: {json.dumps(work)}")  # reported in NOTES-slurm.md
-    assert work["restarts"] == 1 and len(work["stages_redone"]) == 1
+    print(f"\nrequeue: {json.dumps(work)}")
+    assert work["restarts"] == 1 and [(c["iteration"], c["stage"]) for c in work["stages_redone"]] == [(0, "seed_sft")], work
     events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
     restart = next(e["t"] for e in events if e["event"] == "run_start" and e.get("slurm_restart") == 1)
     done_before = {(e["iteration"], e["stage"]) for e in events if e["event"] == "stage_done" and e["t"] < restart}
     started_after = {(e["iteration"], e["stage"]) for e in events if e["event"] == "stage_start" and e["t"] > restart}
     assert started_after and not done_before & started_after  # resumed mid-run; finished stages not redone
-    ref = _reference(tmp_path, "seed=0")
-    assert results(run_dir) == results(ref)
+    out, err = ref.communicate(timeout=2400)
+    assert ref.returncode == 0, err
+    assert results(run_dir) == results(tmp_path / "ref" / "ref")
+
+
+def _wait_for_run_dir(root: Path):
+    return iter(wait_for(lambda: [d for d in (root / "sweep").glob("*recipe=star*") if d.is_dir()], 120,
+                         "the sweep's run folder"))
 
 
 def test_job_stopped_by_its_time_limit_is_requeued_and_finishes(tmp_path, holds):
     root = tmp_path / "out"
-    longer = ["seed_sft.steps=1200", "seed_sft.save_steps=50", "iterations=1"]  # ~2 min of training here
-    run_dir = root / "sweep" / "iterations=1,profile=debug,recipe=star,seed=0,seed_sft.save_steps=50,seed_sft.steps=1200"
+    # a seed model asked to train ~300 s (the short calibration run overstates a step: ~160 s), checkpointing
+    # every 50 steps
+    longer = [f"seed_sft.steps={_seed_sft_steps_lasting(tmp_path, 300)}", "seed_sft.save_steps=50", "iterations=1"]
     # A 2-minute limit, warned 30 s before it. Slurm sends the warning up to a minute early, so
     # a go lasts 30-90 s, less than the run needs: each time submitit requeues the job and it
-    # resumes its run folder (the seed model from its last checkpoint, every 50 steps).
+    # resumes its run folder (the seed model from its last checkpoint).
     p = start("run", "-m", "hydra/launcher=slurm_cpu", "hydra.launcher.timeout_min=2",
               "hydra.launcher.signal_delay_s=30", "hydra.launcher.max_num_timeout=10", "recipe=star", "seed=0",
               *longer, *DEBUG, f"output_root={root}")
+    ref = _start_reference(tmp_path, "seed=0", *longer)
+    run_dir = next(_wait_for_run_dir(root))
     holds.jobs.add(_slurm_job(run_dir))
     out, err = p.communicate(timeout=2400)
     assert p.returncode == 0, out + err
@@ -175,8 +210,9 @@ def test_job_stopped_by_its_time_limit_is_requeued_and_finishes(tmp_path, holds)
     print(f"\ntime limit: {json.dumps(work)}")
     logs = "".join(f.read_text() for f in (root / "sweep" / ".submitit").rglob("*_log.*"))  # submitit INFO goes to .out
     assert work["restarts"] >= 1 and "this job is timed-out" in logs and "Requeued job" in logs, work
-    ref = _reference(tmp_path, "seed=0", *longer)
-    assert results(run_dir) == results(ref)
+    out, err = ref.communicate(timeout=2400)
+    assert ref.returncode == 0, err
+    assert results(run_dir) == results(tmp_path / "ref" / "ref")
 
 
 def test_sbatch_refusals_are_one_paragraph_with_what_to_set(tmp_path):
