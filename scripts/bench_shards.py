@@ -26,7 +26,8 @@ from omegaconf import OmegaConf
 def run(tmp: Path, model: Path, shards: int, threads: int, args) -> tuple[float, list[dict], dict]:
     import torch
 
-    from selfimprove.config import GenerateConfig, HFBackendConfig, ModelConfig, ShardingConfig, TinyModelConfig
+    from selfimprove.config import HFBackendConfig, ModelConfig, ShardingConfig, TinyModelConfig
+    from selfimprove.stages.generate import GenerateConfig
     from selfimprove.rundir import read_jsonl, write_jsonl
     from selfimprove.stages import StageContext, get_stage
     from selfimprove.tasks.arithmetic import Arithmetic

@@ -101,7 +101,9 @@ def compose(overrides: list[str]):
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from .config import CONF_DIR, ConfigError, explain_config_error, register_configs, validate
+    from omegaconf import open_dict
+
+    from .config import CONF_DIR, ConfigError, explain_config_error, register_configs, typed_config, validate
 
     register_configs()
     GlobalHydra.instance().clear()
@@ -109,13 +111,31 @@ def compose(overrides: list[str]):
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
         for variant in _expanded([o for o in overrides if not o.startswith(("hydra.", "hydra/"))]):
             try:
-                cfg = hydra_compose(config_name="config", overrides=variant)
+                raw = hydra_compose(config_name="config", overrides=variant, return_hydra_config=True)
             except (HydraException, OmegaConfBaseException) as exc:
-                raise ConfigError(explain_config_error(exc) or str(exc)) from None
+                raise ConfigError(explain_config_error(exc, kinds=_section_kinds(variant)) or str(exc)) from None
+            recipe = raw.hydra.runtime.choices.get("recipe")
+            with open_dict(raw):
+                del raw["hydra"]
+            cfg = typed_config(raw, recipe)
             validate(cfg)
             cfgs.append(cfg)
     GlobalHydra.instance().clear()
     return cfgs
+
+
+def _section_kinds(variant: list[str]) -> dict:
+    """Each stage section's kind in the config the group choices alone compose (recipe=, model=...):
+    an unknown key in `train.` is explained with the valid keys of train's kind (sft)."""
+    from hydra import compose as hydra_compose
+    from omegaconf import OmegaConf
+
+    choices = [o for o in variant if "." not in o.partition("=")[0] and not o.startswith(("+", "~"))]
+    try:
+        raw = hydra_compose(config_name="config", overrides=choices)
+    except Exception:  # the choices themselves are wrong: that error is explained on its own
+        return {}
+    return {k: node.get("kind", k) for k in raw if OmegaConf.is_dict(node := raw._get_node(k))}
 
 
 def check_models(cfgs) -> None:
@@ -154,18 +174,19 @@ def _hydra_task(cfg) -> float | None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from .config import ConfigError
+    from .backends.vllm import BackendUnavailable
+    from .config import ConfigError, typed_config
+    from .models import ModelNotFoundError
     from .pipeline import run_pipeline
     from .rundir import RunLockedError
     from .stages import StageError
-    from .backends.vllm import BackendUnavailable
-    from .models import ModelNotFoundError
     from .tasks import TaskDataError
     from .tracking import Console
 
     hc = HydraConfig.get()
     console = Console(quiet=cfg.tracking.quiet)
     try:
+        cfg = typed_config(cfg, hc.runtime.choices.get("recipe"))
         sweep = cfg.sweep_name if hc.mode == RunMode.MULTIRUN else None
         code = run_pipeline(cfg, Path(hc.runtime.output_dir), list(hc.overrides.task),
                             dict(hc.runtime.choices), console, sweep=sweep)
@@ -199,6 +220,11 @@ def cmd_run(args: list[str]) -> None:
     if not set(args) & HYDRA_INFO_FLAGS:
         try:
             cfgs = compose(_overrides(args))
+            if _cfg_job(args):  # the run's own config: its stage sections typed, the unused ones gone
+                from omegaconf import OmegaConf
+
+                print(OmegaConf.to_yaml(cfgs[0], resolve="--resolve" in args), end="")
+                return
             for cfg in cfgs:
                 check_output_root(cfg.output_root)
             check_models(cfgs)
@@ -208,6 +234,13 @@ def cmd_run(args: list[str]) -> None:
     main = hydra.main(config_path=str(CONF_DIR), config_name="config", version_base=None)(_hydra_task)
     sys.argv = ["selfimprove"] + args
     main()
+
+
+def _cfg_job(args: list[str]) -> bool:
+    """`--cfg job` (or `-c job`) without -m: Hydra would print the composed config before the stage
+    sections are typed (every section any profile or preset sizes, and none of the kinds' defaults)."""
+    pairs = zip(args, args[1:])
+    return any(a in ("--cfg", "-c") and b == "job" for a, b in pairs) and not {"-m", "--multirun"} & set(args)
 
 
 def cmd_validate(args: list[str]) -> None:

@@ -12,9 +12,9 @@ import os
 import re
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, get_type_hints
+from typing import Any, List, Optional, get_type_hints
 
-from omegaconf import MISSING, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -189,336 +189,6 @@ class VLLMBackendConfig:
 
 
 # ----------------------------------------------------------------------------- stages
-@dataclass
-class PrepareConfig:
-    kind: str = "prepare"
-    enabled: bool = True
-    hinted_copies: bool = True  # also train the seed model on hinted prompts (STaR's P_hint)
-
-
-@dataclass
-class LoraConfig:
-    """PEFT LoRA for a train stage. The adapter is merged into the weights when training ends, so
-    every stage and backend (transformers, vLLM) loads a plain checkpoint. Memory: only the
-    adapter's parameters get gradients and optimizer state, so a 7-8B model trains on one 80 GB
-    GPU in bf16 with r=16 on the attention projections."""
-
-    enabled: bool = False
-    r: int = 16
-    alpha: int = 32
-    dropout: float = 0.05
-    target_modules: List[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
-    # The learning rate while LoRA is on: an adapter wants roughly 10x a full fine-tune's rate, so
-    # a model preset can set both and `lora.enabled=true` alone switches. null: the section's own.
-    learning_rate: Optional[float] = None
-
-
-@dataclass
-class TrainerConfig:
-    """What every train stage (SFT, DPO) shares: initial weights, data, budget and optimizer."""
-
-    kind: str = "sft"
-    enabled: bool = True
-    init: str = "base"  # scratch | base | policy: the weights training starts from
-    data: str = "train_data"  # the dataset artifact to train on
-    steps: int = 300
-    step_growth: float = 1.0  # steps in iteration i = steps * step_growth ** (i - 1)
-    # at most this many passes over the data (null: no cap): with few rows, `steps` would repeat them
-    # many times (Self-Rewarding's pairs vary from tens to hundreds per iteration)
-    max_epochs: Optional[float] = None
-    # fine-tuning defaults for pretrained models; conf/model/tiny.yaml sets the from-scratch ones
-    batch_size: int = 8
-    learning_rate: float = 1e-5
-    adam_beta2: float = 0.999
-    lr_scheduler: str = "cosine"
-    warmup_ratio: float = 0.05
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    save_steps: int = 50  # trainer checkpoint interval: a killed stage resumes from the last one
-    # tokens per training row (prompt + completion, chat template included). A row above it stops
-    # the stage with the count and the value to set; null: no limit (the longest row sets it), which
-    # pretrained presets use since few-shot prompts in a BPE tokenizer vary widely in length.
-    max_length: Optional[int] = 192
-    lora: LoraConfig = field(default_factory=LoraConfig)
-    # >1: training in that many processes (one per GPU; gloo on CPU) under `accelerate launch`
-    num_processes: int = 1
-    # how those processes share the work: ddp | fsdp | deepspeed_zero2 | deepspeed_zero3, the
-    # accelerate configs shipped in conf/accelerate/ (copy one to tune it). Only ddp runs on CPU.
-    distributed: str = "ddp"
-
-
-@dataclass
-class SFTConfig(TrainerConfig):
-    """Supervised fine-tuning with TRL's SFTTrainer, loss on the completion only."""
-
-    # ReST-EM's early stopping: greedy reward on the `val` split at every checkpoint; the best
-    # checkpoint, not the last, becomes the stage's model.
-    select_by_val: bool = False
-    val_max_new_tokens: int = 128
-    # Independently seeded copies trained alongside the policy and published as `voters`
-    # (easy-to-hard's majority vote across models); 1: just the policy.
-    replicas: int = 1
-
-
-@dataclass
-class DPOConfig(TrainerConfig):
-    """Direct preference optimisation with TRL's DPOTrainer on prompt/chosen/rejected rows. The
-    reference model is the initial weights (`init`), frozen."""
-
-    kind: str = "dpo"
-    init: str = "policy"
-    data: str = "pairs"
-    output: str = "policy"  # the artifact name the trained model is published under
-    beta: float = 0.1
-    loss_type: str = "sigmoid"  # TRL's loss_type: sigmoid (DPO), ipo, hinge, ...
-    # Iterative RPO adds an NLL term on the chosen response: e.g. rpo_alpha=1.0 (null: pure DPO)
-    rpo_alpha: Optional[float] = None
-    learning_rate: float = 5e-7
-    steps: int = 100
-
-
-@dataclass
-class GRPOVLLMConfig:
-    """Sampling inside GRPO through TRL's own vLLM integration (GPU only); off: transformers'
-    `generate`, which is what runs on CPU. The keys map to GRPOConfig's `use_vllm`, `vllm_mode`,
-    `vllm_gpu_memory_utilization`, `vllm_tensor_parallel_size` and `vllm_server_base_url`."""
-
-    enabled: bool = False
-    mode: str = "colocate"  # colocate: vLLM shares the training GPU | server: a `trl vllm-serve` process
-    gpu_memory_utilization: float = 0.3  # colocate: the share of the GPU vLLM may take (TRL's default)
-    tensor_parallel_size: int = 1
-    server_base_url: Optional[str] = None  # server mode, e.g. http://localhost:8000
-
-
-@dataclass
-class GRPOStageConfig(TrainerConfig):
-    """Online RL with TRL's GRPOTrainer (stages/grpo.py); the reward is the task's own checker.
-    One stage run = `steps` optimizer steps; each step samples `num_generations` completions for
-    each of `batch_size / num_generations` training problems. Defaults: DeepSeekMath's GRPO
-    (Shao et al. 2024: beta 0.04, clip 0.2, one update per batch, group-normalised advantages,
-    per-sequence loss) where it states one, TRL's otherwise."""
-
-    kind: str = "grpo"
-    init: str = "policy"  # each iteration goes on from the last one's policy (and uses it as the reference)
-    data: str = "train"  # the problem split prompts are drawn from (gold answers used by the reward only)
-    steps: int = 50
-    batch_size: int = 64  # completions per optimizer step (TRL's per_device_train_batch_size x processes)
-    num_generations: int = 8  # group size k: completions per problem, TRL's default (the paper: 64)
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_new_tokens: int = 128  # TRL's max_completion_length
-    beta: float = 0.04  # KL coefficient (DeepSeekMath; TRL's default is 0.0, which loads no reference)
-    epsilon: float = 0.2  # clip range of the probability ratio
-    # TRL's loss variants: grpo (per-sequence mean, the paper's), dapo (TRL's default), dr_grpo, bnpo, ...
-    loss_type: str = "grpo"
-    scale_rewards: str = "group"  # group (the paper's std normalisation) | batch | none (Dr. GRPO)
-    num_iterations: int = 1  # updates per sampled batch (the paper's mu = 1)
-    learning_rate: float = 1e-6  # DeepSeekMath's and TRL's; conf/model/tiny.yaml sets the from-scratch one
-    warmup_ratio: float = 0.0
-    lr_scheduler: str = "constant"  # DeepSeekMath keeps the learning rate constant
-    save_steps: int = 10
-    # any other GRPOConfig option of the installed TRL, passed through as is (e.g. {top_entropy_quantile: 0.2});
-    # one TRL does not have is refused with the installed version
-    trl_args: Dict[str, Any] = field(default_factory=dict)
-    vllm: GRPOVLLMConfig = field(default_factory=GRPOVLLMConfig)
-
-
-@dataclass
-class GenerateConfig:
-    kind: str = "generate"
-    enabled: bool = True
-    split: str = "train"
-    num_problems: Optional[int] = None  # problems drawn from the split each iteration; null = all
-    k: int = 1  # samples per problem
-    temperature: float = 0.0  # 0 = greedy
-    top_p: float = 1.0
-    top_k: int = 0
-    max_new_tokens: int = 128
-    # model: sample from the policy; gold: write the task's gold worked solution of each drawn
-    # problem instead, k=1 (recipe=gold_sft, the supervised-ceiling control; no model is run)
-    source: str = "model"
-    # sample in this many jobs (local processes, or Slurm jobs: see `sharding`); the samples are
-    # the same for every value, so changing it never recomputes a finished stage
-    shards: int = 1
-
-
-@dataclass
-class TuneConfig:
-    """B-STaR: before the E-step, choose the sampling temperature (and the reward threshold, for
-    non-binary rewards) that maximise the balance score on a subset of training problems."""
-
-    kind: str = "tune"
-    enabled: bool = True
-    num_problems: int = 64
-    k: int = 8
-    temperatures: List[float] = field(default_factory=lambda: [0.5, 0.7, 0.9, 1.1])
-    thresholds: List[float] = field(default_factory=list)  # empty: keep `threshold`
-    # what it judges with: by default the recipe's own scorer and filter threshold
-    threshold: float = "${filter.min_reward}"  # type: ignore[assignment]
-    scorer: str = "${score.scorer}"
-    min_agreement: float = "${score.min_agreement}"  # type: ignore[assignment]
-    n_star: int = "${score.n_star}"  # type: ignore[assignment]
-    max_new_tokens: int = "${generate.max_new_tokens}"  # type: ignore[assignment]
-
-
-@dataclass
-class ScoreConfig:
-    kind: str = "score"
-    enabled: bool = True
-    scorer: str = "answer_match"  # answer_match (gold) | majority (self-consistency, no gold)
-    min_agreement: float = 0.5  # majority: share of samples that must agree on the pseudo-label
-    # B-STaR monitors: the selection threshold they judge, pass@k on the samples, and n* of the
-    # balance score (8 in the official code)
-    threshold: float = "${filter.min_reward}"  # type: ignore[assignment]
-    pass_k: List[int] = field(default_factory=lambda: [1, 4])
-    n_star: int = 8
-
-
-@dataclass
-class RationalizeConfig:
-    """STaR: retry failed problems with the gold answer as a hint; keep the result without it."""
-
-    kind: str = "rationalize"
-    enabled: bool = True
-    temperature: float = 0.0
-    max_new_tokens: int = 128
-
-
-@dataclass
-class FilterConfig:
-    kind: str = "filter"
-    enabled: bool = True
-    min_reward: float = 1.0
-    max_per_problem: Optional[int] = None  # cap on kept samples per problem; null = no cap
-    dedup: bool = True  # drop identical texts for one problem before capping
-    # the scored rows to select from: this iteration's `scored`, or V-STaR's `verifier_buffer`
-    # (every sample of every iteration so far: STaR-style accumulation, nothing discarded)
-    source: str = "scored"
-
-
-@dataclass
-class BestOfKConfig:
-    """Best-of-k evaluation: every sampled candidate is scored once by the verifier; from the n
-    candidates, exact subset estimators give pass@1, majority@k, verifier@k (the top-scored of k)
-    and oracle@k (= pass@k), plus the verifier's accuracy on held-out (correct, incorrect) pairs."""
-
-    enabled: bool = False
-    k: List[int] = field(default_factory=lambda: [4, 16])  # each needs k <= num_samples
-    verifier: Optional[str] = None  # the verifier's artifact (e.g. `verifier`); null: generator metrics only
-    # logprob: log V(y|x), the paper's score; mean_logprob: per token; implicit_reward: the DPO
-    # reward log V(y|x) - log ref(y|x) with `reference` as ref (DPO's beta scales it, which
-    # changes no ranking, so it is left out)
-    score: str = "logprob"
-    reference: str = "base"
-    batch_size: int = 64  # sequences per verifier forward pass
-
-
-@dataclass
-class EvaluateConfig:
-    kind: str = "evaluate"
-    enabled: bool = True
-    split: str = "test"  # reported only: nothing is chosen by it (choices read `val_split`)
-    max_problems: Optional[int] = None
-    # Also greedy on this split -> `val_accuracy`, the number sweeps (Optuna's objective) and any
-    # other choice read, so the test split stays for reporting. null: skip (tasks without gold).
-    val_split: Optional[str] = "val"
-    val_max_problems: Optional[int] = None
-    max_new_tokens: int = 128
-    # pass@k / maj@k from `num_samples` sampled completions per problem (0 turns sampling off)
-    num_samples: int = 4
-    pass_k: List[int] = field(default_factory=lambda: [1, 4])
-    temperature: float = 1.0
-    top_p: float = 0.95
-    # V-STaR: Best-of-k over the `num_samples` candidates, ranked by a verifier (see BestOfKConfig)
-    best_of: BestOfKConfig = field(default_factory=lambda: BestOfKConfig())
-    shards: int = 1  # as generate.shards
-
-
-@dataclass
-class SelfLabelConfig:
-    """Easy-to-hard (Lee et al. 2025): new problems at the round's next length(s), no gold,
-    labelled with the current model's greedy output, then filtered (stages/self_label.py)."""
-
-    kind: str = "self_label"
-    enabled: bool = True
-    num_problems: int = 5000  # per length added this round
-    # length filter: drop a label at least this many tokens shorter than the round's longest
-    # label (the paper's t; 1 for reversed addition); 0 turns it off
-    length_filter: int = 1
-    # cheap vote across samples of the one model: keep a label only if at least `vote_threshold`
-    # of `vote_samples` samples at `vote_temperature` equal it; 0 samples turns it off
-    vote_samples: int = 0
-    vote_temperature: float = 0.7
-    vote_threshold: float = 0.7
-    # majority vote across independently seeded models (the `voters` a train stage with
-    # `replicas` > 1 publishes): keep a label only if at least this share of all models (the
-    # policy included) write the identical output; the paper keeps 4 of 5 (0.7). Used only when
-    # a voters artifact exists.
-    model_vote_threshold: float = 0.7
-
-
-@dataclass
-class MixConfig:
-    """The paper's training mixture for a round: the newest self-labelled set with probability
-    `newest_share`, the rest shared between the original labelled data (weight: its number of
-    lengths) and each older round (weight 1). Rows are drawn with replacement; `rows` should be
-    the train stage's steps x batch size, so one pass is exactly the mixture."""
-
-    kind: str = "mix"
-    enabled: bool = True
-    rows: int = 64000
-    newest_share: float = 0.5
-    original_weight: Optional[float] = None  # null: task.start_length (the paper: number of lengths)
-
-
-@dataclass
-class EvaluateLengthsConfig:
-    """Exact match per operand length on fresh gold-labelled problems (reporting only). The
-    window is relative to L, the longest length trained on after this round."""
-
-    kind: str = "evaluate_lengths"
-    enabled: bool = True
-    per_length: int = 256
-    window: List[int] = field(default_factory=lambda: [-3, 5])  # lengths L-3 .. L+5, as the paper
-    lengths: List[int] = field(default_factory=list)  # explicit lengths instead of the window
-    target: float = 0.99  # `longest_at_target`: longest length with every length up to it at >= this
-
-
-@dataclass
-class QueriesConfig:
-    """V-STaR's D_query: the problem splits to sample in each iteration, published as `output`."""
-
-    kind: str = "queries"
-    enabled: bool = True
-    splits: List[str] = field(default_factory=lambda: ["seed", "train"])
-    output: str = "train"
-
-
-@dataclass
-class BufferConfig:
-    """V-STaR's verifier buffer D_VER: every scored sample, correct or not, appended each
-    iteration to the previous iteration's buffer (one dataset artifact per iteration)."""
-
-    kind: str = "buffer"
-    enabled: bool = True
-    output: str = "verifier_buffer"  # the artifact; it lives for the whole run
-    # also hold the worked seed examples as correct rows, as D_GEN and D_VER start from D_SFT
-    include_seed: bool = True
-
-
-@dataclass
-class VerifierPairsConfig:
-    """Correct x incorrect solutions of the same problem, as prompt/chosen/rejected rows."""
-
-    kind: str = "verifier_pairs"
-    enabled: bool = True
-    source: str = "verifier_buffer"
-    min_reward: float = 1.0  # a sample is correct at or above this reward, incorrect below it
-    # the Cartesian product per problem, capped (pairs drawn uniformly from it); null = no cap
-    max_pairs_per_problem: Optional[int] = 64
-    dedup: bool = True  # identical texts of one problem count once
-
-
 # Self-Rewarding (recipe=self_rewarding): the `judge` section is also the `judge=` config group
 # (conf/judge/*.yaml: template and score regex); the other judge-using stages read it.
 def _template_sha256(name: str) -> str:
@@ -533,145 +203,6 @@ def _template_sha256(name: str) -> str:
 
 
 OmegaConf.register_new_resolver("template_sha256", _template_sha256, replace=True)
-
-
-@dataclass
-class JudgeConfig:
-    """LLM-as-a-judge over the policy's own candidates (Yuan et al. 2024: 3 judgments at T=0.7, p=0.9)."""
-
-    kind: str = "judge"
-    enabled: bool = True
-    template: str = "scratchpad_5pt.txt"  # a shipped template (selfimprove/judges/templates/) or a path
-    template_sha256: str = "${template_sha256:${.template}}"  # computed: do not set
-    score_regex: str = "Score: ([0-9.]+)"  # first group = the score; the last match in a judgment counts
-    min_score: float = 0.0
-    max_score: float = 5.0
-    samples: int = 3  # judgments per candidate, averaged over the parseable ones
-    temperature: float = 0.7
-    top_p: float = 0.9
-    max_new_tokens: int = 64
-
-
-@dataclass
-class JudgeSeedConfig:
-    """EFT seed data (judge prompt -> justification + `Score: N`) and self-instruction demos, added
-    to the IFT seed data that trains M1."""
-
-    kind: str = "judge_seed"
-    enabled: bool = True
-    eft_per_problem: int = 2  # EFT judgments per seed problem (built-in task)
-    # where the built-in task's EFT problems come from: `seed` (the IFT worked examples' problems)
-    # or `train` (the training pool, gold answers only: harder problems, none of them in IFT)
-    eft_source: str = "seed"
-    instruct_examples: int = 400  # self-instruction demonstrations (few shots -> a new prompt)
-    shots: int = 4
-    template: str = "${judge.template}"
-    template_sha256: str = "${template_sha256:${.template}}"  # computed: do not set
-    score_regex: str = "${judge.score_regex}"
-    min_score: float = "${judge.min_score}"  # type: ignore[assignment]
-    max_score: float = "${judge.max_score}"  # type: ignore[assignment]
-
-
-@dataclass
-class SelfInstructConfig:
-    """The policy writes new prompts from few-shot prompts of pool examples (paper: 8-shot, T=0.6, p=0.9)."""
-
-    kind: str = "self_instruct"
-    enabled: bool = True
-    num_prompts: int = 600  # attempts; invalid/duplicate ones are dropped
-    max_kept: Optional[int] = None
-    # Shares of the kept prompts per task difficulty 1, 2, ... (the task's digit count for the
-    # built-in task), e.g. [0, 0, 0, 1] for 4-digit problems only. The model writes what it has
-    # seen most; quotas steer the prompts to where its answers still differ. Oversample with
-    # num_prompts: prompts over a difficulty's quota are dropped and counted. null: keep all.
-    difficulty_weights: Optional[List[float]] = None
-    shots: int = 4
-    temperature: float = 0.6
-    top_p: float = 0.9
-    max_new_tokens: int = 24
-
-
-@dataclass
-class PairsConfig:
-    """Highest- vs lowest-scored candidate per prompt; ties dropped."""
-
-    kind: str = "pairs"
-    enabled: bool = True
-    # Drop pairs whose responses first differ at one of these step ends, e.g. [",", "\n"] for the
-    # built-in task: one response stops (or closes a step) where the other goes on. Empty: keep
-    # every pair, as in the paper. recipes/self_rewarding.yaml says why it drops them.
-    drop_at_step_ends: List[str] = field(default_factory=list)
-
-
-@dataclass
-class JudgeQualityConfig:
-    """Pairwise accuracy of the policy-as-judge on held-out (correct, incorrect) pairs (paper's Table 4)."""
-
-    kind: str = "judge_quality"
-    enabled: bool = True
-    split: str = "val"
-    max_pairs: Optional[int] = None
-    template: str = "${judge.template}"
-    template_sha256: str = "${template_sha256:${.template}}"  # computed: do not set
-    score_regex: str = "${judge.score_regex}"
-    min_score: float = "${judge.min_score}"  # type: ignore[assignment]
-    max_score: float = "${judge.max_score}"  # type: ignore[assignment]
-    samples: int = "${judge.samples}"  # type: ignore[assignment]
-    temperature: float = "${judge.temperature}"  # type: ignore[assignment]
-    top_p: float = "${judge.top_p}"  # type: ignore[assignment]
-    max_new_tokens: int = "${judge.max_new_tokens}"  # type: ignore[assignment]
-    # The judge on the model's OWN answers: sample `own_samples` answers per held-out problem
-    # (generate's sampling settings), pair the first right with the first wrong one (by gold) and
-    # judge both. 0 turns it off. The fixed pairs above are gold solutions and perturbations of
-    # them, the kind of text EFT trained the judge on; these are the answers DPO pairs are built from.
-    own_samples: int = 0
-    own_temperature: float = "${generate.temperature}"  # type: ignore[assignment]
-    own_top_p: float = "${generate.top_p}"  # type: ignore[assignment]
-    own_max_new_tokens: int = "${generate.max_new_tokens}"  # type: ignore[assignment]
-
-
-@dataclass
-class ScoreRLConfig:
-    """SCoRe's multi-turn RL (stages/score_rl.py): REINFORCE with a leave-one-out baseline over
-    `k` two-turn episodes per problem, a per-turn KL penalty to the base model, and per-turn
-    rewards. `schedule[i - 1]` is the SCoRe stage run in outer iteration i: 1 = Stage I (reward
-    turn 2 only, strong KL `beta2` on turn 1), 2 = Stage II (both turns, turn 2 shaped)."""
-
-    kind: str = "score_rl"
-    enabled: bool = True
-    schedule: List[int] = field(default_factory=lambda: [1, 2])
-    split: str = "train"
-    steps: int = 200
-    problems_per_step: int = 16
-    k: int = 4  # episodes per problem (RLOO needs >= 2)
-    temperature: float = 1.0
-    max_new_tokens: int = 64
-    alpha: float = 10.0  # Stage II shaping: r2 + alpha * (r2 - r1)
-    beta1: float = 0.01  # KL to the base model on every turn (turn 2 only in Stage I)
-    beta2: float = 0.1  # Stage I: KL on turn 1
-    learning_rate: float = 1e-3
-    # Stage II's shaped turn-2 reward spans -alpha..1+alpha, so its steps are larger; null: learning_rate
-    stage2_learning_rate: Optional[float] = None
-    max_grad_norm: float = 1.0
-    save_steps: int = 10  # checkpoint interval (model, optimizer, RNG, step)
-    loss_limit: float = 1e4  # |loss| above this (or non-finite) stops the stage
-    # LoRA: only an adapter is trained; the KL reference is the adapter-disabled model (one copy of
-    # the base weights); the published model is merged (stages/score_lora.py)
-    lora: LoraConfig = field(default_factory=LoraConfig)
-
-
-@dataclass
-class TurnsEvalConfig:
-    """Two-turn held-out evaluation, greedy as in the paper: Acc@t1, Acc@t2, Δ(t1,t2), Δ i→c, Δ c→i."""
-
-    kind: str = "evaluate_turns"
-    enabled: bool = True
-    split: str = "test"  # reported only
-    max_problems: Optional[int] = None
-    # also two turns on this split -> val_acc_t1, val_acc_t2, val_delta (what choices read); null: skip
-    val_split: Optional[str] = "val"
-    val_max_problems: Optional[int] = None
-    max_new_tokens: int = 64
 
 
 @dataclass
@@ -711,6 +242,10 @@ class ShardingConfig:
 
 @dataclass
 class RunConfig:
+    """What every run has, whatever its recipe. The stage sections are not here: a recipe's
+    `setup` and `stages` lists name them, and each section is checked against the dataclass of its
+    `kind` (registered next to the stage's code; see `typed_config`)."""
+
     iterations: int = 3
     seed: int = 0
     output_root: str = "outputs"
@@ -726,52 +261,21 @@ class RunConfig:
     # A run directory whose saved config differs from the new command is refused unless this is
     # true; then stages whose fingerprint changed (and everything after them) are recomputed.
     reconfigure: bool = False
-    # stage lists: each entry names a stage section of this config
-    setup: List[str] = field(default_factory=lambda: ["prepare", "seed_sft", "evaluate"])
-    stages: List[str] = field(
-        default_factory=lambda: ["generate", "score", "rationalize", "filter", "train", "evaluate"]
-    )
-    model: ModelConfig = field(default_factory=ModelConfig)
-    task: Any = MISSING
-    backend: Any = MISSING
-    prepare: PrepareConfig = field(default_factory=PrepareConfig)
-    # the seed stage trains the from-scratch model on the worked examples
-    seed_sft: SFTConfig = field(default_factory=lambda: SFTConfig(init="scratch", data="seed_data", steps=1000))
-    tune: TuneConfig = field(default_factory=TuneConfig)
-    generate: GenerateConfig = field(default_factory=GenerateConfig)
-    score: ScoreConfig = field(default_factory=ScoreConfig)
-    rationalize: RationalizeConfig = field(default_factory=RationalizeConfig)
-    filter: FilterConfig = field(default_factory=FilterConfig)
-    train: SFTConfig = field(default_factory=SFTConfig)
-    dpo: DPOConfig = field(default_factory=DPOConfig)
-    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
-    # Self-Rewarding: M1 is SFT from scratch on IFT + EFT seed data (its own section, so budgets and
-    # profiles can size it apart from STaR's seed model)
-    m1_sft: SFTConfig = field(default_factory=lambda: SFTConfig(init="scratch", data="seed_data"))
-    judge_seed: JudgeSeedConfig = field(default_factory=JudgeSeedConfig)
-    self_instruct: SelfInstructConfig = field(default_factory=SelfInstructConfig)
-    judge: JudgeConfig = field(default_factory=JudgeConfig)
-    pairs: PairsConfig = field(default_factory=PairsConfig)
-    judge_quality: JudgeQualityConfig = field(default_factory=JudgeQualityConfig)
-    # SCoRe (recipes/score.yaml)
-    score_rl: ScoreRLConfig = field(default_factory=ScoreRLConfig)
-    evaluate_turns: TurnsEvalConfig = field(default_factory=TurnsEvalConfig)
-    # GRPO (recipes/grpo.yaml): online RL with TRL's GRPOTrainer
-    grpo: GRPOStageConfig = field(default_factory=GRPOStageConfig)
-    tracking: TrackingConfig = field(default_factory=TrackingConfig)
-    sharding: ShardingConfig = field(default_factory=ShardingConfig)
-    # V-STaR: the verifier buffer, its preference pairs and the DPO verifier (from G_SFT = base)
-    queries: QueriesConfig = field(default_factory=QueriesConfig)
-    buffer: BufferConfig = field(default_factory=BufferConfig)
-    verifier_pairs: VerifierPairsConfig = field(default_factory=VerifierPairsConfig)
-    verifier: DPOConfig = field(default_factory=lambda: DPOConfig(init="base", data="verifier_pairs", output="verifier"))
-    # Easy-to-hard (recipes/easy_to_hard.yaml)
-    self_label: SelfLabelConfig = field(default_factory=SelfLabelConfig)
-    mix: MixConfig = field(default_factory=MixConfig)
-    evaluate_lengths: EvaluateLengthsConfig = field(default_factory=EvaluateLengthsConfig)
+    # The stage lists: each entry names a section of this config, e.g. `train: {kind: sft, ...}`;
+    # a section named after its kind (generate, filter, evaluate...) may leave `kind` out.
+    setup: List[str] = MISSING
+    stages: List[str] = MISSING
     # stages of `stages` that run in the last iteration only (V-STaR trains its verifier once,
     # after the last iteration; empty the list to train one every iteration)
     last_iteration_only: List[str] = field(default_factory=list)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    task: Any = MISSING
+    backend: Any = MISSING
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    sharding: ShardingConfig = field(default_factory=ShardingConfig)
+
+
+SHARED_KEYS = tuple(f.name for f in fields(RunConfig))
 
 
 # Option schemas for groups whose shape depends on the choice (task=, backend=).
@@ -800,6 +304,14 @@ class ConfigError(ValueError):
     """A user-facing configuration problem; its message says what to write instead."""
 
 
+class Problems(list):
+    """What a stage kind's `check(name, section, cfg)` returns: each message says what to write instead."""
+
+    def need(self, ok: bool, message: str) -> None:
+        if not ok:
+            self.append(message)
+
+
 # ----------------------------------------------------------------------------- registration
 def recipe_dirs() -> list[Path]:
     extra = [Path(p) for p in os.environ.get("SELFIMPROVE_RECIPE_PATH", "").split(os.pathsep) if p]
@@ -818,25 +330,140 @@ def register_configs() -> None:
     from hydra.core.config_store import ConfigStore
 
     cs = ConfigStore.instance()
-    cs.store(name="run_schema", node=RunConfig)
+    # The root is an open map: a recipe may add any stage section (`polish: {kind: sft}`). Its shared
+    # sections stay typed, so `model.tiny.hiden_size=...` still fails while composing; stage sections
+    # are typed by `typed_config` once the recipe's stage lists are known.
+    from .stages import stage_kinds
+
+    root = OmegaConf.create({})
+    for f in fields(RunConfig):
+        root[f.name] = OmegaConf.structured(RunConfig)._get_node(f.name)
+    # An open placeholder per kind, so that `evaluate.num_samples=16` can set a section the recipe
+    # file leaves to its defaults; its keys are checked against the kind's schema afterwards.
+    for kind in stage_kinds():
+        root[kind] = OmegaConf.create({})
+        OmegaConf.set_struct(root[kind], False)
+    cs.store(name="run_schema", node=root)
     for (group, name), schema in GROUP_SCHEMAS.items():
         cs.store(group=group, name=name, node=schema)
     for name, path in available_recipes().items():
-        cs.store(group="recipe", name=name, node=OmegaConf.load(path), package="_global_")
+        recipe = OmegaConf.load(path)
+        for key in recipe:  # the recipe's stage sections stay open too: `train.max_epochs=2` sets a
+            if key not in SHARED_KEYS and OmegaConf.is_dict(recipe._get_node(key)):  # key the file leaves out
+                OmegaConf.set_struct(recipe[key], False)
+        cs.store(group="recipe", name=name, node=recipe, package="_global_")
+
+
+def recipe_problems(name: str) -> list[str]:
+    """A recipe file's top-level keys are shared settings or sections its own stage lists name: a
+    misspelled section (`trian:`) would otherwise be dropped with the unused ones, silently."""
+    path = available_recipes().get(name)
+    if path is None:
+        return []
+    recipe = OmegaConf.to_container(OmegaConf.load(path))
+    lists = [s for key in ("setup", "stages") for s in recipe.get(key) or []]
+    if not all(key in recipe for key in ("setup", "stages")):
+        return [f"recipe {path} must list its stages: `setup: [...]` (run once) and `stages: [...]` (each "
+                f"iteration), e.g. setup: [prepare, seed_sft, evaluate]."]
+    extra = [k for k in recipe if k not in SHARED_KEYS and k not in lists and k != "defaults"]
+    return [f"recipe {path} has a section '{k}' that neither `setup` nor `stages` names"
+            + (f" (did you mean '{near[0]}'?)" if (near := difflib.get_close_matches(k, lists, n=1)) else "")
+            + f"; its stages are {', '.join(dict.fromkeys(lists))}. Add '{k}' to a stage list or remove the section."
+            for k in extra]
+
+
+def typed_config(raw: Any, recipe: Optional[str] = None) -> DictConfig:
+    """The composed config as a run reads it: the shared keys checked against RunConfig, and one
+    section per stage the lists name, checked against its kind's dataclass, whose defaults fill in
+    what the recipe leaves out. A section's kind is its `kind` key, or its name when that is a
+    kind. Sections no list names are dropped: profiles and model presets size every training
+    section any recipe may have (m1_sft, dpo, grpo...), and a run holds only its own."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    from .stages import stage_kinds
+
+    problems = recipe_problems(recipe) if recipe else []
+    for key in ("setup", "stages"):
+        if key not in raw or OmegaConf.is_missing(raw, key):
+            problems.append(f"`{key}` is not set: a recipe lists its stages in `setup` (run once) and `stages` "
+                            f"(each iteration), e.g. setup: [prepare, seed_sft, evaluate].")
+    if problems:
+        raise ConfigError("Invalid configuration:\n  - " + "\n  - ".join(problems))
+    try:
+        shared = OmegaConf.merge(OmegaConf.structured(RunConfig), OmegaConf.masked_copy(raw, [k for k in SHARED_KEYS if k in raw]))
+    except OmegaConfBaseException as exc:
+        raise ConfigError(explain_config_error(exc) or str(exc)) from None
+    out = OmegaConf.create({})
+    for key in SHARED_KEYS:
+        out[key] = shared._get_node(key)
+    kinds = stage_kinds()
+    todo = list(dict.fromkeys([*shared.setup, *shared.stages]))
+    while todo:
+        name = todo.pop(0)
+        if name in out:
+            continue
+        section = raw._get_node(name) if name in raw else OmegaConf.create({})
+        if not OmegaConf.is_dict(section):
+            raise ConfigError(f"stage '{name}' must be a config section (e.g. {name}: {{kind: sft}}), not "
+                              f"{OmegaConf.to_container(raw, resolve=False)[name]!r}.")
+        kind = section.get("kind", name if name in kinds else None)
+        if kind not in kinds:
+            known = ", ".join(sorted(kinds))
+            raise ConfigError(
+                f"stage '{name}' in the stage lists has no kind: add a section `{name}: {{kind: ...}}` to the recipe "
+                f"(or {name}.kind=... on the command line) with one of: {known}." if kind is None else
+                f"stage '{name}' has kind '{kind}', which is not a stage kind. Available: {known}.")
+        try:
+            out[name] = OmegaConf.merge(OmegaConf.structured(kinds[kind].schema), section, {"kind": kind})
+        except OmegaConfBaseException as exc:
+            message = explain_config_error(exc, section=name) or str(exc)
+            if recipe and re.search(rf"'{name}\.(\w+)'", message):  # say where the bad key was written
+                bad = re.search(rf"'{name}\.(\w+)'", message).group(1)
+                if bad in (OmegaConf.load(available_recipes()[recipe]).get(name) or {}):
+                    message = message.replace(f"'{name}.{bad}'", f"'{name}.{bad}' (in recipe/{recipe})", 1)
+            raise ConfigError(message) from None
+        # a section another one reads (judge_quality's `${judge.template}`) comes along, unrun
+        todo += [ref for ref in re.findall(r"\$\{(\w+)\.", str(OmegaConf.to_container(out[name])))
+                 if ref in raw and ref not in SHARED_KEYS]
+    OmegaConf.set_struct(out, True)
+    return out
 
 
 # ----------------------------------------------------------------------------- validation
-def _schema_at(path: list[str]):
-    """The dataclass describing the config node at `path`, or None (dynamic groups, leaves)."""
+def _schema_named(name: str):
+    """The config dataclass called `name`: a shared one here, or a stage kind's (or one nested in it)."""
+    from .stages import stage_kinds
+
+    todo = [RunConfig, *GROUP_SCHEMAS.values(), *(k.schema for k in stage_kinds().values())]
+    while todo:
+        schema = todo.pop()
+        if schema.__name__ == name:
+            return schema
+        todo += [h for h in get_type_hints(schema).values() if is_dataclass(h)]
+    return None
+
+
+def _schema_at(path: list[str], kinds: Optional[dict] = None):
+    """The dataclass describing the config node at `path`, or None (leaves). `kinds`: the kind of
+    each stage section (section name -> kind), which says what schema a section has."""
     node: Any = RunConfig
+    if path and path[0] not in SHARED_KEYS:
+        from .stages import stage_kinds
+
+        kind = (kinds or {}).get(path[0], path[0])
+        node = stage_kinds()[kind].schema if kind in stage_kinds() else None
+        path = path[1:]
     for part in path:
         hints = get_type_hints(node) if is_dataclass(node) else {}
         node = hints.get(part)
     return node if is_dataclass(node) else None
 
 
-def explain_config_error(exc: BaseException) -> Optional[str]:
-    """Turn a Hydra/OmegaConf composition error into a message that names the valid keys."""
+def explain_config_error(exc: BaseException, section: Optional[str] = None,
+                         kinds: Optional[dict] = None) -> Optional[str]:
+    """Turn a Hydra/OmegaConf composition error into a message that names the valid keys. `section`:
+    the stage section the error came from (its keys are checked apart from the root); `kinds`: each
+    stage section's kind, when known (a section's schema follows from its kind)."""
     text = f"{exc}\n{exc.__cause__ or ''}"
     m = re.search(r"Could not find '(\w+)/([^']+)'", text)
     if m:
@@ -851,33 +478,46 @@ def explain_config_error(exc: BaseException) -> Optional[str]:
             )
         options = sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml")) if (CONF_DIR / group).is_dir() else []
         return f"Unknown choice '{choice}' for '{group}='. Available: {', '.join(options) or '(none)'}."
-    m = re.search(r"Key '([^']+)' (?:not in|is not in) '(\w+)'\s+full_key: (\S+)", text)
+    m = re.search(r"Key '([^']+)' (?:not in|is not in) '?(\w+)'?\s+full_key: (\S+)", text)
     if m:
         key, _, full_key = m.groups()
+        full_key = f"{section}.{full_key}" if section else full_key
         parent = full_key.split(".")[:-1]
         where = re.search(r"In '([^']+)'", text)
         origin = f" (in {where.group(1)})" if where and "recipe" in where.group(1) else ""
         obj = re.search(r"object_type=(\w+)", text)
-        schema = globals().get(obj.group(1)) if obj else None
-        schema = schema if is_dataclass(schema) else _schema_at(parent)
-        valid = [f.name for f in fields(schema)] if is_dataclass(schema) else []
+        schema = _schema_named(obj.group(1)) if obj and obj.group(1) != "dict" else None
+        schema = schema if is_dataclass(schema) else _schema_at(parent, kinds)
+        if schema is not None:
+            valid = [f.name for f in fields(schema)]
+        elif not parent:  # the open root: shared keys and the sections composed so far
+            valid = list(SHARED_KEYS) + ["<a stage section the recipe's stage lists name>"]
+        else:
+            valid = []
         near = difflib.get_close_matches(key, valid, n=1)
         hint = f" Did you mean '{'.'.join(parent + [near[0]])}'?" if near else ""
-        section = ".".join(parent) or "the top level"
+        plus = (" A new top-level key needs a leading +, e.g. +polish.kind=sft, and a stage list that names it."
+                if not parent and "is not in struct" in text else "")
+        where_keys = ".".join(parent) or "the top level"
         return (
-            f"Unknown config key '{full_key}'{origin}. Valid keys in {section}: "
-            f"{', '.join(valid)}.{hint}"
+            f"Unknown config key '{full_key}'{origin}. Valid keys in {where_keys}: "
+            f"{', '.join(valid) or '(see the recipe)'}.{hint}{plus}"
         )
     m = re.search(r"Value '([^']*)' (?:of type '\w+' )?could not be converted to (\w+)\s+full_key: (\S+)", text)
     if m:
         value, typ, full_key = m.groups()
+        full_key = f"{section}.{full_key}" if section else full_key
         return f"'{full_key}' must be of type {typ}, got '{value}'. Write for example {full_key}=" + {
             "Integer": "3", "Float": "0.7", "Boolean": "true"}.get(typ, "...") + "."
     return None
 
 
 def validate(cfg: Any) -> None:
-    """Semantic checks that a schema cannot express. Raises ConfigError with advice."""
+    """Semantic checks that a schema cannot express, on a `typed_config`. Raises ConfigError with
+    advice. Checks of one stage kind's settings live with its dataclass (`check`); what spans
+    sections (the objective, the test split, devices, the judge's template) is checked here."""
+    from .stages import stage_kinds
+
     problems: list[str] = []
 
     def need(ok: bool, msg: str) -> None:
@@ -890,23 +530,20 @@ def validate(cfg: Any) -> None:
     stage, _, metric = str(cfg.get("objective", "evaluate.val_accuracy")).partition(".")
     need(bool(stage) and bool(metric), f"objective must be '<stage>.<metric>' (got '{cfg.get('objective')}'), e.g. "
                                        f"objective=evaluate.val_accuracy (validation: keep test for reporting).")
-    kind = cfg[stage].get("kind") if stage in cfg and OmegaConf.is_dict(cfg[stage]) else None
+    kind = cfg[stage].kind if stage in names else None
     need(kind not in ("evaluate", "evaluate_turns") or metric.startswith("val_"),
          f"objective={stage}.{metric} reads the test split, which is for reporting only; a sweep must choose on "
          f"validation: objective={stage}.val_{'accuracy' if kind == 'evaluate' else 'acc_t2'}.")
+    extra = [s for s in cfg.get("last_iteration_only", []) if s not in cfg.stages]
+    need(not extra, f"last_iteration_only lists {extra}, which are not in stages={list(cfg.stages)}.")
+    kinds = stage_kinds()
     for name in names:
-        need(name in cfg and OmegaConf.is_dict(cfg[name]) and "kind" in cfg[name],
-             f"stage '{name}' in the stage lists has no config section with a 'kind'.")
-    for name in names:
-        if name not in cfg or not OmegaConf.is_dict(cfg[name]):
-            continue
         s = cfg[name]
-        for key in ("temperature",):
-            if key in s:
-                need(s[key] >= 0, f"{name}.{key} must be >= 0 (got {s[key]}); use 0 for greedy.")
+        if "temperature" in s:
+            need(s.temperature >= 0, f"{name}.temperature must be >= 0 (got {s.temperature}); use 0 for greedy.")
         if "top_p" in s:
             need(0 < s.top_p <= 1, f"{name}.top_p must be in (0, 1] (got {s.top_p}).")
-        if "k" in s:
+        if "k" in s and isinstance(s.k, int):
             need(s.k >= 1, f"{name}.k must be >= 1 (got {s.k}).")
         if "shards" in s:
             need(s.shards >= 1, f"{name}.shards must be >= 1 (got {s.shards}); 1 samples in this process.")
@@ -915,89 +552,11 @@ def validate(cfg: Any) -> None:
                                               else [])
         need("test" not in feeds, f"{name} reads the test split, which is for reporting only; use train (or val "
                                   f"to choose something).")
-        if s.kind in TRAIN_KINDS and s.get("max_epochs") is not None:
-            need(s.max_epochs > 0, f"{name}.max_epochs must be > 0 or null for no cap (got {s.max_epochs}).")
         if "lora" in s and s.lora.enabled:  # train stages and the SCoRe trainer
-            import importlib.util
-
-            need(importlib.util.find_spec("peft") is not None,
-                 f"{name}.lora.enabled needs peft: pip install \"selfimprove[lora]\".")
-        if s.kind in TRAIN_KINDS:
-            need(s.init in ("scratch", "base", "policy") and (s.kind == "sft" or s.init != "scratch"),
-                 f"{name}.init must be base or policy{' or scratch' if s.kind == 'sft' else ''} (got '{s.init}').")
-            need(s.steps >= 1, f"{name}.steps must be >= 1 (got {s.steps}).")
-            need(s.batch_size >= 1, f"{name}.batch_size must be >= 1.")
-            need(s.learning_rate > 0, f"{name}.learning_rate must be > 0.")
-            need(s.step_growth > 0, f"{name}.step_growth must be > 0.")
-            need(s.num_processes >= 1, f"{name}.num_processes must be >= 1.")
-            if s.num_processes > 1:  # each process takes batch_size / num_processes rows a step
-                lower = max(s.num_processes, s.batch_size // s.num_processes * s.num_processes)
-                need(s.batch_size % s.num_processes == 0,
-                     f"{name}.batch_size={s.batch_size} is the global batch and must divide evenly over "
-                     f"{name}.num_processes={s.num_processes} (else the global batch silently changes); use "
-                     f"{name}.batch_size={lower} or {lower + s.num_processes}.")
-            shipped = sorted(p.stem for p in (CONF_DIR / "accelerate").glob("*.yaml"))
-            need(s.distributed in shipped, f"{name}.distributed must be one of {', '.join(shipped)} (got '{s.distributed}').")
-            if s.num_processes > 1 and s.distributed.startswith("deepspeed"):
-                import importlib.util
-
-                need(importlib.util.find_spec("deepspeed") is not None,
-                     f"{name}.distributed={s.distributed} needs DeepSpeed: `pip install deepspeed` on the GPU machine.")
-            if s.num_processes > 1 and s.distributed != "ddp":
-                import torch
-
-                need(torch.cuda.is_available() or cfg.device.startswith("cuda"),
-                     f"{name}.distributed={s.distributed} needs GPUs and none is visible; use {name}.distributed=ddp on CPU.")
-        if s.kind == "dpo":
-            need(s.beta > 0, f"{name}.beta must be > 0 (got {s.beta}); the paper's value is 0.1.")
-            need(s.rpo_alpha is None or s.rpo_alpha >= 0, f"{name}.rpo_alpha must be >= 0 or null (got {s.rpo_alpha}).")
-        if s.kind == "grpo":
-            _validate_grpo(name, s, need)
-        if s.kind == "sft":
-            need(s.replicas >= 1, f"{name}.replicas must be >= 1 (got {s.replicas}); the paper votes across 5 models.")
-            need(s.replicas == 1 or (s.num_processes == 1 and not s.select_by_val and not s.lora.enabled),
-                 f"{name}.replicas > 1 trains plain single-process models: set {name}.num_processes=1, "
-                 f"{name}.select_by_val=false and {name}.lora.enabled=false, or {name}.replicas=1.")
-            need(not (s.num_processes > 1 and s.select_by_val and s.distributed != "ddp"),
-                 f"{name}.select_by_val with {name}.num_processes > 1 needs {name}.distributed=ddp: the first "
-                 f"process validates the whole model, which under {s.distributed} it does not hold.")
-        if s.kind == "judge_quality":
-            need(s.own_samples == 0 or s.own_samples >= 2,
-                 f"{name}.own_samples must be 0 (off) or >= 2: a right and a wrong answer need two samples "
-                 f"(got {s.own_samples}); e.g. {name}.own_samples=4.")
-        if s.kind == "generate":
-            need(s.source in ("model", "gold"), f"{name}.source must be model (sample from the policy) or gold "
-                                                f"(the task's worked solutions) (got '{s.source}').")
-            need(s.source != "gold" or s.k == 1, f"{name}.source=gold writes one gold solution per problem: "
-                                                 f"set {name}.k=1 (got {s.k}).")
-        if s.kind == "filter" and s.max_per_problem is not None:
-            need(s.max_per_problem >= 1, f"{name}.max_per_problem must be >= 1 or null for no cap (got {s.max_per_problem}).")
-        if s.kind == "evaluate" and s.num_samples > 0:
-            bad = [k for k in s.pass_k if k > s.num_samples or k < 1]
-            need(not bad, f"{name}.pass_k has {bad} but only {name}.num_samples={s.num_samples} samples are drawn; "
-                          f"raise {name}.num_samples to at least {max(s.pass_k)} or drop those k.")
-        if s.kind == "score_rl":
-            need(s.alpha >= 0, f"{name}.alpha must be >= 0 (got {s.alpha}); the paper's value is 10.")
-            need(s.beta1 >= 0 and s.beta2 >= 0, f"{name}.beta1 and {name}.beta2 must be >= 0 (got {s.beta1}, "
-                                                f"{s.beta2}); the paper's values are 0.01 and 0.1.")
-            need(s.k >= 2, f"{name}.k must be >= 2: the leave-one-out baseline needs another episode (got {s.k}).")
-            need(s.steps >= 1 and s.problems_per_step >= 1 and s.save_steps >= 1,
-                 f"{name}.steps, problems_per_step and save_steps must be >= 1.")
-            need(s.learning_rate > 0 and s.loss_limit > 0 and (s.stage2_learning_rate is None or s.stage2_learning_rate > 0),
-                 f"{name}.learning_rate, stage2_learning_rate and loss_limit must be > 0.")
-            need(set(s.schedule) <= {1, 2} and len(s.schedule) >= cfg.iterations,
-                 f"{name}.schedule lists the SCoRe stage (1 or 2) of each iteration and needs one per iteration: "
-                 f"got {list(s.schedule)} for iterations={cfg.iterations}; e.g. {name}.schedule=[1,2].")
-        if s.kind == "score_rl":
-            need(cfg.backend.name == "hf",
-                 f"'{name}' samples its episodes from the policy it updates every step, which only backend=hf does "
-                 f"(backend={cfg.backend.name} would need the new weights synced into its engine each step, not "
-                 f"built yet); run recipe=score with backend=hf.")
-        if s.kind in ("score_rl", "evaluate_turns"):
-            need("correction_template" in cfg.task,
-                 f"stage '{name}' needs a two-turn task with a correction instruction; task={cfg.task.name} has "
-                 "none. Use task=arithmetic_correction.")
-    _validate_vstar(cfg, names, need)
+            need(importlib_ok("peft"), f"{name}.lora.enabled needs peft: pip install \"selfimprove[lora]\".")
+        check = getattr(kinds[s.kind].schema, "check", None)
+        if check is not None:
+            problems += check(name, s, cfg)
     _validate_easy_to_hard(cfg, names, need)
     if "correction_template" in cfg.task:
         need(cfg.task.correction_template.startswith("{attempt}"),
@@ -1007,15 +566,11 @@ def validate(cfg: Any) -> None:
         for key in ("blind_spot_rate", "demo_first_error_rate", "demo_fix_rate", "demo_break_rate"):
             need(0 <= cfg.task[key] <= 1, f"task.{key} must be a share in [0, 1] (got {cfg.task[key]}).")
     if cfg.backend.name == "vllm":
-        import importlib.util
-
-        need(importlib.util.find_spec("vllm") is not None,
-             "backend=vllm needs vLLM, which is not installed: in a CUDA environment run "
-             "`pip install \"selfimprove[vllm]\"`, or use backend=hf.")
+        need(importlib_ok("vllm"), "backend=vllm needs vLLM, which is not installed: in a CUDA environment run "
+                                   "`pip install \"selfimprove[vllm]\"`, or use backend=hf.")
     need(_device_available(cfg.device) is None, _device_available(cfg.device) or "")
-    for sec in ("backend",):
-        if "device" in cfg[sec] and cfg[sec].device != "auto":
-            need(_device_available(cfg[sec].device) is None, f"{sec}.{_device_available(cfg[sec].device) or ''}")
+    if "device" in cfg.backend and cfg.backend.device != "auto":
+        need(_device_available(cfg.backend.device) is None, f"backend.{_device_available(cfg.backend.device) or ''}")
     need(cfg.model.dtype in ("auto", "float32", "bfloat16", "float16"),
          f"model.dtype must be auto, float32, bfloat16 or float16 (got '{cfg.model.dtype}').")
     need(cfg.sharding.launcher in ("auto", "local", "slurm"),
@@ -1050,75 +605,12 @@ def _device_available(device: str) -> Optional[str]:
     return None
 
 
-def _validate_grpo(name: str, s: Any, need) -> None:
-    """GRPO's settings (stages/grpo.py), including the options the installed TRL must have."""
-    k = s.num_generations
-    need(k >= 2, f"{name}.num_generations must be >= 2 (got {k}): GRPO's advantage compares each sample with "
-                 f"the other samples of its problem, so a group of one has no advantage. TRL's default is 8, "
-                 f"DeepSeekMath's 64; e.g. {name}.num_generations=8.")
-    per_process = s.batch_size // max(s.num_processes, 1)
-    need(k < 2 or (s.batch_size % max(s.num_processes, 1) == 0 and per_process * s.num_processes % k == 0),
-         f"{name}.batch_size counts completions per step and must be a multiple of {name}.num_generations "
-         f"(and of {name}.num_processes): got batch_size={s.batch_size}, num_generations={k}, num_processes="
-         f"{s.num_processes}; e.g. {name}.batch_size={max(k, 1) * 8} for 8 problems per step.")
-    need(s.temperature > 0, f"{name}.temperature must be > 0 (got {s.temperature}): greedy decoding makes every "
-                            f"sample of a group the same, and then no advantage is ever non-zero; the paper uses 1.0.")
-    need(s.beta >= 0, f"{name}.beta must be >= 0 (got {s.beta}); 0 drops the KL term, DeepSeekMath uses 0.04.")
-    need(s.epsilon > 0, f"{name}.epsilon must be > 0 (got {s.epsilon}); the paper clips at 0.2.")
-    need(s.num_iterations >= 1, f"{name}.num_iterations must be >= 1 (got {s.num_iterations}).")
-    need(s.max_new_tokens >= 1, f"{name}.max_new_tokens must be >= 1 (got {s.max_new_tokens}).")
-    need(s.scale_rewards in ("group", "batch", "none"),
-         f"{name}.scale_rewards must be group, batch or none (got '{s.scale_rewards}').")
-    # TRL keeps a sampled batch for num_iterations steps and does not checkpoint it: a checkpoint
-    # in the middle of one would resume with a freshly sampled batch
-    need(s.save_steps >= 1 and s.save_steps % max(s.num_iterations, 1) == 0,
-         f"{name}.save_steps must be a multiple of {name}.num_iterations={s.num_iterations} (got {s.save_steps}), "
-         f"so that a resumed stage starts at a freshly sampled batch.")
-    need(s.vllm.mode in ("colocate", "server"), f"{name}.vllm.mode must be colocate or server (got '{s.vllm.mode}').")
-    if s.vllm.enabled:
-        import importlib.util
-
-        need(importlib.util.find_spec("vllm") is not None,
-             f"{name}.vllm.enabled needs vLLM, which is not installed: on a CUDA machine run "
-             f"`pip install \"selfimprove[vllm]\"`, or set {name}.vllm.enabled=false (transformers sampling).")
-    if importlib_ok("trl"):
-        from .stages.grpo import check_options
-
-        for problem in check_options(s, name):
-            need(False, problem)
-
-
 def importlib_ok(module: str) -> bool:
     import importlib.util
 
     return importlib.util.find_spec(module) is not None
 
 
-def _validate_vstar(cfg: Any, names: list[str], need) -> None:
-    """V-STaR's settings: Best-of-k needs k <= the candidates sampled and a verifier some stage
-    trains; last_iteration_only names stages of the iteration."""
-    extra = [s for s in cfg.get("last_iteration_only", []) if s not in cfg.stages]
-    need(not extra, f"last_iteration_only lists {extra}, which are not in stages={list(cfg.stages)}.")
-    trained = {cfg[n].output for n in names if n in cfg and OmegaConf.is_dict(cfg[n]) and cfg[n].get("kind") == "dpo"}
-    for name in names:
-        s = cfg[name] if name in cfg and OmegaConf.is_dict(cfg[name]) else {}
-        if s.get("kind") == "evaluate" and s.best_of.enabled:
-            b = s.best_of
-            big = [k for k in b.k if k > s.num_samples or k < 1]
-            need(not big, f"{name}.best_of.k has {big} but only {name}.num_samples={s.num_samples} candidates are "
-                          f"sampled per problem; raise {name}.num_samples to at least {max(b.k)} (the paper samples "
-                          f"n >= k, e.g. 128 for k = 64) or drop those k.")
-            need(b.score in ("logprob", "mean_logprob", "implicit_reward"),
-                 f"{name}.best_of.score must be logprob, mean_logprob or implicit_reward (got '{b.score}').")
-            need(len(b.k) > 0, f"{name}.best_of.k is empty; list the k to report, e.g. {name}.best_of.k=[4,16].")
-            need(b.batch_size >= 1, f"{name}.best_of.batch_size must be >= 1.")
-            need(b.verifier is None or b.verifier in trained,
-                 f"{name}.best_of.verifier='{b.verifier}' but no dpo stage in the stage lists publishes it "
-                 f"(stages publish: {sorted(trained) or 'none'}); add the verifier stages (recipe=vstar) or set "
-                 f"{name}.best_of.verifier=null.")
-        if s.get("kind") == "verifier_pairs" and s.max_pairs_per_problem is not None:
-            need(s.max_pairs_per_problem >= 1, f"{name}.max_pairs_per_problem must be >= 1 or null for the full "
-                                               f"product (got {s.max_pairs_per_problem}).")
 def _validate_easy_to_hard(cfg: Any, names: list[str], need) -> None:
     """Easy-to-hard: a start length >= 1, filter thresholds in (0, 1], and a schedule whose longest
     problem (last round, plus the evaluation window) fits the model's positions."""

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-from dataclasses import dataclass, field
+import pkgutil
 from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from ..registry import Registry
@@ -94,25 +95,30 @@ class StageResult:
 class StageKind:
     fn: Callable[[StageContext], StageResult]
     inputs: Callable[[Any], dict[str, str]]  # stage cfg -> {role: artifact name}
+    # the dataclass a section of this kind is checked against (its defaults fill what a recipe
+    # leaves out); an optional `check(name, section, cfg) -> list[str]` on it adds semantic checks
+    schema: type
 
 
 STAGES: Registry[StageKind] = Registry("stage kind")
-_MODULES = ["prepare", "sft", "dpo", "tune", "generate", "score", "rationalize", "filter", "evaluate"]
-_MODULES += ["queries", "buffer", "verifier_pairs"]  # V-STaR
-_MODULES += ["judge_seed", "self_instruct", "judge", "pairs", "judge_quality"]  # Self-Rewarding
-_MODULES += ["score_rl", "evaluate_turns"]  # SCoRe
-_MODULES += ["self_label", "mix", "evaluate_lengths"]  # easy-to-hard
-_MODULES += ["grpo"]  # GRPO (TRL's GRPOTrainer)
 
 
-def register_stage(kind: str, inputs: Callable[[Any], dict[str, str]]):
-    return STAGES.register(kind, wrap=lambda fn: StageKind(fn, inputs))
+def register_stage(kind: str, inputs: Callable[[Any], dict[str, str]], schema: type):
+    """Register a stage kind: its function, the artifacts it reads and its config dataclass. A new
+    kind is one module in this package; it is found by `stage_kinds` without being listed anywhere."""
+    return STAGES.register(kind, wrap=lambda fn: StageKind(fn, inputs, schema))
+
+
+def stage_kinds() -> Registry[StageKind]:
+    """Every stage kind: importing each module of this package registers the kinds it defines
+    (modules already imported cost nothing)."""
+    for mod in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{mod.name}")
+    return STAGES
 
 
 def get_stage(kind: str) -> StageKind:
-    for mod in _MODULES:  # registration happens on import; already-imported modules cost nothing
-        importlib.import_module(f"{__name__}.{mod}")
-    return STAGES.get_or_explain(kind)
+    return stage_kinds().get_or_explain(kind)
 
 
 class StageError(RuntimeError):

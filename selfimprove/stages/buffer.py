@@ -9,9 +9,22 @@ seed examples as correct rows (the paper's D_VER and D_GEN both start from D_SFT
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 
 from ..rundir import read_jsonl, write_jsonl
 from . import StageContext, StageResult, register_stage
+
+
+@dataclass
+class BufferConfig:
+    """V-STaR's verifier buffer D_VER: every scored sample, correct or not, appended each
+    iteration to the previous iteration's buffer (one dataset artifact per iteration)."""
+
+    kind: str = "buffer"
+    enabled: bool = True
+    output: str = "verifier_buffer"  # the artifact; it lives for the whole run
+    # also hold the worked seed examples as correct rows, as D_GEN and D_VER start from D_SFT
+    include_seed: bool = True
 
 
 def _inputs(cfg) -> dict[str, str]:
@@ -43,7 +56,7 @@ def summary(rows: list[dict]) -> dict:
             "unscored": sum(r.get("reward") is None for r in rows)}
 
 
-@register_stage("buffer", inputs=_inputs)
+@register_stage("buffer", inputs=_inputs, schema=BufferConfig)
 def buffer(ctx: StageContext) -> StageResult:
     previous = ctx.inputs.get("previous")
     rows = read_jsonl(previous) if previous else []

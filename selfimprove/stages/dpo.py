@@ -9,16 +9,44 @@ merging are the SFT stage's (`sft.fit`). Compute: `tokens_trained` counts the ch
 rejected sequence of each pair (each with its prompt); `tokens_reference` the reference's forward.
 """
 from __future__ import annotations
+from dataclasses import dataclass
+from typing import Optional
 
+from ..config import Problems
 from . import StageContext, StageResult, register_stage
 from .sft import data_parallel_or, fit, training_rows
+from .train_options import TrainerConfig
+
+
+@dataclass
+class DPOConfig(TrainerConfig):
+    """Direct preference optimisation with TRL's DPOTrainer on prompt/chosen/rejected rows. The
+    reference model is the initial weights (`init`), frozen."""
+
+    kind: str = "dpo"
+    init: str = "policy"
+    data: str = "pairs"
+    output: str = "policy"  # the artifact name the trained model is published under
+    beta: float = 0.1
+    loss_type: str = "sigmoid"  # TRL's loss_type: sigmoid (DPO), ipo, hinge, ...
+    # Iterative RPO adds an NLL term on the chosen response: e.g. rpo_alpha=1.0 (null: pure DPO)
+    rpo_alpha: Optional[float] = None
+    learning_rate: float = 5e-7
+    steps: int = 100
+
+    @staticmethod
+    def check(name: str, s, cfg) -> list[str]:
+        p = Problems(TrainerConfig.check(name, s, cfg))
+        p.need(s.beta > 0, f"{name}.beta must be > 0 (got {s.beta}); the paper's value is 0.1.")
+        p.need(s.rpo_alpha is None or s.rpo_alpha >= 0, f"{name}.rpo_alpha must be >= 0 or null (got {s.rpo_alpha}).")
+        return p
 
 
 def _inputs(cfg) -> dict[str, str]:
     return {"data": cfg.data, "init": cfg.init}
 
 
-@register_stage("dpo", inputs=_inputs)
+@register_stage("dpo", inputs=_inputs, schema=DPOConfig)
 def dpo(ctx: StageContext) -> StageResult:
     return data_parallel_or(_train, ctx)
 

@@ -6,12 +6,78 @@ val_eval.jsonl): sweeps and any other choice read that, never the test numbers."
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import List, Optional
 
 from ..backends import SamplingParams
+from ..config import Problems
 from ..metrics import answer_clusters, gold_cluster, majority, mean, pass_at_k
 from ..rundir import write_jsonl
-from .generate import run_sampler, sample_problems
 from . import StageContext, StageResult, best_of_k, register_stage
+from .generate import run_sampler, sample_problems
+
+
+@dataclass
+class BestOfKConfig:
+    """Best-of-k evaluation: every sampled candidate is scored once by the verifier; from the n
+    candidates, exact subset estimators give pass@1, majority@k, verifier@k (the top-scored of k)
+    and oracle@k (= pass@k), plus the verifier's accuracy on held-out (correct, incorrect) pairs."""
+
+    enabled: bool = False
+    k: List[int] = field(default_factory=lambda: [4, 16])  # each needs k <= num_samples
+    verifier: Optional[str] = None  # the verifier's artifact (e.g. `verifier`); null: generator metrics only
+    # logprob: log V(y|x), the paper's score; mean_logprob: per token; implicit_reward: the DPO
+    # reward log V(y|x) - log ref(y|x) with `reference` as ref (DPO's beta scales it, which
+    # changes no ranking, so it is left out)
+    score: str = "logprob"
+    reference: str = "base"
+    batch_size: int = 64  # sequences per verifier forward pass
+
+
+@dataclass
+class EvaluateConfig:
+    kind: str = "evaluate"
+    enabled: bool = True
+    split: str = "test"  # reported only: nothing is chosen by it (choices read `val_split`)
+    max_problems: Optional[int] = None
+    # Also greedy on this split -> `val_accuracy`, the number sweeps (Optuna's objective) and any
+    # other choice read, so the test split stays for reporting. null: skip (tasks without gold).
+    val_split: Optional[str] = "val"
+    val_max_problems: Optional[int] = None
+    max_new_tokens: int = 128
+    # pass@k / maj@k from `num_samples` sampled completions per problem (0 turns sampling off)
+    num_samples: int = 4
+    pass_k: List[int] = field(default_factory=lambda: [1, 4])
+    temperature: float = 1.0
+    top_p: float = 0.95
+    # V-STaR: Best-of-k over the `num_samples` candidates, ranked by a verifier (see BestOfKConfig)
+    best_of: BestOfKConfig = field(default_factory=lambda: BestOfKConfig())
+    shards: int = 1  # as generate.shards
+
+    @staticmethod
+    def check(name: str, s, cfg) -> list[str]:
+        p = Problems()
+        if s.num_samples > 0:
+            bad = [k for k in s.pass_k if k > s.num_samples or k < 1]
+            p.need(not bad, f"{name}.pass_k has {bad} but only {name}.num_samples={s.num_samples} samples are drawn; "
+                            f"raise {name}.num_samples to at least {max(s.pass_k)} or drop those k.")
+        b = s.best_of
+        if not b.enabled:
+            return p
+        big = [k for k in b.k if k > s.num_samples or k < 1]
+        p.need(not big, f"{name}.best_of.k has {big} but only {name}.num_samples={s.num_samples} candidates are "
+                        f"sampled per problem; raise {name}.num_samples to at least {max(b.k)} (the paper samples "
+                        f"n >= k, e.g. 128 for k = 64) or drop those k.")
+        p.need(b.score in ("logprob", "mean_logprob", "implicit_reward"),
+               f"{name}.best_of.score must be logprob, mean_logprob or implicit_reward (got '{b.score}').")
+        p.need(len(b.k) > 0, f"{name}.best_of.k is empty; list the k to report, e.g. {name}.best_of.k=[4,16].")
+        p.need(b.batch_size >= 1, f"{name}.best_of.batch_size must be >= 1.")
+        trained = {cfg[n].output for n in dict.fromkeys([*cfg.setup, *cfg.stages]) if cfg[n].kind == "dpo"}
+        p.need(b.verifier is None or b.verifier in trained,
+               f"{name}.best_of.verifier='{b.verifier}' but no dpo stage in the stage lists publishes it "
+               f"(stages publish: {sorted(trained) or 'none'}); add the verifier stages (recipe=vstar) or set "
+               f"{name}.best_of.verifier=null.")
+        return p
 
 
 def sampled_metrics(correct: list[list[bool]], answers: list[list], same, ks) -> dict:
@@ -31,7 +97,7 @@ def _inputs(cfg) -> dict:
     return {"model": "policy", "problems": cfg.split, **val, **best_of_k.roles(cfg)}
 
 
-@register_stage("evaluate", inputs=_inputs)
+@register_stage("evaluate", inputs=_inputs, schema=EvaluateConfig)
 def evaluate(ctx: StageContext) -> StageResult:
     c, task = ctx.cfg, ctx.task
     problems = sample_problems(ctx, ctx.inputs["problems"], c.max_problems)

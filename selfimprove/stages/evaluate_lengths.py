@@ -2,16 +2,31 @@
 (the same problems in every run with the same task.data_seed, so runs and rounds compare). Gold is
 used here only, for reporting; nothing this stage writes is trained on."""
 from __future__ import annotations
+from dataclasses import dataclass, field
+from typing import List
 
 from ..backends import SamplingParams
 from ..easy_to_hard import longest_at, require_length_task, trained_length
 from ..metrics import mean
 from ..rundir import write_jsonl
-from .generate import run_sampler
 from . import StageContext, StageResult, register_stage
+from .generate import run_sampler
 
 
-@register_stage("evaluate_lengths", inputs=lambda cfg: {"model": "policy"})
+@dataclass
+class EvaluateLengthsConfig:
+    """Exact match per operand length on fresh gold-labelled problems (reporting only). The
+    window is relative to L, the longest length trained on after this round."""
+
+    kind: str = "evaluate_lengths"
+    enabled: bool = True
+    per_length: int = 256
+    window: List[int] = field(default_factory=lambda: [-3, 5])  # lengths L-3 .. L+5, as the paper
+    lengths: List[int] = field(default_factory=list)  # explicit lengths instead of the window
+    target: float = 0.99  # `longest_at_target`: longest length with every length up to it at >= this
+
+
+@register_stage("evaluate_lengths", inputs=lambda cfg: {"model": "policy"}, schema=EvaluateLengthsConfig)
 def evaluate_lengths(ctx: StageContext) -> StageResult:
     c, task = ctx.cfg, ctx.task
     require_length_task(task, "evaluate_lengths")

@@ -2,12 +2,37 @@
 correction instruction, then a greedy second attempt. Gold answers are used for scoring only;
 the model is never told whether its first attempt was right."""
 from __future__ import annotations
+from dataclasses import dataclass
+from typing import Optional
 
 from ..backends import SamplingParams
+from ..config import Problems
 from ..metrics import mean
 from ..rundir import write_jsonl
-from .generate import run_sampler, sample_problems
 from . import StageContext, StageResult, register_stage
+from .generate import run_sampler, sample_problems
+
+
+@dataclass
+class TurnsEvalConfig:
+    """Two-turn held-out evaluation, greedy as in the paper: Acc@t1, Acc@t2, Δ(t1,t2), Δ i→c, Δ c→i."""
+
+    kind: str = "evaluate_turns"
+    enabled: bool = True
+    split: str = "test"  # reported only
+    max_problems: Optional[int] = None
+    # also two turns on this split -> val_acc_t1, val_acc_t2, val_delta (what choices read); null: skip
+    val_split: Optional[str] = "val"
+    val_max_problems: Optional[int] = None
+    max_new_tokens: int = 64
+
+    @staticmethod
+    def check(name: str, s, cfg) -> list[str]:
+        p = Problems()
+        p.need("correction_template" in cfg.task,
+               f"stage '{name}' needs a two-turn task with a correction instruction; task={cfg.task.name} has "
+               "none. Use task=arithmetic_correction.")
+        return p
 
 
 def turn_metrics(first: list[bool], second: list[bool]) -> dict:
@@ -45,7 +70,7 @@ def _episodes(ctx: StageContext, sampler, problems: list[dict], tag: str) -> tup
     return rows, speed
 
 
-@register_stage("evaluate_turns", inputs=_inputs)
+@register_stage("evaluate_turns", inputs=_inputs, schema=TurnsEvalConfig)
 def evaluate_turns(ctx: StageContext) -> StageResult:
     """`split` (test) is reported; `val_split` gives the `val_*` columns that choices read."""
     c = ctx.cfg

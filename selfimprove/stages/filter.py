@@ -4,10 +4,32 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
+from dataclasses import dataclass
+from typing import Optional
 
+from ..config import Problems
 from ..rundir import read_jsonl, write_jsonl
-from .generate import tuned
 from . import StageContext, StageError, StageResult, register_stage
+from .generate import tuned
+
+
+@dataclass
+class FilterConfig:
+    kind: str = "filter"
+    enabled: bool = True
+    min_reward: float = 1.0
+    max_per_problem: Optional[int] = None  # cap on kept samples per problem; null = no cap
+    dedup: bool = True  # drop identical texts for one problem before capping
+    # the scored rows to select from: this iteration's `scored`, or V-STaR's `verifier_buffer`
+    # (every sample of every iteration so far: STaR-style accumulation, nothing discarded)
+    source: str = "scored"
+
+    @staticmethod
+    def check(name: str, s, cfg) -> list[str]:
+        p = Problems()
+        if s.max_per_problem is not None:
+            p.need(s.max_per_problem >= 1, f"{name}.max_per_problem must be >= 1 or null for no cap (got {s.max_per_problem}).")
+        return p
 
 
 def select(rows: list[dict], min_reward: float, max_per_problem, dedup: bool, seed: int) -> list[dict]:
@@ -29,7 +51,7 @@ def select(rows: list[dict], min_reward: float, max_per_problem, dedup: bool, se
     return kept
 
 
-@register_stage("filter", inputs=lambda cfg: {"scored": cfg.source, "rationalized": "rationalized?", "tuned": "tuned?"})
+@register_stage("filter", inputs=lambda cfg: {"scored": cfg.source, "rationalized": "rationalized?", "tuned": "tuned?"}, schema=FilterConfig)
 def filter_stage(ctx: StageContext) -> StageResult:
     c = ctx.cfg
     generated = read_jsonl(ctx.inputs["scored"])

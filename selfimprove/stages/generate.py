@@ -7,11 +7,42 @@ import random
 import re
 import time
 from pathlib import Path
+from dataclasses import dataclass
+from typing import Optional
 
 from .. import compute, sharding
 from ..backends import SamplingParams
-from ..rundir import read_jsonl, write_json, write_jsonl
+from ..config import Problems
+from ..rundir import read_jsonl, write_jsonl
 from . import StageContext, StageResult, register_stage
+
+
+@dataclass
+class GenerateConfig:
+    kind: str = "generate"
+    enabled: bool = True
+    split: str = "train"
+    num_problems: Optional[int] = None  # problems drawn from the split each iteration; null = all
+    k: int = 1  # samples per problem
+    temperature: float = 0.0  # 0 = greedy
+    top_p: float = 1.0
+    top_k: int = 0
+    max_new_tokens: int = 128
+    # model: sample from the policy; gold: write the task's gold worked solution of each drawn
+    # problem instead, k=1 (recipe=gold_sft, the supervised-ceiling control; no model is run)
+    source: str = "model"
+    # sample in this many jobs (local processes, or Slurm jobs: see `sharding`); the samples are
+    # the same for every value, so changing it never recomputes a finished stage
+    shards: int = 1
+
+    @staticmethod
+    def check(name: str, s, cfg) -> list[str]:
+        p = Problems()
+        p.need(s.source in ("model", "gold"), f"{name}.source must be model (sample from the policy) or gold "
+                                              f"(the task's worked solutions) (got '{s.source}').")
+        p.need(s.source != "gold" or s.k == 1, f"{name}.source=gold writes one gold solution per problem: "
+                                               f"set {name}.k=1 (got {s.k}).")
+        return p
 
 
 def sample_problems(ctx: StageContext, path: str, limit) -> list[dict]:
@@ -83,7 +114,7 @@ def tuned(ctx: StageContext, key: str, default):
     return json.loads(Path(path).read_text())[key] if path else default
 
 
-@register_stage("generate", inputs=lambda cfg: {"model": "policy", "problems": cfg.split, "tuned": "tuned?"})
+@register_stage("generate", inputs=lambda cfg: {"model": "policy", "problems": cfg.split, "tuned": "tuned?"}, schema=GenerateConfig)
 def generate(ctx: StageContext) -> StageResult:
     c = ctx.cfg
     problems = sample_problems(ctx, ctx.inputs["problems"], c.num_problems)

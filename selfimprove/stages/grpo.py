@@ -16,10 +16,95 @@ import math
 import numbers
 import re
 import warnings
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional
 
+from ..config import Problems, importlib_ok
 from ..rundir import read_jsonl
 from . import StageContext, StageError, StageResult, register_stage
 from .sft import data_parallel_or, fit
+from .train_options import TrainerConfig
+
+
+@dataclass
+class GRPOVLLMConfig:
+    """Sampling inside GRPO through TRL's own vLLM integration (GPU only); off: transformers'
+    `generate`, which is what runs on CPU. The keys map to GRPOConfig's `use_vllm`, `vllm_mode`,
+    `vllm_gpu_memory_utilization`, `vllm_tensor_parallel_size` and `vllm_server_base_url`."""
+
+    enabled: bool = False
+    mode: str = "colocate"  # colocate: vLLM shares the training GPU | server: a `trl vllm-serve` process
+    gpu_memory_utilization: float = 0.3  # colocate: the share of the GPU vLLM may take (TRL's default)
+    tensor_parallel_size: int = 1
+    server_base_url: Optional[str] = None  # server mode, e.g. http://localhost:8000
+
+
+@dataclass
+class GRPOStageConfig(TrainerConfig):
+    """Online RL with TRL's GRPOTrainer (stages/grpo.py); the reward is the task's own checker.
+    One stage run = `steps` optimizer steps; each step samples `num_generations` completions for
+    each of `batch_size / num_generations` training problems. Defaults: DeepSeekMath's GRPO
+    (Shao et al. 2024: beta 0.04, clip 0.2, one update per batch, group-normalised advantages,
+    per-sequence loss) where it states one, TRL's otherwise."""
+
+    kind: str = "grpo"
+    init: str = "policy"  # each iteration goes on from the last one's policy (and uses it as the reference)
+    data: str = "train"  # the problem split prompts are drawn from (gold answers used by the reward only)
+    steps: int = 50
+    batch_size: int = 64  # completions per optimizer step (TRL's per_device_train_batch_size x processes)
+    num_generations: int = 8  # group size k: completions per problem, TRL's default (the paper: 64)
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 128  # TRL's max_completion_length
+    beta: float = 0.04  # KL coefficient (DeepSeekMath; TRL's default is 0.0, which loads no reference)
+    epsilon: float = 0.2  # clip range of the probability ratio
+    # TRL's loss variants: grpo (per-sequence mean, the paper's), dapo (TRL's default), dr_grpo, bnpo, ...
+    loss_type: str = "grpo"
+    scale_rewards: str = "group"  # group (the paper's std normalisation) | batch | none (Dr. GRPO)
+    num_iterations: int = 1  # updates per sampled batch (the paper's mu = 1)
+    learning_rate: float = 1e-6  # DeepSeekMath's and TRL's; conf/model/tiny.yaml sets the from-scratch one
+    warmup_ratio: float = 0.0
+    lr_scheduler: str = "constant"  # DeepSeekMath keeps the learning rate constant
+    save_steps: int = 10
+    # any other GRPOConfig option of the installed TRL, passed through as is (e.g. {top_entropy_quantile: 0.2});
+    # one TRL does not have is refused with the installed version
+    trl_args: Dict[str, Any] = field(default_factory=dict)
+    vllm: GRPOVLLMConfig = field(default_factory=GRPOVLLMConfig)
+
+    @staticmethod
+    def check(name: str, s, cfg) -> list[str]:
+        """GRPO's settings, including the options the installed TRL must have."""
+        p = Problems(TrainerConfig.check(name, s, cfg))
+        k = s.num_generations
+        p.need(k >= 2, f"{name}.num_generations must be >= 2 (got {k}): GRPO's advantage compares each sample with "
+                     f"the other samples of its problem, so a group of one has no advantage. TRL's default is 8, "
+                     f"DeepSeekMath's 64; e.g. {name}.num_generations=8.")
+        per_process = s.batch_size // max(s.num_processes, 1)
+        p.need(k < 2 or (s.batch_size % max(s.num_processes, 1) == 0 and per_process * s.num_processes % k == 0),
+             f"{name}.batch_size counts completions per step and must be a multiple of {name}.num_generations "
+             f"(and of {name}.num_processes): got batch_size={s.batch_size}, num_generations={k}, num_processes="
+             f"{s.num_processes}; e.g. {name}.batch_size={max(k, 1) * 8} for 8 problems per step.")
+        p.need(s.temperature > 0, f"{name}.temperature must be > 0 (got {s.temperature}): greedy decoding makes every "
+                                f"sample of a group the same, and then no advantage is ever non-zero; the paper uses 1.0.")
+        p.need(s.beta >= 0, f"{name}.beta must be >= 0 (got {s.beta}); 0 drops the KL term, DeepSeekMath uses 0.04.")
+        p.need(s.epsilon > 0, f"{name}.epsilon must be > 0 (got {s.epsilon}); the paper clips at 0.2.")
+        p.need(s.num_iterations >= 1, f"{name}.num_iterations must be >= 1 (got {s.num_iterations}).")
+        p.need(s.max_new_tokens >= 1, f"{name}.max_new_tokens must be >= 1 (got {s.max_new_tokens}).")
+        p.need(s.scale_rewards in ("group", "batch", "none"),
+             f"{name}.scale_rewards must be group, batch or none (got '{s.scale_rewards}').")
+        # TRL keeps a sampled batch for num_iterations steps and does not checkpoint it: a checkpoint
+        # in the middle of one would resume with a freshly sampled batch
+        p.need(s.save_steps >= 1 and s.save_steps % max(s.num_iterations, 1) == 0,
+             f"{name}.save_steps must be a multiple of {name}.num_iterations={s.num_iterations} (got {s.save_steps}), "
+             f"so that a resumed stage starts at a freshly sampled batch.")
+        p.need(s.vllm.mode in ("colocate", "server"), f"{name}.vllm.mode must be colocate or server (got '{s.vllm.mode}').")
+        if s.vllm.enabled:
+            p.need(importlib_ok("vllm"),
+                 f"{name}.vllm.enabled needs vLLM, which is not installed: on a CUDA machine run "
+                 f"`pip install \"selfimprove[vllm]\"`, or set {name}.vllm.enabled=false (transformers sampling).")
+        if importlib_ok("trl"):
+            p += check_options(s, name)
+        return p
 
 
 class GRPOOptionError(ValueError):
@@ -157,7 +242,7 @@ def _inputs(cfg) -> dict[str, str]:
     return {"data": cfg.data, "init": cfg.init}
 
 
-@register_stage("grpo", inputs=_inputs)
+@register_stage("grpo", inputs=_inputs, schema=GRPOStageConfig)
 def grpo(ctx: StageContext) -> StageResult:
     return data_parallel_or(_train, ctx)
 

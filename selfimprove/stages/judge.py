@@ -5,13 +5,31 @@ and ignored; a candidate none of whose judgments parse gets no score."""
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 
 from ..backends import SamplingParams
 from ..judges import compile_score_regex, load_template, parse_score
 from ..metrics import mean
 from ..rundir import read_jsonl, write_jsonl
-from .generate import run_sampler
 from . import StageContext, StageResult, register_stage
+from .generate import run_sampler
+
+
+@dataclass
+class JudgeConfig:
+    """LLM-as-a-judge over the policy's own candidates (Yuan et al. 2024: 3 judgments at T=0.7, p=0.9)."""
+
+    kind: str = "judge"
+    enabled: bool = True
+    template: str = "scratchpad_5pt.txt"  # a shipped template (selfimprove/judges/templates/) or a path
+    template_sha256: str = "${template_sha256:${.template}}"  # computed: do not set
+    score_regex: str = "Score: ([0-9.]+)"  # first group = the score; the last match in a judgment counts
+    min_score: float = 0.0
+    max_score: float = 5.0
+    samples: int = 3  # judgments per candidate, averaged over the parseable ones
+    temperature: float = 0.7
+    top_p: float = 0.9
+    max_new_tokens: int = 64
 
 
 def judge_all(ctx: StageContext, sampler, items: list[tuple[str, str]], label: str) -> list[dict]:
@@ -59,7 +77,7 @@ def oracle_pairwise(rows: list[dict], oracle) -> dict:
     return {"oracle_pairs": total, "oracle_pairwise_accuracy": round(agree / total, 4) if total else None}
 
 
-@register_stage("judge", inputs=lambda cfg: {"model": "policy", "samples": "samples"})
+@register_stage("judge", inputs=lambda cfg: {"model": "policy", "samples": "samples"}, schema=JudgeConfig)
 def judge(ctx: StageContext) -> StageResult:
     rows = read_jsonl(ctx.inputs["samples"])
     with ctx.sampler(ctx.inputs["model"]) as sampler:

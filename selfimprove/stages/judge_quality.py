@@ -7,16 +7,54 @@ With `own_samples` > 0 the same is measured on pairs of the policy's own sampled
 held-out problems, one right and one wrong by gold (`own_*` metrics): the judge's accuracy on the
 kind of pair the DPO data is made of, not only on the perturbed gold answers it was trained on."""
 from __future__ import annotations
+from dataclasses import dataclass
+from typing import Optional
 
 from ..backends import SamplingParams
+from ..config import Problems
 from ..metrics import mean
 from ..rundir import read_jsonl, write_jsonl
+from . import StageContext, StageResult, register_stage
 from .generate import run_sampler
 from .judge import judge_all, judgment_metrics
-from . import StageContext, StageResult, register_stage
 
 
-@register_stage("judge_quality", inputs=lambda cfg: {"model": "policy", "problems": cfg.split})
+@dataclass
+class JudgeQualityConfig:
+    """Pairwise accuracy of the policy-as-judge on held-out (correct, incorrect) pairs (paper's Table 4)."""
+
+    kind: str = "judge_quality"
+    enabled: bool = True
+    split: str = "val"
+    max_pairs: Optional[int] = None
+    template: str = "${judge.template}"
+    template_sha256: str = "${template_sha256:${.template}}"  # computed: do not set
+    score_regex: str = "${judge.score_regex}"
+    min_score: float = "${judge.min_score}"  # type: ignore[assignment]
+    max_score: float = "${judge.max_score}"  # type: ignore[assignment]
+    samples: int = "${judge.samples}"  # type: ignore[assignment]
+    temperature: float = "${judge.temperature}"  # type: ignore[assignment]
+    top_p: float = "${judge.top_p}"  # type: ignore[assignment]
+    max_new_tokens: int = "${judge.max_new_tokens}"  # type: ignore[assignment]
+    # The judge on the model's OWN answers: sample `own_samples` answers per held-out problem
+    # (generate's sampling settings), pair the first right with the first wrong one (by gold) and
+    # judge both. 0 turns it off. The fixed pairs above are gold solutions and perturbations of
+    # them, the kind of text EFT trained the judge on; these are the answers DPO pairs are built from.
+    own_samples: int = 0
+    own_temperature: float = "${oc.select:generate.temperature,0.0}"  # type: ignore[assignment]
+    own_top_p: float = "${oc.select:generate.top_p,1.0}"  # type: ignore[assignment]
+    own_max_new_tokens: int = "${oc.select:generate.max_new_tokens,128}"  # type: ignore[assignment]
+
+    @staticmethod
+    def check(name: str, s, cfg) -> list[str]:
+        p = Problems()
+        p.need(s.own_samples == 0 or s.own_samples >= 2,
+               f"{name}.own_samples must be 0 (off) or >= 2: a right and a wrong answer need two samples "
+               f"(got {s.own_samples}); e.g. {name}.own_samples=4.")
+        return p
+
+
+@register_stage("judge_quality", inputs=lambda cfg: {"model": "policy", "problems": cfg.split}, schema=JudgeQualityConfig)
 def judge_quality(ctx: StageContext) -> StageResult:
     c, task = ctx.cfg, ctx.task
     problems = read_jsonl(ctx.inputs["problems"])[: c.max_pairs]

@@ -9,13 +9,34 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from dataclasses import dataclass
 
 from ..judges import compile_score_regex, load_template, parse_score
 from ..rundir import read_jsonl, write_jsonl
 from . import StageContext, StageError, StageResult, register_stage
 
 
-@register_stage("judge_seed", inputs=lambda cfg: {"seed_data": "seed_data", "seed": "seed", "pool": "train"})
+@dataclass
+class JudgeSeedConfig:
+    """EFT seed data (judge prompt -> justification + `Score: N`) and self-instruction demos, added
+    to the IFT seed data that trains M1."""
+
+    kind: str = "judge_seed"
+    enabled: bool = True
+    eft_per_problem: int = 2  # EFT judgments per seed problem (built-in task)
+    # where the built-in task's EFT problems come from: `seed` (the IFT worked examples' problems)
+    # or `train` (the training pool, gold answers only: harder problems, none of them in IFT)
+    eft_source: str = "seed"
+    instruct_examples: int = 400  # self-instruction demonstrations (few shots -> a new prompt)
+    shots: int = 4
+    template: str = "${judge.template}"
+    template_sha256: str = "${template_sha256:${.template}}"  # computed: do not set
+    score_regex: str = "${judge.score_regex}"
+    min_score: float = "${judge.min_score}"  # type: ignore[assignment]
+    max_score: float = "${judge.max_score}"  # type: ignore[assignment]
+
+
+@register_stage("judge_seed", inputs=lambda cfg: {"seed_data": "seed_data", "seed": "seed", "pool": "train"}, schema=JudgeSeedConfig)
 def judge_seed(ctx: StageContext) -> StageResult:
     c, task = ctx.cfg, ctx.task
     template = load_template(c.template)

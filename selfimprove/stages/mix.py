@@ -3,13 +3,37 @@ and the accumulated self-labelled rounds, which live for the whole run (artifact
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
+from typing import Optional
 
+from ..config import Problems
 from ..easy_to_hard import mixture
 from ..rundir import read_jsonl, write_jsonl
 from . import StageContext, StageError, StageResult, register_stage
 
 
-@register_stage("mix", inputs=lambda cfg: {"original": "seed_data", "newest": "round_labels?", "older": "self_labels?"})
+@dataclass
+class MixConfig:
+    """The paper's training mixture for a round: the newest self-labelled set with probability
+    `newest_share`, the rest shared between the original labelled data (weight: its number of
+    lengths) and each older round (weight 1). Rows are drawn with replacement; `rows` should be
+    the train stage's steps x batch size, so one pass is exactly the mixture."""
+
+    kind: str = "mix"
+    enabled: bool = True
+    rows: int = 64000
+    newest_share: float = 0.5
+    original_weight: Optional[float] = None  # null: task.start_length (the paper: number of lengths)
+
+    @staticmethod
+    def check(name: str, s, cfg) -> list[str]:
+        p = Problems()
+        p.need(s.rows >= 1, f"{name}.rows must be >= 1 (got {s.rows}); set it to train.steps x train.batch_size.")
+        p.need(0 < s.newest_share <= 1, f"{name}.newest_share must be in (0, 1] (got {s.newest_share}); the paper's is 0.5.")
+        return p
+
+
+@register_stage("mix", inputs=lambda cfg: {"original": "seed_data", "newest": "round_labels?", "older": "self_labels?"}, schema=MixConfig)
 def mix(ctx: StageContext) -> StageResult:
     c = ctx.cfg
     original = [{"prompt": r["prompt"], "completion": r["completion"], "prompt_id": r["prompt_id"], "round": 0}

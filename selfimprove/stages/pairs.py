@@ -6,10 +6,24 @@ nothing)."""
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import List
 
 from ..metrics import mean
 from ..rundir import read_jsonl, write_jsonl
 from . import StageContext, StageError, StageResult, register_stage
+
+
+@dataclass
+class PairsConfig:
+    """Highest- vs lowest-scored candidate per prompt; ties dropped."""
+
+    kind: str = "pairs"
+    enabled: bool = True
+    # Drop pairs whose responses first differ at one of these step ends, e.g. [",", "\n"] for the
+    # built-in task: one response stops (or closes a step) where the other goes on. Empty: keep
+    # every pair, as in the paper. recipes/self_rewarding.yaml says why it drops them.
+    drop_at_step_ends: List[str] = field(default_factory=list)
 
 
 def build_pairs(rows: list[dict]) -> tuple[list[dict], dict]:
@@ -46,7 +60,7 @@ def differ_first_at_step_end(chosen: str, rejected: str, step_ends) -> bool:
     return any(text.startswith(end, d) for text in (chosen, rejected) for end in step_ends)
 
 
-@register_stage("pairs", inputs=lambda cfg: {"judged": "judged"})
+@register_stage("pairs", inputs=lambda cfg: {"judged": "judged"}, schema=PairsConfig)
 def pairs_stage(ctx: StageContext) -> StageResult:
     rows = read_jsonl(ctx.inputs["judged"])
     pairs, counts = build_pairs(rows)

@@ -1,12 +1,20 @@
 """Write the task's problem sets and the seed SFT data into the run, so every later stage reads
 files and the run directory shows exactly what the model saw."""
 from __future__ import annotations
+from dataclasses import dataclass
 
 from ..rundir import write_jsonl
 from . import StageContext, StageResult, register_stage
 
 
-@register_stage("prepare", inputs=lambda cfg: {})
+@dataclass
+class PrepareConfig:
+    kind: str = "prepare"
+    enabled: bool = True
+    hinted_copies: bool = True  # also train the seed model on hinted prompts (STaR's P_hint)
+
+
+@register_stage("prepare", inputs=lambda cfg: {}, schema=PrepareConfig)
 def prepare(ctx: StageContext) -> StageResult:
     splits = ctx.task.splits()
     artifacts = {}

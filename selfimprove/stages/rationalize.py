@@ -1,14 +1,25 @@
 """STaR's rationalization: for problems with no correct sample, show the gold answer as a hint and
 generate again; a rationale that reaches the answer is stored with the hint-free prompt."""
 from __future__ import annotations
+from dataclasses import dataclass
 
 from ..backends import SamplingParams
 from ..rundir import read_jsonl, write_jsonl
-from .generate import run_sampler
 from . import StageContext, StageResult, register_stage
+from .generate import run_sampler
 
 
-@register_stage("rationalize", inputs=lambda cfg: {"model": "policy", "scored": "scored", "problems": "train"})
+@dataclass
+class RationalizeConfig:
+    """STaR: retry failed problems with the gold answer as a hint; keep the result without it."""
+
+    kind: str = "rationalize"
+    enabled: bool = True
+    temperature: float = 0.0
+    max_new_tokens: int = 128
+
+
+@register_stage("rationalize", inputs=lambda cfg: {"model": "policy", "scored": "scored", "problems": "train"}, schema=RationalizeConfig)
 def rationalize(ctx: StageContext) -> StageResult:
     scored = read_jsonl(ctx.inputs["scored"])
     problems = {p["id"]: p for p in read_jsonl(ctx.inputs["problems"])}

@@ -8,12 +8,27 @@ sees them. The monitors compare rewards with gold correctness for reporting only
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Callable, Optional
+from dataclasses import dataclass, field
+from typing import Callable, List, Optional
 
 from ..metrics import answer_clusters, majority, mean, pass_at_k
 from ..registry import Registry
 from ..rundir import read_jsonl, write_jsonl
 from . import StageContext, StageResult, register_stage
+
+
+@dataclass
+class ScoreConfig:
+    kind: str = "score"
+    enabled: bool = True
+    scorer: str = "answer_match"  # answer_match (gold) | majority (self-consistency, no gold)
+    min_agreement: float = 0.5  # majority: share of samples that must agree on the pseudo-label
+    # B-STaR monitors: the selection threshold they judge, pass@k on the samples, and n* of the
+    # balance score (8 in the official code)
+    threshold: float = "${oc.select:filter.min_reward,1.0}"  # type: ignore[assignment]
+    pass_k: List[int] = field(default_factory=lambda: [1, 4])
+    n_star: int = 8
+
 
 # (rows, problems by id, task, cfg) -> one reward per row (None = could not score)
 Scorer = Callable[[list[dict], dict[str, dict], object, object], list[Optional[float]]]
@@ -72,7 +87,7 @@ def monitors(rows: list[dict], threshold: float, ks, n_star: int) -> dict:
     return out
 
 
-@register_stage("score", inputs=lambda cfg: {"samples": "samples", "problems": "train"})
+@register_stage("score", inputs=lambda cfg: {"samples": "samples", "problems": "train"}, schema=ScoreConfig)
 def score(ctx: StageContext) -> StageResult:
     c = ctx.cfg
     rows = read_jsonl(ctx.inputs["samples"])

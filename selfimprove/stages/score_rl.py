@@ -26,18 +26,74 @@ import math
 import random
 import shutil
 import time
-from dataclasses import replace
 from pathlib import Path
+from dataclasses import dataclass, field, replace
+from typing import List, Optional
 
 import torch
 
 from .. import compute
 from ..backends import SamplingParams, policy_sampler
+from ..config import Problems
 from ..metrics import mean
 from ..models import load_tokenizer
 from ..rundir import read_jsonl, write_json
 from . import StageContext, StageError, StageResult, register_stage
 from .score_lora import build_policy
+from .train_options import LoraConfig
+
+
+@dataclass
+class ScoreRLConfig:
+    """SCoRe's multi-turn RL (stages/score_rl.py): REINFORCE with a leave-one-out baseline over
+    `k` two-turn episodes per problem, a per-turn KL penalty to the base model, and per-turn
+    rewards. `schedule[i - 1]` is the SCoRe stage run in outer iteration i: 1 = Stage I (reward
+    turn 2 only, strong KL `beta2` on turn 1), 2 = Stage II (both turns, turn 2 shaped)."""
+
+    kind: str = "score_rl"
+    enabled: bool = True
+    schedule: List[int] = field(default_factory=lambda: [1, 2])
+    split: str = "train"
+    steps: int = 200
+    problems_per_step: int = 16
+    k: int = 4  # episodes per problem (RLOO needs >= 2)
+    temperature: float = 1.0
+    max_new_tokens: int = 64
+    alpha: float = 10.0  # Stage II shaping: r2 + alpha * (r2 - r1)
+    beta1: float = 0.01  # KL to the base model on every turn (turn 2 only in Stage I)
+    beta2: float = 0.1  # Stage I: KL on turn 1
+    learning_rate: float = 1e-3
+    # Stage II's shaped turn-2 reward spans -alpha..1+alpha, so its steps are larger; null: learning_rate
+    stage2_learning_rate: Optional[float] = None
+    max_grad_norm: float = 1.0
+    save_steps: int = 10  # checkpoint interval (model, optimizer, RNG, step)
+    loss_limit: float = 1e4  # |loss| above this (or non-finite) stops the stage
+    # LoRA: only an adapter is trained; the KL reference is the adapter-disabled model (one copy of
+    # the base weights); the published model is merged (stages/score_lora.py)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+
+    @staticmethod
+    def check(name: str, s, cfg) -> list[str]:
+        p = Problems()
+        p.need(s.alpha >= 0, f"{name}.alpha must be >= 0 (got {s.alpha}); the paper's value is 10.")
+        p.need(s.beta1 >= 0 and s.beta2 >= 0, f"{name}.beta1 and {name}.beta2 must be >= 0 (got {s.beta1}, "
+                                              f"{s.beta2}); the paper's values are 0.01 and 0.1.")
+        p.need(s.k >= 2, f"{name}.k must be >= 2: the leave-one-out baseline needs another episode (got {s.k}).")
+        p.need(s.steps >= 1 and s.problems_per_step >= 1 and s.save_steps >= 1,
+               f"{name}.steps, problems_per_step and save_steps must be >= 1.")
+        p.need(s.learning_rate > 0 and s.loss_limit > 0 and (s.stage2_learning_rate is None or s.stage2_learning_rate > 0),
+               f"{name}.learning_rate, stage2_learning_rate and loss_limit must be > 0.")
+        p.need(set(s.schedule) <= {1, 2} and len(s.schedule) >= cfg.iterations,
+               f"{name}.schedule lists the SCoRe stage (1 or 2) of each iteration and needs one per iteration: "
+               f"got {list(s.schedule)} for iterations={cfg.iterations}; e.g. {name}.schedule=[1,2].")
+        p.need(cfg.backend.name == "hf",
+               f"'{name}' samples its episodes from the policy it updates every step, which only backend=hf does "
+               f"(backend={cfg.backend.name} would need the new weights synced into its engine each step, not "
+               f"built yet); run recipe=score with backend=hf.")
+        p.need("correction_template" in cfg.task,
+               f"stage '{name}' needs a two-turn task with a correction instruction; task={cfg.task.name} has "
+               "none. Use task=arithmetic_correction.")
+        return p
 
 
 # ----------------------------------------------------------------------------- the method
@@ -124,7 +180,7 @@ def _inputs(cfg) -> dict[str, str]:
     return roles
 
 
-@register_stage("score_rl", inputs=_inputs)
+@register_stage("score_rl", inputs=_inputs, schema=ScoreRLConfig)
 def score_rl(ctx: StageContext) -> StageResult:
     c, task = ctx.cfg, ctx.task
     stage = int(c.schedule[ctx.iteration - 1])

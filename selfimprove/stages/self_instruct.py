@@ -7,14 +7,35 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from dataclasses import dataclass
+from typing import List, Optional
 
 from ..backends import SamplingParams
 from ..rundir import read_jsonl, write_jsonl
-from .generate import run_sampler
 from . import StageContext, StageError, StageResult, register_stage
+from .generate import run_sampler
 
 
-@register_stage("self_instruct", inputs=lambda cfg: {"model": "policy", "pool": "train", "test": "test", "val": "val"})
+@dataclass
+class SelfInstructConfig:
+    """The policy writes new prompts from few-shot prompts of pool examples (paper: 8-shot, T=0.6, p=0.9)."""
+
+    kind: str = "self_instruct"
+    enabled: bool = True
+    num_prompts: int = 600  # attempts; invalid/duplicate ones are dropped
+    max_kept: Optional[int] = None
+    # Shares of the kept prompts per task difficulty 1, 2, ... (the task's digit count for the
+    # built-in task), e.g. [0, 0, 0, 1] for 4-digit problems only. The model writes what it has
+    # seen most; quotas steer the prompts to where its answers still differ. Oversample with
+    # num_prompts: prompts over a difficulty's quota are dropped and counted. null: keep all.
+    difficulty_weights: Optional[List[float]] = None
+    shots: int = 4
+    temperature: float = 0.6
+    top_p: float = 0.9
+    max_new_tokens: int = 24
+
+
+@register_stage("self_instruct", inputs=lambda cfg: {"model": "policy", "pool": "train", "test": "test", "val": "val"}, schema=SelfInstructConfig)
 def self_instruct(ctx: StageContext) -> StageResult:
     c, task = ctx.cfg, ctx.task
     pool = read_jsonl(ctx.inputs["pool"])

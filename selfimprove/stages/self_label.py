@@ -10,13 +10,49 @@ monitors (label accuracy of the kept labels); the kept rows never see them.
 from __future__ import annotations
 
 from pathlib import Path
+from dataclasses import dataclass
 
 from ..backends import SamplingParams
+from ..config import Problems
 from ..easy_to_hard import agreement, length_filter, require_length_task, round_lengths
 from ..metrics import mean
 from ..rundir import write_jsonl
-from .generate import run_sampler
 from . import StageContext, StageResult, register_stage
+from .generate import run_sampler
+
+
+@dataclass
+class SelfLabelConfig:
+    """Easy-to-hard (Lee et al. 2025): new problems at the round's next length(s), no gold,
+    labelled with the current model's greedy output, then filtered (stages/self_label.py)."""
+
+    kind: str = "self_label"
+    enabled: bool = True
+    num_problems: int = 5000  # per length added this round
+    # length filter: drop a label at least this many tokens shorter than the round's longest
+    # label (the paper's t; 1 for reversed addition); 0 turns it off
+    length_filter: int = 1
+    # cheap vote across samples of the one model: keep a label only if at least `vote_threshold`
+    # of `vote_samples` samples at `vote_temperature` equal it; 0 samples turns it off
+    vote_samples: int = 0
+    vote_temperature: float = 0.7
+    vote_threshold: float = 0.7
+    # majority vote across independently seeded models (the `voters` a train stage with
+    # `replicas` > 1 publishes): keep a label only if at least this share of all models (the
+    # policy included) write the identical output; the paper keeps 4 of 5 (0.7). Used only when
+    # a voters artifact exists.
+    model_vote_threshold: float = 0.7
+
+    @staticmethod
+    def check(name: str, s, cfg) -> list[str]:
+        p = Problems()
+        p.need(s.num_problems >= 1, f"{name}.num_problems must be >= 1 (got {s.num_problems}).")
+        p.need(s.length_filter >= 0, f"{name}.length_filter must be >= 0 tokens, 0 for off (got {s.length_filter}).")
+        p.need(s.vote_samples >= 0, f"{name}.vote_samples must be >= 0, 0 for off (got {s.vote_samples}).")
+        for key in ("vote_threshold", "model_vote_threshold"):
+            p.need(0 < s[key] <= 1, f"{name}.{key} is the share of votes a label needs and must be in (0, 1] "
+                                    f"(got {s[key]}); the paper keeps labels 70% of the models agree on: 0.7.")
+        return p
 
 
 def voter_paths(path) -> list[str]:
@@ -27,7 +63,7 @@ def voter_paths(path) -> list[str]:
             if (p / "model" / "config.json").exists()]
 
 
-@register_stage("self_label", inputs=lambda cfg: {"model": "policy", "voters": "voters?"})
+@register_stage("self_label", inputs=lambda cfg: {"model": "policy", "voters": "voters?"}, schema=SelfLabelConfig)
 def self_label(ctx: StageContext) -> StageResult:
     c, task = ctx.cfg, ctx.task
     require_length_task(task, "self_label")

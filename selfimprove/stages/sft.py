@@ -13,15 +13,42 @@ import math
 import os
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
+from dataclasses import dataclass
 
 from .. import compute
 from ..compute import count_params
+from ..config import Problems
 from ..models import load_model, load_tokenizer
 from ..rundir import read_jsonl, write_json
 from . import StageContext, StageError, StageResult, get_stage, register_stage
 from .lengths import check_max_length
+from .train_options import TrainerConfig
+
+
+@dataclass
+class SFTConfig(TrainerConfig):
+    """Supervised fine-tuning with TRL's SFTTrainer, loss on the completion only."""
+
+    # ReST-EM's early stopping: greedy reward on the `val` split at every checkpoint; the best
+    # checkpoint, not the last, becomes the stage's model.
+    select_by_val: bool = False
+    val_max_new_tokens: int = 128
+    # Independently seeded copies trained alongside the policy and published as `voters`
+    # (easy-to-hard's majority vote across models); 1: just the policy.
+    replicas: int = 1
+
+    @staticmethod
+    def check(name: str, s, cfg) -> list[str]:
+        p = Problems(TrainerConfig.check(name, s, cfg))
+        p.need(s.replicas >= 1, f"{name}.replicas must be >= 1 (got {s.replicas}); the paper votes across 5 models.")
+        p.need(s.replicas == 1 or (s.num_processes == 1 and not s.select_by_val and not s.lora.enabled),
+               f"{name}.replicas > 1 trains plain single-process models: set {name}.num_processes=1, "
+               f"{name}.select_by_val=false and {name}.lora.enabled=false, or {name}.replicas=1.")
+        p.need(not (s.num_processes > 1 and s.select_by_val and s.distributed != "ddp"),
+               f"{name}.select_by_val with {name}.num_processes > 1 needs {name}.distributed=ddp: the first "
+               f"process validates the whole model, which under {s.distributed} it does not hold.")
+        return p
 
 
 def _inputs(cfg) -> dict[str, str]:
@@ -54,7 +81,7 @@ def _initial_weights(ctx: StageContext) -> str:
     return str(save_tiny(ctx.model_cfg.tiny, ctx.out / "init", ctx.seed))
 
 
-@register_stage("sft", inputs=_inputs)
+@register_stage("sft", inputs=_inputs, schema=SFTConfig)
 def sft(ctx: StageContext) -> StageResult:
     if ctx.cfg.replicas > 1:
         return _replicas(ctx)

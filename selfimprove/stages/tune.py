@@ -2,15 +2,36 @@
 score with the recipe's scorer, and keep the (temperature, threshold) with the best balance
 score. Later stages of the iteration read `tuned.json` (generate: temperature; filter: threshold)."""
 from __future__ import annotations
+from dataclasses import dataclass, field
+from typing import List
 
 from ..backends import SamplingParams
 from ..rundir import write_json
+from . import StageContext, StageResult, register_stage
 from .generate import run_sampler, sample_problems
 from .score import SCORERS, monitors
-from . import StageContext, StageResult, register_stage
 
 
-@register_stage("tune", inputs=lambda cfg: {"model": "policy", "problems": "train"})
+@dataclass
+class TuneConfig:
+    """B-STaR: before the E-step, choose the sampling temperature (and the reward threshold, for
+    non-binary rewards) that maximise the balance score on a subset of training problems."""
+
+    kind: str = "tune"
+    enabled: bool = True
+    num_problems: int = 64
+    k: int = 8
+    temperatures: List[float] = field(default_factory=lambda: [0.5, 0.7, 0.9, 1.1])
+    thresholds: List[float] = field(default_factory=list)  # empty: keep `threshold`
+    # what it judges with: by default the recipe's own scorer and filter threshold
+    threshold: float = "${oc.select:filter.min_reward,1.0}"  # type: ignore[assignment]
+    scorer: str = "${oc.select:score.scorer,answer_match}"
+    min_agreement: float = "${oc.select:score.min_agreement,0.5}"  # type: ignore[assignment]
+    n_star: int = "${oc.select:score.n_star,8}"  # type: ignore[assignment]
+    max_new_tokens: int = "${oc.select:generate.max_new_tokens,128}"  # type: ignore[assignment]
+
+
+@register_stage("tune", inputs=lambda cfg: {"model": "policy", "problems": "train"}, schema=TuneConfig)
 def tune(ctx: StageContext) -> StageResult:
     c, task = ctx.cfg, ctx.task
     problems = sample_problems(ctx, ctx.inputs["problems"], c.num_problems)

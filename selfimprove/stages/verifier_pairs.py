@@ -9,9 +9,33 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
+from dataclasses import dataclass
+from typing import Optional
 
+from ..config import Problems
 from ..rundir import read_jsonl, write_jsonl
 from . import StageContext, StageError, StageResult, register_stage
+
+
+@dataclass
+class VerifierPairsConfig:
+    """Correct x incorrect solutions of the same problem, as prompt/chosen/rejected rows."""
+
+    kind: str = "verifier_pairs"
+    enabled: bool = True
+    source: str = "verifier_buffer"
+    min_reward: float = 1.0  # a sample is correct at or above this reward, incorrect below it
+    # the Cartesian product per problem, capped (pairs drawn uniformly from it); null = no cap
+    max_pairs_per_problem: Optional[int] = 64
+    dedup: bool = True  # identical texts of one problem count once
+
+    @staticmethod
+    def check(name: str, s, cfg) -> list[str]:
+        p = Problems()
+        if s.max_pairs_per_problem is not None:
+            p.need(s.max_pairs_per_problem >= 1, f"{name}.max_pairs_per_problem must be >= 1 or null for the full "
+                                                 f"product (got {s.max_pairs_per_problem}).")
+        return p
 
 
 def build_pairs(rows: list[dict], min_reward: float, max_per_problem, dedup: bool, seed: int) -> list[dict]:
@@ -39,7 +63,7 @@ def build_pairs(rows: list[dict], min_reward: float, max_per_problem, dedup: boo
     return pairs
 
 
-@register_stage("verifier_pairs", inputs=lambda cfg: {"buffer": cfg.source})
+@register_stage("verifier_pairs", inputs=lambda cfg: {"buffer": cfg.source}, schema=VerifierPairsConfig)
 def verifier_pairs(ctx: StageContext) -> StageResult:
     c = ctx.cfg
     rows = read_jsonl(ctx.inputs["buffer"])

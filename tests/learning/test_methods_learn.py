@@ -65,7 +65,8 @@ def test_dpo_raises_preference_accuracy_on_its_training_pairs(star, tmp_path):
     and 0.98 (seeds 0 and 1, 33 and 43 pairs, an earlier smaller STaR budget)."""
     from omegaconf import OmegaConf
 
-    from selfimprove.config import DPOConfig, ModelConfig
+    from selfimprove.config import ModelConfig
+    from selfimprove.stages.dpo import DPOConfig
     from selfimprove.models import load_model, load_tokenizer
     from selfimprove.rundir import write_jsonl
     from selfimprove.stages import StageContext, get_stage

@@ -8,7 +8,9 @@ from omegaconf import OmegaConf
 from selfimprove import compute
 from selfimprove.backends import SamplingParams
 from selfimprove.backends.hf import batched_generate
-from selfimprove.config import DPOConfig, ModelConfig, SFTConfig, TinyModelConfig
+from selfimprove.config import ModelConfig, TinyModelConfig
+from selfimprove.stages.dpo import DPOConfig
+from selfimprove.stages.sft import SFTConfig
 from selfimprove.models import load_model, load_tokenizer
 from selfimprove.rundir import write_jsonl
 from selfimprove.stages import StageContext, get_stage

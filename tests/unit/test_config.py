@@ -52,8 +52,10 @@ def test_bad_input_gets_a_message_that_says_what_to_write(override, expected):
 
 
 def test_user_recipe_folder_and_typo_inside_a_recipe(tmp_path, monkeypatch):
-    (tmp_path / "mine.yaml").write_text("# my recipe\niterations: 2\ngenerate:\n  k: 3\n")
-    (tmp_path / "typo.yaml").write_text("train:\n  betta: 0.3\n")
+    lists = "setup: [prepare, seed_sft, evaluate]\nstages: [generate, score, filter, train, evaluate]\n"
+    seed = "seed_sft: {kind: sft, init: scratch, data: seed_data}\n"
+    (tmp_path / "mine.yaml").write_text(f"# my recipe\n{lists}{seed}iterations: 2\ngenerate:\n  k: 3\ntrain:\n  kind: sft\n")
+    (tmp_path / "typo.yaml").write_text(f"{lists}{seed}train:\n  kind: sft\n  betta: 0.3\n")
     monkeypatch.setenv("SELFIMPROVE_RECIPE_PATH", str(tmp_path))
     (cfg,) = compose(["recipe=mine"])
     assert cfg.generate.k == 3 and cfg.iterations == 2

@@ -6,7 +6,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from selfimprove.cli import compose
-from selfimprove.config import ConfigError, GenerateConfig
+from selfimprove.config import ConfigError
+from selfimprove.stages.generate import GenerateConfig
 from selfimprove.rundir import read_jsonl, write_jsonl
 from selfimprove.stages import StageContext, StageError, get_stage
 from selfimprove.stages.sft import planned_steps

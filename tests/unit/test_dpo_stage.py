@@ -7,7 +7,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from selfimprove.config import DPOConfig, ModelConfig, TinyModelConfig
+from selfimprove.config import ModelConfig, TinyModelConfig
+from selfimprove.stages.dpo import DPOConfig
 from selfimprove.models import load_model, load_tokenizer
 from selfimprove.rundir import write_jsonl
 from selfimprove.stages import StageContext, StageError, get_stage

@@ -5,7 +5,8 @@ from types import SimpleNamespace
 import pytest
 from omegaconf import OmegaConf
 
-from selfimprove.config import EvaluateConfig, HFBackendConfig, ModelConfig, TinyModelConfig
+from selfimprove.config import HFBackendConfig, ModelConfig, TinyModelConfig
+from selfimprove.stages.evaluate import EvaluateConfig
 from selfimprove.rundir import read_jsonl, write_jsonl
 from selfimprove.stages import StageContext, get_stage
 from selfimprove.tasks.arithmetic import Arithmetic

@@ -60,8 +60,9 @@ def test_every_training_section_of_every_recipe_gets_the_presets_settings(profil
 
 def test_the_command_line_still_wins():
     (cfg,) = compose(["recipe=self_rewarding", "model=qwen2.5-0.5b-instruct", "m1_sft.learning_rate=3e-3",
-                      "dpo.adam_beta2=0.99", "train.max_length=512"])
-    assert (cfg.m1_sft.learning_rate, cfg.dpo.adam_beta2, cfg.train.max_length) == (3e-3, 0.99, 512)
+                      "dpo.adam_beta2=0.99", "m1_sft.max_length=512"])
+    assert (cfg.m1_sft.learning_rate, cfg.dpo.adam_beta2, cfg.m1_sft.max_length) == (3e-3, 0.99, 512)
+    assert "train" not in cfg  # the preset sizes every training section; a run keeps only its own
 
 
 def test_the_readme_example_no_longer_keeps_tiny_settings():

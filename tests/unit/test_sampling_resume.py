@@ -7,7 +7,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from selfimprove import compute
-from selfimprove.config import GenerateConfig, HFBackendConfig, ModelConfig, TinyModelConfig
+from selfimprove.config import HFBackendConfig, ModelConfig, TinyModelConfig
+from selfimprove.stages.generate import GenerateConfig
 from selfimprove.rundir import read_jsonl, write_jsonl
 from selfimprove.stages import StageContext, get_stage
 from selfimprove.tasks.arithmetic import Arithmetic

@@ -140,8 +140,8 @@ def test_bad_score_config_is_rejected_with_advice(override, message):
 def test_non_finite_loss_stops_the_stage_with_step_and_values(tmp_path):
     from omegaconf import OmegaConf
 
-    from selfimprove.config import (ArithmeticCorrectionTaskConfig, HFBackendConfig, ModelConfig, ScoreRLConfig,
-                                    TinyModelConfig)
+    from selfimprove.config import ArithmeticCorrectionTaskConfig, HFBackendConfig, ModelConfig, TinyModelConfig
+    from selfimprove.stages.score_rl import ScoreRLConfig
     from selfimprove.models.tiny import build_tokenizer, save_tiny
     from selfimprove.rundir import write_jsonl
     from selfimprove.stages import StageContext, StageError

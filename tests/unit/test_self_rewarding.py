@@ -208,7 +208,7 @@ def test_pairs_stage_drops_pairs_differing_at_a_step_end(tmp_path):
 
     from omegaconf import OmegaConf
 
-    from selfimprove.config import PairsConfig
+    from selfimprove.stages.pairs import PairsConfig
     from selfimprove.rundir import read_jsonl, write_jsonl
     from selfimprove.stages import StageContext, StageError, get_stage
     from selfimprove.tasks.arithmetic import Arithmetic

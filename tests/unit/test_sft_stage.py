@@ -7,7 +7,9 @@ import torch
 from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
-from selfimprove.config import LoraConfig, ModelConfig, SFTConfig, TinyModelConfig
+from selfimprove.config import ModelConfig, TinyModelConfig
+from selfimprove.stages.sft import SFTConfig
+from selfimprove.stages.train_options import LoraConfig
 from selfimprove.rundir import write_jsonl
 from selfimprove.stages import StageContext, StageError, get_stage
 from selfimprove.tasks.arithmetic import Arithmetic, solution

@@ -7,7 +7,9 @@ import pytest
 from omegaconf import OmegaConf
 
 from selfimprove import sharding
-from selfimprove.config import EvaluateConfig, GenerateConfig, HFBackendConfig, ModelConfig, ShardingConfig, TinyModelConfig
+from selfimprove.config import HFBackendConfig, ModelConfig, ShardingConfig, TinyModelConfig
+from selfimprove.stages.evaluate import EvaluateConfig
+from selfimprove.stages.generate import GenerateConfig
 from selfimprove.rundir import read_jsonl, write_jsonl
 from selfimprove.stages import StageContext, get_stage
 from selfimprove.tasks.arithmetic import Arithmetic

@@ -8,7 +8,10 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from selfimprove.config import BestOfKConfig, BufferConfig, ModelConfig, TinyModelConfig, VerifierPairsConfig
+from selfimprove.config import ModelConfig, TinyModelConfig
+from selfimprove.stages.buffer import BufferConfig
+from selfimprove.stages.evaluate import BestOfKConfig
+from selfimprove.stages.verifier_pairs import VerifierPairsConfig
 from selfimprove.rundir import read_jsonl, write_jsonl
 from selfimprove.stages import StageContext, StageError, get_stage
 from selfimprove.stages.best_of_k import candidate_metrics
