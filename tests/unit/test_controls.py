@@ -9,7 +9,7 @@ from selfimprove.cli import compose
 from selfimprove.config import ConfigError, GenerateConfig
 from selfimprove.rundir import read_jsonl, write_jsonl
 from selfimprove.stages import StageContext, StageError, get_stage
-from selfimprove.stages.sft import planned_steps
+from selfimprove.training.fit import planned_steps
 from selfimprove.tasks import Task
 from selfimprove.tasks.arithmetic import Arithmetic
 from selfimprove.tracking import Console
