@@ -1,7 +1,7 @@
 """Compute accounting: token counts per stage, turned into a FLOPs estimate in one place.
 
 Stages do not count anything themselves. The pipeline opens a `metering()` block around each
-stage; the sampler (`backends/hf.py`, `backends/vllm.py`) and the shared trainer (`stages/sft.fit`)
+stage; the sampler (`backends/hf.py`, `backends/vllm.py`) and the shared trainer (`training/fit.py`)
 add what they processed to the innermost open meter. Counted, per stage:
 
   tokens_prompt      prompt tokens fed to the model when sampling, once per returned sample

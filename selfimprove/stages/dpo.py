@@ -5,17 +5,19 @@ which is also the reference); V-STaR trains a verifier on correct x incorrect so
 the SFT model (published as the `verifier` artifact by setting `output`). The reference model is
 the initial weights, frozen: TRL copies them when no LoRA adapter is used, and disables the
 adapter to get reference log-probs when one is. Checkpointing, resume, the NaN guard and LoRA
-merging are the SFT stage's (`sft.fit`). Compute: `tokens_trained` counts the chosen and the
+merging are the shared trainer's (`training.fit`). Compute: `tokens_trained` counts the chosen and the
 rejected sequence of each pair (each with its prompt); `tokens_reference` the reference's forward.
 """
 from __future__ import annotations
+
 from dataclasses import dataclass
 from typing import Optional
 
 from ..config import Problems
+from ..training.fit import fit, training_rows
+from ..training.launch import data_parallel_or
+from ..training.options import TrainerConfig
 from . import StageContext, StageResult, register_stage
-from .sft import data_parallel_or, fit, training_rows
-from .train_options import TrainerConfig
 
 
 @dataclass

@@ -2,6 +2,7 @@
 (the same problems in every run with the same task.data_seed, so runs and rounds compare). Gold is
 used here only, for reporting; nothing this stage writes is trained on."""
 from __future__ import annotations
+
 from dataclasses import dataclass, field
 from typing import List
 

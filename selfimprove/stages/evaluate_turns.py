@@ -2,6 +2,7 @@
 correction instruction, then a greedy second attempt. Gold answers are used for scoring only;
 the model is never told whether its first attempt was right."""
 from __future__ import annotations
+
 from dataclasses import dataclass
 from typing import Optional
 

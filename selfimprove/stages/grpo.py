@@ -4,7 +4,7 @@ We do not implement GRPO: sampling, group-normalised advantages, the clipped obj
 term and the loss variants are TRL's. This module maps the stage's config onto `GRPOConfig`
 (refusing options the installed TRL lacks), wraps `task.reward` as a TRL reward function (which
 also counts the groups that carry no signal), and turns TRL's per-step logs into the stage's
-metrics. Training goes through `sft.fit`, the helper every train stage shares: trainer checkpoints
+metrics. Training goes through `training.fit`, the helper every train stage shares: trainer checkpoints
 every `save_steps` and resume from the last one, the NaN guard, LoRA (the reference is then the
 adapter-disabled model) and publishing the merged model.
 """
@@ -21,9 +21,10 @@ from typing import Any, Dict, Optional
 
 from ..config import Problems, importlib_ok
 from ..rundir import read_jsonl
+from ..training.fit import fit
+from ..training.launch import data_parallel_or
+from ..training.options import TrainerConfig
 from . import StageContext, StageError, StageResult, register_stage
-from .sft import data_parallel_or, fit
-from .train_options import TrainerConfig
 
 
 @dataclass

@@ -7,6 +7,7 @@ With `own_samples` > 0 the same is measured on pairs of the policy's own sampled
 held-out problems, one right and one wrong by gold (`own_*` metrics): the judge's accuracy on the
 kind of pair the DPO data is made of, not only on the perturbed gold answers it was trained on."""
 from __future__ import annotations
+
 from dataclasses import dataclass
 from typing import Optional
 

@@ -1,6 +1,7 @@
 """Write the task's problem sets and the seed SFT data into the run, so every later stage reads
 files and the run directory shows exactly what the model saw."""
 from __future__ import annotations
+
 from dataclasses import dataclass
 
 from ..rundir import write_jsonl

@@ -3,6 +3,7 @@
 the `train` artifact, so generate and score use it unchanged; the verifier buffer then holds, for
 a seed problem, its worked solution (correct) next to the generator's wrong attempts."""
 from __future__ import annotations
+
 from dataclasses import dataclass, field
 from typing import List
 

@@ -1,6 +1,7 @@
 """STaR's rationalization: for problems with no correct sample, show the gold answer as a hint and
 generate again; a rationale that reaches the answer is stored with the hint-free prompt."""
 from __future__ import annotations
+
 from dataclasses import dataclass
 
 from ..backends import SamplingParams

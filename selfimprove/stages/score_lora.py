@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from ..models import load_model
-from .sft import lora_config
+from ..training.lora import lora_config
 
 
 class Policy:

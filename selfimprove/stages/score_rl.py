@@ -38,9 +38,9 @@ from ..config import Problems
 from ..metrics import mean
 from ..models import load_tokenizer
 from ..rundir import read_jsonl, write_json
+from ..training.options import LoraConfig
 from . import StageContext, StageError, StageResult, register_stage
 from .score_lora import build_policy
-from .train_options import LoraConfig
 
 
 @dataclass

@@ -2,6 +2,7 @@
 score with the recipe's scorer, and keep the (temperature, threshold) with the best balance
 score. Later stages of the iteration read `tuned.json` (generate: temperature; filter: threshold)."""
 from __future__ import annotations
+
 from dataclasses import dataclass, field
 from typing import List
 

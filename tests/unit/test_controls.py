@@ -10,7 +10,7 @@ from selfimprove.config import ConfigError
 from selfimprove.stages.generate import GenerateConfig
 from selfimprove.rundir import read_jsonl, write_jsonl
 from selfimprove.stages import StageContext, StageError, get_stage
-from selfimprove.stages.sft import planned_steps
+from selfimprove.training.fit import planned_steps
 from selfimprove.tasks import Task
 from selfimprove.tasks.arithmetic import Arithmetic
 from selfimprove.tracking import Console

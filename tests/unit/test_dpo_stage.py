@@ -108,3 +108,12 @@ def test_dpo_without_pairs_stops_with_advice(tmp_path):
     ctx, _ = context(tmp_path, rows=[])
     with pytest.raises(StageError, match="No preference pair"):
         get_stage("dpo").fn(ctx)
+
+
+def test_dpo_trains_in_two_processes(tmp_path):
+    """accelerate launch with 2 CPU processes (DDP over gloo): each worker finds the dpo stage by
+    its kind (a worker module that registered `sft` itself once failed here with 'registered twice')."""
+    ctx, _ = context(tmp_path, num_processes=2)
+    m = get_stage("dpo").fn(ctx).metrics
+    assert m["processes"] == 2 and m["steps"] == 6 and m["tokens_trained"] > 0
+    assert (ctx.out / "model" / "model.safetensors").exists() and not (ctx.out / "checkpoints").exists()

@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 from selfimprove.cli import compose
 from selfimprove.config import ConfigError, ModelConfig, TinyModelConfig
 from selfimprove.stages.grpo import GRPOStageConfig
-from selfimprove.stages.train_options import LoraConfig
+from selfimprove.training.options import LoraConfig
 from selfimprove.rundir import write_jsonl
 from selfimprove.stages import StageContext, StageError, get_stage
 from selfimprove.stages.grpo import _groups, check_options, grpo_args, task_reward

@@ -6,7 +6,7 @@ from omegaconf import OmegaConf
 
 from selfimprove.config import ArithmeticCorrectionTaskConfig, HFBackendConfig, ModelConfig, TinyModelConfig
 from selfimprove.stages.score_rl import ScoreRLConfig
-from selfimprove.stages.train_options import LoraConfig
+from selfimprove.training.options import LoraConfig
 from selfimprove.rundir import write_jsonl
 from selfimprove.stages import StageContext, StageError
 from selfimprove.stages.score_lora import build_policy

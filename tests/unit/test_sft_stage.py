@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 
 from selfimprove.config import ModelConfig, TinyModelConfig
 from selfimprove.stages.sft import SFTConfig
-from selfimprove.stages.train_options import LoraConfig
+from selfimprove.training.options import LoraConfig
 from selfimprove.rundir import write_jsonl
 from selfimprove.stages import StageContext, StageError, get_stage
 from selfimprove.tasks.arithmetic import Arithmetic, solution
@@ -109,7 +109,7 @@ def test_selector_validates_a_lora_checkpoint_found_on_resume(tmp_path):
     from transformers import AutoModelForCausalLM
 
     from selfimprove.models import load_tokenizer
-    from selfimprove.stages.sft import ValSelector
+    from selfimprove.training.selection import ValSelector
 
     ctx, base = context(tmp_path, select_by_val=True, val_max_new_tokens=8)
     ctx.out.mkdir()
@@ -162,7 +162,7 @@ def test_two_process_training_selects_by_validation_on_the_first_process(tmp_pat
 
 
 def test_resume_skips_a_checkpoint_cut_off_while_being_written(tmp_path):
-    from selfimprove.stages.sft import last_complete_checkpoint
+    from selfimprove.training.checkpoints import last_complete_checkpoint
 
     for step, state in ((5, '{"global_step": 5}'), (10, '{"global_st'), (15, None)):
         d = tmp_path / f"checkpoint-{step}"
@@ -190,7 +190,7 @@ def test_non_finite_loss_stops_the_stage_with_step_and_value(tmp_path):
 def test_max_epochs_caps_the_steps_at_that_many_passes_over_the_rows():
     from omegaconf import OmegaConf
 
-    from selfimprove.stages.sft import planned_steps
+    from selfimprove.training.fit import planned_steps
 
     cfg = OmegaConf.create({"steps": 30, "step_growth": 1.0, "batch_size": 16, "max_epochs": 2})
     assert planned_steps(cfg, 1, examples=60) == 8  # ceil(2 * 60 / 16)

@@ -2,7 +2,6 @@
 pairs with caps, the clear error when there is nothing to contrast, verifier scoring, and
 Best-of-k returning the verifier's top candidate."""
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch

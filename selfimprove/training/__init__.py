@@ -1,0 +1,4 @@
+"""What the train stages (sft, dpo, grpo) share: the TRL training loop (`fit`), launching it in
+several processes (`launch`), resuming from trainer checkpoints (`checkpoints`), LoRA adapters
+(`lora`) and choosing the best checkpoint on validation (`selection`). The stages themselves
+live in `stages/`."""
