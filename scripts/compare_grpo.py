@@ -79,7 +79,7 @@ def iteration_flops(run_dir: Path, n: int) -> dict[int, float]:
     evaluate_chars = {i: r.get("mean_chars", 48) for (i, s), r in metrics.items() if s == "evaluate"}
     import yaml
 
-    batch = yaml.safe_load((run_dir / "config.yaml").read_text())["train"]["batch_size"]
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())  # a run holds only its own stage sections
     for (it, stage), m in metrics.items():
         if it == 0:
             continue
@@ -89,7 +89,7 @@ def iteration_flops(run_dir: Path, n: int) -> dict[int, float]:
         elif stage == "rationalize":
             f = 2 * n * sum(len(r["hinted_prompt"]) + len(r["text"]) + 2 for r in rows(d / "rationalized.jsonl"))
         elif stage == "train":
-            f = 6 * n * m["steps"] * batch * (m.get("chars_per_example", 60) + 2)
+            f = 6 * n * m["steps"] * saved[stage]["batch_size"] * (m.get("chars_per_example", 60) + 2)
             if "val_reward" in m:  # ReST-EM's checkpoint selection: greedy on val at each checkpoint
                 checks = len(json.loads((d / "val_history.json").read_text())) if (d / "val_history.json").exists() \
                     else math.ceil(m["steps"] / 50)

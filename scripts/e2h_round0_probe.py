@@ -3,7 +3,7 @@ trained on reversed addition with operand lengths 1..4, exact match at 2, 4, 5, 
 steps. Usage: OMP_NUM_THREADS=1 python scripts/e2h_round0_probe.py HIDDEN LAYERS STEPS BATCH THREADS
 (measured: python scripts/e2h_round0_probe.py 96 3 6000 64 1). Warmup 10%, stable to 70%, linear
 decay to 1% (the paper's warmup-stable-decay shape), AdamW lr 2e-3, beta2 0.98."""
-import random, sys, time, math, torch
+import random, sys, time, torch
 from transformers import LlamaConfig, LlamaForCausalLM
 torch.set_num_threads(int(sys.argv[5]) if len(sys.argv) > 5 else 1)
 H, LAYERS, STEPS, BS = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
