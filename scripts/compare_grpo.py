@@ -2,6 +2,7 @@
 
     python scripts/compare_grpo.py --seeds 0 1 2 --output-root outputs/compare          # run + report
     python scripts/compare_grpo.py --seeds 0 --small --output-root /tmp/cmp --jobs 3    # a CPU-sized version
+    python scripts/compare_grpo.py --seeds 0 1 2 --iterations 2 --jobs 3             # default budgets, 2 iterations
     python scripts/compare_grpo.py --report-only --output-root outputs/compare          # report finished runs
     python scripts/compare_grpo.py --runs star=outputs/star grpo=outputs/grpo --output-root out   # any runs
 
@@ -120,9 +121,11 @@ def ci95(xs: list[float]) -> tuple[float, float]:
     return statistics.mean(xs), stats.t.ppf(0.975, len(xs) - 1) * statistics.stdev(xs) / math.sqrt(len(xs))
 
 
-def plan_and_run(seed: int, root: Path, small: bool, threads: int) -> None:
+def plan_and_run(seed: int, root: Path, small: bool, threads: int, iterations: int | None = None) -> None:
     common = SMALL["common"] if small else []
     extra = {r: common + (SMALL[r] if small else []) for r in RECIPES}
+    if iterations is not None:  # every recipe's default budgets, for this many iterations each
+        extra = {r: [o for o in e if not o.startswith("iterations=")] + [f"iterations={iterations}"] for r, e in extra.items()}
     star = run("star", seed, root, extra["star"], threads)
     n = params(star)
     target = sum(iteration_flops(star, n).values())
@@ -205,6 +208,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--output-root", type=Path, default=Path("outputs/compare"))
     ap.add_argument("--small", action="store_true", help="CPU-sized budgets (see SMALL)")
+    ap.add_argument("--iterations", type=int, help="iterations of every recipe (default: each recipe's own); "
+                                                   "STaR's FLOPs over them are the target")
     ap.add_argument("--jobs", type=int, default=1, help="seeds run in parallel")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per run")
     ap.add_argument("--report-only", action="store_true")
@@ -224,7 +229,8 @@ def main() -> None:
         for s in a.seeds:
             (a.output_root / f"seed{s}").mkdir(parents=True, exist_ok=True)
         with ThreadPoolExecutor(a.jobs) as pool:
-            list(pool.map(lambda s: plan_and_run(s, a.output_root / f"seed{s}", a.small, a.threads), a.seeds))
+            list(pool.map(lambda s: plan_and_run(s, a.output_root / f"seed{s}", a.small, a.threads, a.iterations),
+                          a.seeds))
     print(report(a.output_root, a.seeds))
 
 

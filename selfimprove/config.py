@@ -329,12 +329,12 @@ def available_recipes() -> dict[str, Path]:
 def register_configs() -> None:
     from hydra.core.config_store import ConfigStore
 
+    from .stages import stage_kinds
+
     cs = ConfigStore.instance()
     # The root is an open map: a recipe may add any stage section (`polish: {kind: sft}`). Its shared
     # sections stay typed, so `model.tiny.hiden_size=...` still fails while composing; stage sections
     # are typed by `typed_config` once the recipe's stage lists are known.
-    from .stages import stage_kinds
-
     root = OmegaConf.create({})
     for f in fields(RunConfig):
         root[f.name] = OmegaConf.structured(RunConfig)._get_node(f.name)
@@ -416,17 +416,20 @@ def typed_config(raw: Any, recipe: Optional[str] = None) -> DictConfig:
         try:
             out[name] = OmegaConf.merge(OmegaConf.structured(kinds[kind].schema), section, {"kind": kind})
         except OmegaConfBaseException as exc:
-            message = explain_config_error(exc, section=name) or str(exc)
-            if recipe and re.search(rf"'{name}\.(\w+)'", message):  # say where the bad key was written
-                bad = re.search(rf"'{name}\.(\w+)'", message).group(1)
-                if bad in (OmegaConf.load(available_recipes()[recipe]).get(name) or {}):
-                    message = message.replace(f"'{name}.{bad}'", f"'{name}.{bad}' (in recipe/{recipe})", 1)
-            raise ConfigError(message) from None
+            raise ConfigError(_in_recipe(explain_config_error(exc, section=name) or str(exc), name, recipe)) from None
         # a section another one reads (judge_quality's `${judge.template}`) comes along, unrun
         todo += [ref for ref in re.findall(r"\$\{(\w+)\.", str(OmegaConf.to_container(out[name])))
                  if ref in raw and ref not in SHARED_KEYS]
     OmegaConf.set_struct(out, True)
     return out
+
+
+def _in_recipe(message: str, section: str, recipe: Optional[str]) -> str:
+    """Add where a bad key was written when the recipe file holds it: "'train.betta' (in recipe/x)"."""
+    m = re.search(rf"'{section}\.(\w+)'", message)
+    if recipe and m and m.group(1) in (OmegaConf.load(available_recipes()[recipe]).get(section) or {}):
+        return message.replace(m.group(0), f"{m.group(0)} (in recipe/{recipe})", 1)
+    return message
 
 
 # ----------------------------------------------------------------------------- validation
