@@ -55,8 +55,8 @@ def sh(args: list[str], log: Path) -> None:
         raise SystemExit(f"failed (exit {p.returncode}): {' '.join(args)}; see {log}")
 
 
-def run(recipe: str, seed: int, root: Path, extra: list[str], threads: int) -> Path:
-    name = f"{recipe}_s{seed}"
+def run(recipe: str, seed: int, root: Path, extra: list[str], threads: int, suffix: str = "") -> Path:
+    name = f"{recipe}_s{seed}{suffix}"
     sh([sys.executable, "-m", "selfimprove.cli", "run", f"recipe={recipe}", f"seed={seed}", f"threads={threads}",
         "tracking.quiet=true", f"output_root={root}", f"run_name={name}", *extra], root / f"{name}.log")
     return root / name
@@ -73,8 +73,8 @@ def params(run_dir: Path) -> int:
         return sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
 
 
-def iteration_flops(run_dir: Path, n: int) -> dict[int, float]:
-    """Training-side FLOPs of each iteration >= 1 (see the module docstring)."""
+def iteration_flops(run_dir: Path, n: int, stages: tuple[str, ...] | None = None) -> dict[int, float]:
+    """Training-side FLOPs of each iteration >= 1 (see the module docstring); `stages`: only theirs."""
     out: dict[int, float] = {}
     metrics = {(r["iteration"], r["stage"]): r for r in rows(run_dir / "metrics.jsonl")}
     evaluate_chars = {i: r.get("mean_chars", 48) for (i, s), r in metrics.items() if s == "evaluate"}
@@ -82,7 +82,7 @@ def iteration_flops(run_dir: Path, n: int) -> dict[int, float]:
 
     saved = yaml.safe_load((run_dir / "config.yaml").read_text())  # a run holds only its own stage sections
     for (it, stage), m in metrics.items():
-        if it == 0:
+        if it == 0 or (stages is not None and stage not in stages):
             continue
         d, f = run_dir / f"iter_{it:02d}" / stage, 0.0
         if stage == "generate":
@@ -137,6 +137,15 @@ def plan_and_run(seed: int, root: Path, small: bool, threads: int, iterations: i
     problems = int(next((o.split("=")[1] for o in extra["rest_em"] if o.startswith("generate.num_problems=")), 1000))
     sample_tokens = problems * 8 * (chars + 2)
     steps = max(10, round((target / rest_iters - 2 * n * sample_tokens) / (6 * n * 32 * chars)))
+    # A first run at the estimated steps (`_estimate`), then the reported run with the steps
+    # corrected by what the first one measured: the estimate misses what it cannot know beforehand
+    # (ReST-EM's samples at T=0.7 run longer than STaR's SFT rows; checkpoint validation; measured
+    # 1.11x on seed 0). Sampling does not depend on the steps, so the first iteration's samples
+    # come from the stage cache; with a close estimate the whole run does.
+    rest = run("rest_em", seed, root, extra["rest_em"] + [f"train.steps={steps}"], threads, "_estimate")
+    spent, trained = sum(iteration_flops(rest, n).values()), sum(iteration_flops(rest, n, ("train",)).values())
+    if abs(spent / target - 1) > 0.05 and trained > 0:
+        steps = max(10, round(steps * (trained + target - spent) / trained))
     run("rest_em", seed, root, extra["rest_em"] + [f"train.steps={steps}"], threads)
     # GRPO: 64 completions a step; each token: 2N sampled + 6N trained + 2N reference = 10N. A
     # sequence is about as long as STaR's samples (prompt + completion); the SFT examples' length
@@ -145,8 +154,12 @@ def plan_and_run(seed: int, root: Path, small: bool, threads: int, iterations: i
     samples = rows(star / "iter_01/generate/samples.jsonl")
     seq = statistics.mean(len(r["prompt"]) + len(r["text"]) + 2 for r in samples) if samples else chars + 2
     per_step = 10 * n * 64 * seq
-    run("grpo", seed, root, extra["grpo"] + [f"grpo.steps={max(1, round(target / grpo_iters / per_step))}"],
-        threads)
+    steps = max(1, round(target / grpo_iters / per_step))
+    grpo = run("grpo", seed, root, extra["grpo"] + [f"grpo.steps={steps}"], threads, "_estimate")
+    spent = sum(iteration_flops(grpo, n).values())  # every GRPO FLOP scales with its steps
+    if abs(spent / target - 1) > 0.05:
+        steps = max(1, round(steps * target / spent))
+    run("grpo", seed, root, extra["grpo"] + [f"grpo.steps={steps}"], threads)
 
 
 def report(root: Path, seeds: list[int]) -> str:
