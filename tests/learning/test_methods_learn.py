@@ -19,7 +19,8 @@ SEEDS = [int(s) for s in os.environ.get("SELFIMPROVE_LEARNING_SEEDS", "0").split
 COMMON = ["tracking.quiet=true", "cache=false"]
 # STaR's own first iteration (1,500 problems, 300 steps) on the default task sizes
 STAR = ["recipe=star", "iterations=1", "evaluate.num_samples=0"]
-SCORE = ["recipe=score", "iterations=1", "seed_sft.steps=600", "score_rl.steps=150", "evaluate_turns.max_problems=100"]
+SCORE = ["recipe=score", "iterations=1", "seed_sft.steps=600", "score_rl.steps=150", "evaluate_turns.max_problems=100",
+         "threads=1"]  # the thread count the gains were measured with (sampling is seeded, float sums are not)
 
 
 def run(root, name, *args):
