@@ -162,6 +162,45 @@ def plan_and_run(seed: int, root: Path, small: bool, threads: int, iterations: i
     run("grpo", seed, root, extra["grpo"] + [f"grpo.steps={steps}"], threads)
 
 
+def seed_table(runs: dict[str, list[Path]], table: dict[str, list[tuple[float, float]]]) -> list[str]:
+    """One row per run: final accuracy and training FLOPs (the FLOPs match is per seed, not only on average)."""
+    out = ["| recipe | run | final accuracy | training FLOPs |", "|---|---|---|---|"]
+    for label, vals in table.items():
+        done = [d for d in runs[label] if (d / "metrics.jsonl").exists()]
+        out += [f"| {label} | {d.name} | {100 * a:.1f}% | {f:.3g} |" for d, (a, f) in zip(done, vals)]
+    return out
+
+
+def paired_lines(runs: dict[str, list[Path]], first: str | None) -> list[str]:
+    """The first label against each other one, on the same test problems at each run's last
+    iteration: paired by seed (a t-interval over the per-seed differences: would the gap hold for
+    other seed models?) and problem by problem (correctness averaged over seeds; paired bootstrap,
+    exact sign test, Holm over the pairs: the same statistics as `selfimprove compare --paired`)."""
+    from selfimprove.compare import load_run
+    from selfimprove.seeds import per_problem
+    from selfimprove.stats import holm, paired_comparison, t_interval
+
+    if first is None:
+        return []
+    loaded = {label: [load_run(d) for d in dirs if (d / "metrics.jsonl").exists()] for label, dirs in runs.items()}
+    final = {label: {r.seed: curve(r.path, params(r.path))[-1][1] for r in rs} for label, rs in loaded.items()}
+    rows = []
+    for other in [label for label in loaded if label != first]:
+        seeds = sorted(set(final[first]) & set(final[other]))
+        mean, half = t_interval([final[first][s] - final[other][s] for s in seeds]) if seeds else (float("nan"), None)
+        (_, pa), (_, pb) = per_problem(loaded[first], None), per_problem(loaded[other], None)
+        ids = sorted(set(pa) & set(pb))
+        rows.append((other, seeds, mean, half, paired_comparison([pa[i] for i in ids], [pb[i] for i in ids])))
+    out = [f"| {first} minus | seeds | paired by seed (mean ± 95% t) | problem by problem (300 problems: diff, "
+           "95% bootstrap) | problems better / worse | sign test p (Holm) |", "|---|---|---|---|---|---|"]
+    for (other, seeds, mean, half, c), p in zip(rows, holm([r[4].p_sign for r in rows])):
+        seed_ci = f"± {100 * half:.1f}" if half is not None else "(one seed: no interval)"
+        out.append(f"| {other} | {len(seeds)} | {100 * mean:+.1f} {seed_ci} | {100 * c.diff:+.1f} "
+                   f"[{100 * c.ci_low:+.1f}, {100 * c.ci_high:+.1f}] | {c.a_better} / {c.b_better} | "
+                   f"{c.p_sign:.2g} ({p:.2g}) |")
+    return out
+
+
 def report(root: Path, seeds: list[int]) -> str:
     runs = {recipe: [root / f"seed{seed}" / f"{recipe}_s{seed}" for seed in seeds] for recipe in RECIPES}
     return report_runs(runs, root)
@@ -189,7 +228,7 @@ def report_runs(runs: dict[str, list[Path]], root: Path) -> str:
         mark = "" if abs(ratio - 1) <= 0.1 else " (outside ±10%)"
         ci = f"± {100 * half:.1f}" if not math.isnan(half) else "(one seed: no interval)"
         lines.append(f"| {recipe} | {len(vals)} | {100 * mean:.1f}% {ci} | {flops:.3g} | {ratio:.2f}x{mark} |")
-    text = "\n".join(lines)
+    text = "\n".join(lines + [""] + seed_table(runs, table) + [""] + paired_lines(runs, first))
     (root / "comparison.md").write_text(text + "\n")
     (root / "comparison.json").write_text(json.dumps({"curves": curves, "runs": {k: [str(d) for d in v] for k, v in runs.items()}}, indent=1))
     try:
