@@ -161,18 +161,21 @@ def test_disk_full_stops_the_stage_with_the_path_and_keeps_finished_stages(tmp_p
 
 
 def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
-    args = [sys.executable, "-m", "selfimprove.cli", "run", *DEBUG, f"output_root={tmp_path}", "run_name=int"]
+    # a seed model long enough (2000 steps) that Ctrl-C surely lands inside its training: with the
+    # debug profile's 20 steps the stage could finish between two looks for a checkpoint
+    args = [sys.executable, "-m", "selfimprove.cli", "run", *DEBUG, "seed_sft.steps=2000", f"output_root={tmp_path}",
+            "run_name=int"]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    ckpt = RunDir(tmp_path / "int").partial_dir(0, "seed_sft") / "checkpoints" / "checkpoint-10"
+    checkpoints = RunDir(tmp_path / "int").partial_dir(0, "seed_sft") / "checkpoints"
     deadline = time.time() + 300
-    while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
+    while not list(checkpoints.glob("checkpoint-*")) and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130, out
     assert "Interrupted" in out and "run_name=int" in out
     assert json.loads((tmp_path / "int/run.json").read_text())["status"] == "interrupted"
-    assert ckpt.exists()  # the trainer checkpoint survives for the resume
+    assert list(checkpoints.glob("checkpoint-*"))  # the trainer checkpoint survives for the resume
 
 
 CHAT = "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}"
