@@ -28,9 +28,15 @@ def comparable(run: Path):
 
 
 def test_debug_run_then_kill_inside_dpo_and_resume(tmp_path):
-    ref_root, cut_root = tmp_path / "ref", tmp_path / "cut"
-    proc = cli(f"output_root={ref_root}", "run_name=sr")
-    ref = ref_root / "sr"
+    # 1. killed inside the second DPO training, right after its checkpoint-5 is complete
+    cmd = [sys.executable, "-m", "selfimprove.cli", "run", *ARGS, f"output_root={tmp_path}", "run_name=cut"]
+    sigkill_when_written(cmd, tmp_path / "cut/iter_02/.dpo.partial/checkpoints/checkpoint-5/trainer_state.json")
+    run = tmp_path / "cut"
+    assert not (run / "iter_02/dpo/manifest.json").exists()
+    # 2. the uninterrupted reference: it reuses the killed run's finished stages (same fingerprints)
+    # and computes the second DPO and what follows itself
+    proc = cli(f"output_root={tmp_path}", "run_name=sr")
+    ref = tmp_path / "sr"
     m = {(r["iteration"], r["stage"]): r for r in read_jsonl(ref / "metrics.jsonl")}
     for it in (1, 2):
         si, gen, judge, pairs, dpo = (m[(it, s)] for s in ("self_instruct", "generate", "judge", "pairs", "dpo"))
@@ -50,12 +56,9 @@ def test_debug_run_then_kill_inside_dpo_and_resume(tmp_path):
     pairs = read_jsonl(ref / "iter_01/pairs/pairs.jsonl")
     assert all(p["chosen_score"] > p["rejected_score"] for p in pairs)
 
-    cmd = [sys.executable, "-m", "selfimprove.cli", "run", *ARGS, f"output_root={cut_root}", "run_name=sr"]
-    sigkill_when_written(cmd, cut_root / "sr/iter_02/.dpo.partial/checkpoints/checkpoint-5/trainer_state.json")
-    run = cut_root / "sr"
-    assert not (run / "iter_02/dpo/manifest.json").exists()
+    # 3. resume without the stage cache, so DPO really continues from checkpoint-5
     done = {str(p): p.stat().st_mtime_ns for p in run.glob("iter_*/*/manifest.json")}
-    cli(f"output_root={cut_root}", "run_name=sr")
+    cli(f"output_root={tmp_path}", "run_name=cut", "cache=false")
     assert all(p.stat().st_mtime_ns == done[str(p)] for p in run.glob("iter_*/*/manifest.json") if str(p) in done)
     dpo = json.loads((run / "iter_02/dpo/manifest.json").read_text())
     assert dpo["metrics"]["resumed_from_step"] == 5
