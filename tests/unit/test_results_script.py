@@ -43,7 +43,8 @@ def test_page_from_finished_runs(tmp_path):
     assert results.gain_over(summary, "star") == f"+15.0 ± {100 * 4.302653 * 0.05 / 3 ** 0.5:.1f}"
     # equal compute: train_longer's total (100) is the budget; star's last evaluation within it is iteration 0
     assert results.at_budget(summary, "star", 100) == "20.0 ± 0.0"
-    args = type("A", (), {"seeds": 3, "profile": "default", "jobs": 2, "output_root": "out", "sweep": "results"})
+    args = type("A", (), {"seeds": 3, "profile": "default", "jobs": 2, "output_root": "out", "sweep": "results",
+                         "recipes": ""})
     images = results.plots(summary, tmp_path)
     text = results.page(summary, args, images)
     assert "| `star` | 3 | 20.0 ± 0.0 | 60.0 ± 24.8 | +15.0 ± 12.4 |" in text
@@ -52,6 +53,9 @@ def test_page_from_finished_runs(tmp_path):
     assert unfinished == ["recipe=bstar,seed=0: running"]
     assert "- `recipe=bstar,seed=0: running`" in results.page(summary, args, images, unfinished)
     assert all((tmp_path / name).stat().st_size > 0 for name in images)
+    assert "--recipes" not in text and "subset" not in text
+    args.recipes = "star,train_longer"  # a page over some recipes says so, and which
+    assert "--recipes star,train_longer` on" in results.page(summary, args, images)
 
 
 def test_commands_train_the_seed_models_first_then_groups_of_jobs():
