@@ -196,7 +196,9 @@ def plots(summary: dict, out_dir: Path) -> list[str]:
             hs = [100 * (p["acc"][1] or 0) for p in pts]
             style = "--" if recipe in CONTROLS else "-"
             ax.plot(xs, ms, style, marker="o", label=recipe)
-            ax.fill_between(xs, [m - h for m, h in zip(ms, hs)], [m + h for m, h in zip(ms, hs)], alpha=0.15)
+            # an accuracy lies in [0, 100]: a t-interval over 3 widely spread seeds reaches past it
+            ax.fill_between(xs, [max(0.0, m - h) for m, h in zip(ms, hs)], [min(100.0, m + h) for m, h in zip(ms, hs)],
+                            alpha=0.15)
         if xkey == "cum_flops":
             ax.set_xscale("log")
         ax.set_xlabel(xlabel)
