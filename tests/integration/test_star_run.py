@@ -161,11 +161,13 @@ def test_disk_full_stops_the_stage_with_the_path_and_keeps_finished_stages(tmp_p
 
 
 def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
-    # a seed model long enough (2000 steps) that Ctrl-C surely lands inside its training: with the
-    # debug profile's 20 steps the stage could finish between two looks for a checkpoint
+    # a seed model long enough (2000 steps) that Ctrl-C surely lands inside its training
     args = [sys.executable, "-m", "selfimprove.cli", "run", *DEBUG, "seed_sft.steps=2000", f"output_root={tmp_path}",
             "run_name=int"]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # Ctrl-C as a terminal delivers it. A shell starts a background job (`pytest ... &`) with SIGINT
+    # ignored, and a child inherits an ignored signal: the run then ignored it and finished.
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     checkpoints = RunDir(tmp_path / "int").partial_dir(0, "seed_sft") / "checkpoints"
     deadline = time.time() + 300
     while not list(checkpoints.glob("checkpoint-*")) and proc.poll() is None and time.time() < deadline:
