@@ -172,32 +172,29 @@ def seed_table(runs: dict[str, list[Path]], table: dict[str, list[tuple[float, f
 
 
 def paired_lines(runs: dict[str, list[Path]], first: str | None) -> list[str]:
-    """The first label against each other one, on the same test problems at each run's last
-    iteration: paired by seed (a t-interval over the per-seed differences: would the gap hold for
-    other seed models?) and problem by problem (correctness averaged over seeds; paired bootstrap,
-    exact sign test, Holm over the pairs: the same statistics as `selfimprove compare --paired`)."""
+    """The first label against each other one, at each run's last iteration, with the statistics
+    of `selfimprove compare --paired` (its `paired_rows`): paired by seed (would the gap hold for
+    other seed models?) and problem by problem (paired bootstrap, exact sign test, Holm)."""
     from selfimprove.compare import load_run
-    from selfimprove.seeds import per_problem
-    from selfimprove.stats import holm, paired_comparison, t_interval
+    from selfimprove.seeds import paired_rows
 
-    if first is None:
+    units = {label: [load_run(d) for d in dirs if (d / "metrics.jsonl").exists()] for label, dirs in runs.items()}
+    units = {label: rs for label, rs in units.items() if rs}
+    if first not in units or len(units) < 2:
         return []
-    loaded = {label: [load_run(d) for d in dirs if (d / "metrics.jsonl").exists()] for label, dirs in runs.items()}
-    final = {label: {r.seed: curve(r.path, params(r.path))[-1][1] for r in rs} for label, rs in loaded.items()}
-    rows = []
-    for other in [label for label in loaded if label != first]:
-        seeds = sorted(set(final[first]) & set(final[other]))
-        mean, half = t_interval([final[first][s] - final[other][s] for s in seeds]) if seeds else (float("nan"), None)
-        (_, pa), (_, pb) = per_problem(loaded[first], None), per_problem(loaded[other], None)
-        ids = sorted(set(pa) & set(pb))
-        rows.append((other, seeds, mean, half, paired_comparison([pa[i] for i in ids], [pb[i] for i in ids])))
-    out = [f"| {first} minus | seeds | paired by seed (mean ± 95% t) | problem by problem (300 problems: diff, "
-           "95% bootstrap) | problems better / worse | sign test p (Holm) |", "|---|---|---|---|---|---|"]
-    for (other, seeds, mean, half, c), p in zip(rows, holm([r[4].p_sign for r in rows])):
-        seed_ci = f"± {100 * half:.1f}" if half is not None else "(one seed: no interval)"
-        out.append(f"| {other} | {len(seeds)} | {100 * mean:+.1f} {seed_ci} | {100 * c.diff:+.1f} "
-                   f"[{100 * c.ci_low:+.1f}, {100 * c.ci_high:+.1f}] | {c.a_better} / {c.b_better} | "
-                   f"{c.p_sign:.2g} ({p:.2g}) |")
+    out = [f"| {first} minus | problems | paired by seed (mean ± 95% t) | problem by problem (diff, 95% bootstrap) "
+           "| problems better / worse | sign test p (Holm over all pairs) |", "|---|---|---|---|---|---|"]
+    for r in paired_rows(units):
+        if first not in (r["a"], r["b"]):
+            continue
+        sign = 1 if r["a"] == first else -1  # rows are A - B in the labels' order: turn to first - other
+        other = r["b"] if sign == 1 else r["a"]
+        better, worse = (r["a_better"], r["b_better"])[::sign]
+        low, high = sorted((sign * r["diff_low"], sign * r["diff_high"]))
+        by_seed = "(needs >= 2 common seeds)" if r["seed_diff"] is None else \
+            f"{100 * sign * r['seed_diff']:+.1f} ± {100 * r['seed_diff_ci95']:.1f}"
+        out.append(f"| {other} | {r['problems']} | {by_seed} | {100 * sign * r['diff']:+.1f} [{100 * low:+.1f}, "
+                   f"{100 * high:+.1f}] | {better} / {worse} | {r['p_sign']:.2g} ({r['p_holm']:.2g}) |")
     return out
 
 
