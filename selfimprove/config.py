@@ -115,6 +115,13 @@ class GSM8KTaskConfig:
     val_size: int = 100  # carved from the training file
     train_size: Optional[int] = None  # seeded random subset of the rest; null = all
     test_size: Optional[int] = None  # seeded random subset of the test file; null = all
+    # SCoRe's second turn (recipe=score task=gsm8k): "{attempt}" then the instruction that follows
+    # the first attempt (with a chat template, a new user turn); the paper's instruction for MATH.
+    # It never says whether the attempt was right. null: a one-turn task
+    correction_template: Optional[str] = (
+        "{attempt}\n\nThere might be an error in the solution above because of lack of understanding of the "
+        "question. Please correct the error, if any, and rewrite the solution, ending with the line "
+        "'#### <answer>'.\nA:")
 
 
 @dataclass
@@ -561,13 +568,13 @@ def validate(cfg: Any) -> None:
         if check is not None:
             problems += check(name, s, cfg)
     _validate_easy_to_hard(cfg, names, need)
-    if "correction_template" in cfg.task:
+    if cfg.task.get("correction_template"):
         need(cfg.task.correction_template.startswith("{attempt}"),
              f"task.correction_template must begin with the placeholder {{attempt}}, where the first attempt goes: "
              f"the instruction follows it, as in the paper (got {cfg.task.correction_template!r}); e.g. "
              f"'{{attempt}}\\nCheck each step and fix any error.\\nA:'.")
         for key in ("blind_spot_rate", "demo_first_error_rate", "demo_fix_rate", "demo_break_rate"):
-            need(0 <= cfg.task[key] <= 1, f"task.{key} must be a share in [0, 1] (got {cfg.task[key]}).")
+            need(0 <= cfg.task.get(key, 0) <= 1, f"task.{key} must be a share in [0, 1] (got {cfg.task.get(key)}).")
     if cfg.backend.name == "vllm":
         need(importlib_ok("vllm"), "backend=vllm needs vLLM, which is not installed: in a CUDA environment run "
                                    "`pip install \"selfimprove[vllm]\"`, or use backend=hf.")

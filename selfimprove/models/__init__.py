@@ -62,13 +62,18 @@ def load_model(path: str | Path, dtype: str = "auto", device: str = "cpu", trust
     return model.to(device)
 
 
-def render_prompts(tokenizer, prompts: list[str], chat: bool) -> list[str]:
+def render_prompts(tokenizer, prompts: list, chat: bool) -> list[str]:
     """The text a model is given: the task's prompt, or with `chat` that prompt as a user turn in
-    the tokenizer's chat template (which then carries the special tokens itself)."""
+    the tokenizer's chat template (which then carries the special tokens itself). With `chat` a
+    prompt may also be a whole conversation (a list of {"role", "content"} turns: SCoRe's second
+    turn), rendered with the generation prompt after its last turn."""
     if not chat:
+        if any(not isinstance(p, str) for p in prompts):
+            raise ValueError("a conversation (list of turns) can only be rendered with model.chat_template=true")
         return prompts
     if not getattr(tokenizer, "chat_template", None):
         raise ValueError(f"model.chat_template=true but the tokenizer of {tokenizer.name_or_path} has no chat "
                          "template. Set model.chat_template=false for a base model.")
-    return [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
+    return [tokenizer.apply_chat_template([{"role": "user", "content": p}] if isinstance(p, str) else p,
+                                          tokenize=False, add_generation_prompt=True)
             for p in prompts]

@@ -9,6 +9,7 @@ from typing import Optional
 from ..backends import SamplingParams
 from ..config import Problems
 from ..metrics import mean
+from ..tasks import has_second_turn, second_turn_missing
 from ..rundir import write_jsonl
 from . import StageContext, StageResult, register_stage
 from .generate import run_sampler, sample_problems
@@ -30,9 +31,7 @@ class TurnsEvalConfig:
     @staticmethod
     def check(name: str, s, cfg) -> list[str]:
         p = Problems()
-        p.need("correction_template" in cfg.task,
-               f"stage '{name}' needs a two-turn task with a correction instruction; task={cfg.task.name} has "
-               "none. Use task=arithmetic_correction.")
+        p.need(has_second_turn(cfg.task), second_turn_missing(name, cfg))
         return p
 
 
@@ -60,7 +59,8 @@ def _episodes(ctx: StageContext, sampler, problems: list[dict], tag: str) -> tup
     task, greedy = ctx.task, SamplingParams(n=1, max_new_tokens=ctx.cfg.max_new_tokens, seed=ctx.seed)
     first, speed = run_sampler(ctx, sampler, [task.prompt(p) for p in problems], greedy, f"{tag}turn 1")
     first = [texts[0] for texts in first]
-    second, _ = run_sampler(ctx, sampler, [task.turn2_prompt(p, y1) for p, y1 in zip(problems, first)],
+    chat = bool(ctx.model_cfg.chat_template)  # the second turn as a conversation in the chat template
+    second, _ = run_sampler(ctx, sampler, [task.turn2(p, y1, chat) for p, y1 in zip(problems, first)],
                             greedy, f"{tag}turn 2")
     rows = []
     for p, y1, (y2,) in zip(problems, first, second):

@@ -23,6 +23,10 @@ class FilterConfig:
     # the scored rows to select from: this iteration's `scored`, or V-STaR's `verifier_buffer`
     # (every sample of every iteration so far: STaR-style accumulation, nothing discarded)
     source: str = "scored"
+    # keep the task's few-shot exemplars in the training prompts. STaR's code leaves them out unless
+    # --few_shot_train (recipes/star.yaml); ReST-EM trains on the few-shot prompt. Tasks without
+    # exemplars (the built-in addition) are unaffected.
+    fewshot_exemplars: bool = True
 
     @staticmethod
     def check(name: str, s, cfg) -> list[str]:
@@ -64,7 +68,8 @@ def filter_stage(ctx: StageContext) -> StageResult:
             f"(+{len(rationalized)} rationalized) reached reward {min_reward}. Try more samples per problem "
             "(generate.k), a higher generate.temperature, or a stronger seed model (more seed_sft.steps)."
         )
-    rows = [{"prompt": r["prompt"], "completion": r["text"], "prompt_id": r["prompt_id"],
+    prompt = (lambda q: q) if c.fewshot_exemplars else ctx.task.without_exemplars
+    rows = [{"prompt": prompt(r["prompt"]), "completion": r["text"], "prompt_id": r["prompt_id"],
              "source": r.get("source", "generation")} for r in kept]
     write_jsonl(ctx.out / "train_data.jsonl", rows)
     from_rat = sum(r["source"] == "rationalization" for r in rows)

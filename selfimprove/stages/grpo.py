@@ -186,7 +186,7 @@ def check_options(cfg, section: str = "grpo") -> list[str]:
 
 # what `fit` and grpo_args set: trl_args may not override them (the stage's metrics depend on them)
 _SET_BY_US = {"output_dir", "max_steps", "per_device_train_batch_size", "learning_rate", "adam_beta2",
-              "lr_scheduler_type", "warmup_steps", "weight_decay", "max_grad_norm", "seed", "data_seed",
+              "lr_scheduler_type", "lr_scheduler_kwargs", "warmup_steps", "weight_decay", "max_grad_norm", "seed", "data_seed",
               "save_steps", "save_strategy", "save_total_limit", "logging_steps", "logging_nan_inf_filter",
               "num_generations", "temperature", "beta", "epsilon", "loss_type", "num_iterations",
               "max_completion_length", "top_p", "scale_rewards", "use_vllm", "vllm_mode",

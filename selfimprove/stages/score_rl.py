@@ -36,7 +36,8 @@ from .. import compute
 from ..backends import SamplingParams, policy_sampler
 from ..config import Problems
 from ..metrics import mean
-from ..models import load_tokenizer
+from ..models import load_tokenizer, render_prompts
+from ..tasks import has_second_turn, second_turn_missing
 from ..rundir import read_jsonl, write_json
 from ..training.options import LoraConfig
 from . import StageContext, StageError, StageResult, register_stage
@@ -90,9 +91,7 @@ class ScoreRLConfig:
                f"'{name}' samples its episodes from the policy it updates every step, which only backend=hf does "
                f"(backend={cfg.backend.name} would need the new weights synced into its engine each step, not "
                f"built yet); run recipe=score with backend=hf.")
-        p.need("correction_template" in cfg.task,
-               f"stage '{name}' needs a two-turn task with a correction instruction; task={cfg.task.name} has "
-               "none. Use task=arithmetic_correction.")
+        p.need(has_second_turn(cfg.task), second_turn_missing(name, cfg))
         return p
 
 
@@ -117,18 +116,43 @@ def policy_loss(logp1: torch.Tensor, logp2: torch.Tensor, adv1: torch.Tensor, ad
 
 
 # ----------------------------------------------------------------------------- log-probabilities
+def episode_segments(tokenizer, task, problems: list[dict], y1: list[str], y2: list[str],
+                     chat: bool) -> list[list[str]]:
+    """Each episode as the four text segments its sampler was given or wrote: the turn-1 prompt,
+    the first attempt, what lies between it and the second attempt (the instruction; with a chat
+    template also the end of the assistant turn, the new user turn and the next generation
+    prompt), and the second attempt. With `chat` the first segment holds the template's special
+    tokens as text, exactly as the sampler rendered it."""
+    if not chat:
+        return [[task.prompt(p), a, task.instruction, b] for p, a, b in zip(problems, y1, y2)]
+    rows = []
+    for p, a, b in zip(problems, y1, y2):
+        first, second = render_prompts(tokenizer, [task.prompt(p), task.turn2(p, a, chat=True)], chat=True)
+        head = first + a.strip()
+        if not second.startswith(head):
+            raise StageError(
+                f"the chat template of {tokenizer.name_or_path} renders the first attempt differently inside the "
+                f"two-turn conversation than after turn 1's generation prompt (turn 1 ends {first[-40:]!r}; the "
+                f"conversation has {second[len(first) - 40:len(head) + 20]!r}), so turn 1's tokens cannot be scored "
+                "as sampled. Set model.chat_template=false to run SCoRe on plain text.")
+        rows.append([first, a.strip(), second[len(head):], b])
+    return rows
+
+
 def segment_logprobs(model, tokenizer, rows: list[list[str]], scored: tuple[int, ...],
-                     count: str | None = None) -> list[torch.Tensor]:
+                     count: str | None = None, rendered: bool = False) -> list[torch.Tensor]:
     """Each row is a sequence given as text segments (e.g. prompt, attempt 1, instruction, attempt
     2). Returns, for each index in `scored`, the sum of log pi(token | everything before it) over
     that segment's tokens, one value per row. Segments are tokenized apart and joined, as the
     sampler saw them; one forward pass scores both turns of an episode. `count`: the compute
-    count the pass's tokens are added to (tokens_trained, or tokens_reference for a frozen model)."""
+    count the pass's tokens are added to (tokens_trained, or tokens_reference for a frozen model).
+    `rendered`: the first segment is chat-template text that holds its special tokens already (no
+    BOS is added); template boundaries fall on special tokens, so tokenizing apart matches."""
     ids, owner = [], []  # token ids, and which segment each token belongs to
     for segments in rows:
         row_ids, row_owner = [], []
         for i, text in enumerate(segments):
-            piece = tokenizer(text, add_special_tokens=i == 0)["input_ids"]
+            piece = tokenizer(text, add_special_tokens=i == 0 and not rendered)["input_ids"]
             row_ids += piece
             row_owner += [i] * len(piece)
         ids.append(row_ids)
@@ -206,8 +230,10 @@ def score_rl(ctx: StageContext) -> StageResult:
     # Dropout off throughout: the log-probabilities that get gradients must be those of the policy
     # that sampled the tokens (eval mode changes no gradient, only dropout and the like).
     policy.eval()
-    # plain-text episodes (segment_logprobs scores the segments as sampled, without a chat template)
-    sampler = policy_sampler(ctx.backend_cfg, policy, tokenizer, ctx.model_cfg, ctx.device, ctx.name, chat=False)
+    # with a chat template the second turn is a conversation; episode_segments gives the scorer
+    # the same rendered text the sampler saw
+    chat = bool(ctx.model_cfg.chat_template)
+    sampler = policy_sampler(ctx.backend_cfg, policy, tokenizer, ctx.model_cfg, ctx.device, ctx.name, chat=chat)
     sampling = SamplingParams(n=c.k, temperature=c.temperature, max_new_tokens=c.max_new_tokens)
     seconds = {"sampling": 0.0, "update": 0.0}
     with ctx.ui.progress(f"{ctx.name}: SCoRe stage {'I' if stage == 1 else 'II'}", total=c.steps,
@@ -217,21 +243,22 @@ def score_rl(ctx: StageContext) -> StageResult:
             with compute.metering() as meter:  # this step's tokens, kept in the checkpointed history
                 batch = random.Random(ctx.seed * 1_000_003 + step).sample(problems, c.problems_per_step)
                 seed = ctx.seed + 7919 * step
-                prompts1 = [task.prompt(p) for p in batch for _ in range(c.k)]
                 firsts = sampler.generate([task.prompt(p) for p in batch], replace(sampling, seed=seed))
                 y1 = [task.truncate(t) for texts in firsts for t in texts]
                 episodes = [p for p in batch for _ in range(c.k)]
-                prompts2 = [task.turn2_prompt(p, a) for p, a in zip(episodes, y1)]
+                prompts2 = [task.turn2(p, a, chat) for p, a in zip(episodes, y1)]
                 outs2 = sampler.generate(prompts2, replace(sampling, n=1, seed=seed + 1))
                 y2 = [task.truncate(texts[0]) for texts in outs2]
                 sampled = time.time()
 
                 r1 = torch.tensor([task.reward(y, p) for y, p in zip(y1, episodes)])
                 r2 = torch.tensor([task.reward(y, p) for y, p in zip(y2, episodes)])
-                rows = [[x, a, task.instruction, b] for x, a, b in zip(prompts1, y1, y2)]
-                logp1, logp2 = segment_logprobs(policy, tokenizer, rows, scored=(1, 3), count="tokens_trained")
+                rows = episode_segments(tokenizer, task, episodes, y1, y2, chat)
+                logp1, logp2 = segment_logprobs(policy, tokenizer, rows, scored=(1, 3), count="tokens_trained",
+                                                rendered=chat)
                 with torch.no_grad(), models.reference() as ref:
-                    ref1, ref2 = segment_logprobs(ref, tokenizer, rows, scored=(1, 3), count="tokens_reference")
+                    ref1, ref2 = segment_logprobs(ref, tokenizer, rows, scored=(1, 3), count="tokens_reference",
+                                                  rendered=chat)
                 kl1, kl2 = logp1.detach() - ref1, logp2.detach() - ref2  # per-episode KL estimates
                 R1, R2 = turn_rewards(r1, r2, kl1, kl2, stage, c.alpha, c.beta1, c.beta2)
                 adv1 = rloo_advantages(R1.view(-1, c.k)).flatten()

@@ -27,6 +27,11 @@ class Task:
     def prompt(self, problem: dict, hint: bool = False) -> str:
         raise NotImplementedError
 
+    def without_exemplars(self, prompt: str) -> str:
+        """A prompt of this task with its few-shot exemplars removed (training rows that leave them
+        out); unchanged for a task without exemplars."""
+        return prompt
+
     def extra_seed_rows(self, problems: list[dict]) -> list[dict]:
         """More prompt/completion rows for the seed stage, built from the worked seed problems
         (e.g. self-correction demonstrations); none by default."""
@@ -108,16 +113,43 @@ class LengthTask(Task):
         raise NotImplementedError
 
 
+CORRECTION_PLACEHOLDER = "{attempt}"
+
+
 class CorrectionTask(Task):
     """A two-turn task for SCoRe: the model answers, a fixed instruction follows its answer, and it
-    answers again."""
+    answers again. `cfg.correction_template` is "{attempt}" followed by the instruction; a task
+    whose template is null has no second turn."""
 
     @property
     def instruction(self) -> str:
-        raise NotImplementedError
+        """What follows the first attempt: the template after its leading {attempt} placeholder."""
+        return self.cfg.correction_template[len(CORRECTION_PLACEHOLDER):]
 
     def turn2_prompt(self, problem: dict, first_attempt: str) -> str:
-        raise NotImplementedError
+        """The second turn's prompt as plain text: the first turn, the first attempt, the instruction."""
+        return self.prompt(problem) + first_attempt + self.instruction
+
+    def turn2(self, problem: dict, first_attempt: str, chat: bool):
+        """The second turn as a sampler takes it: plain text, or with `chat` a conversation (the
+        user's question, the first attempt as the assistant's turn, the instruction as a new user
+        turn) that the model's chat template renders. There the attempt is stripped, because some
+        templates trim a turn's content (Llama 3's): stripped, every template holds it verbatim."""
+        if not chat:
+            return self.turn2_prompt(problem, first_attempt)
+        return [{"role": "user", "content": self.prompt(problem)},
+                {"role": "assistant", "content": first_attempt.strip()},
+                {"role": "user", "content": self.instruction.strip()}]
+
+
+def has_second_turn(task_cfg) -> bool:
+    return bool(task_cfg.get("correction_template"))
+
+
+def second_turn_missing(stage: str, cfg) -> str:
+    return (f"stage '{stage}' needs a two-turn task with a correction instruction; task={cfg.task.name} has none. "
+            "Use task=arithmetic_correction, or give task=gsm8k one: task.correction_template='{attempt}\\n\\n"
+            "There might be an error in the solution above. Correct it, if any, and rewrite the solution.'")
 
 
 def build_task(cfg) -> Task:

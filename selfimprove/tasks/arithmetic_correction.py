@@ -30,9 +30,6 @@ from . import CorrectionTask, register_task
 from .arithmetic import Arithmetic
 from .columns import column_sums, operands, worked_solution
 
-PLACEHOLDER = "{attempt}"
-
-
 def attempt(a: int, b: int, slip: tuple[int, int] | None = None) -> str:
     """A worked solution; with `slip=(column, delta)` that column's sum is off by delta and the
     error propagates (its digit and the carry into the next column follow the wrong sum)."""
@@ -54,15 +51,6 @@ def blind_spot(a: int, b: int) -> tuple[int, int] | None:
 
 @register_task("arithmetic_correction")
 class ArithmeticCorrection(Arithmetic, CorrectionTask):
-    @property
-    def instruction(self) -> str:
-        """What follows the first attempt: the template after its leading {attempt} placeholder."""
-        return self.cfg.correction_template[len(PLACEHOLDER):]
-
-    def turn2_prompt(self, problem: dict, first_attempt: str) -> str:
-        """The second turn's prompt: the first turn, the first attempt and the fixed instruction."""
-        return self.prompt(problem) + first_attempt + self.instruction
-
     def splits(self) -> dict[str, list[dict]]:
         out = super().splits()
         rng = random.Random(self.cfg.data_seed + 2)

@@ -33,7 +33,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Optional
 
-from . import Task, TaskDataError, register_task
+from . import CorrectionTask, TaskDataError, register_task
 
 ANNOTATION_RE = re.compile(r"<<[^<>]*>>")
 _MINUS = "-\u2212\u2013"  # hyphen-minus, unicode minus, en dash
@@ -293,7 +293,7 @@ def load_hf_split(name: str, config: str, split: str, row=_row) -> list[dict]:
 
 
 @register_task("gsm8k")
-class GSM8K(Task):
+class GSM8K(CorrectionTask):
     row = staticmethod(_row)  # parses and checks one raw record of the data files
     row_example = '{"question": ..., "answer": "... #### N"}'
 
@@ -371,11 +371,17 @@ class GSM8K(Task):
         hinted = f" ({problem['answer']})" if hint else ""
         return f"Q: {problem['question']}{hinted}\nA:"
 
+    def _shots(self, hint: bool) -> str:
+        if not getattr(self.cfg, "fewshot", False):
+            return ""
+        return "".join(f"{self._qa(e, hint)}{e['solution']}\n\n" for e in self.exemplars())
+
     def prompt(self, problem: dict, hint: bool = False) -> str:
-        shots = ""
-        if getattr(self.cfg, "fewshot", False):
-            shots = "".join(f"{self._qa(e, hint)}{e['solution']}\n\n" for e in self.exemplars())
-        return shots + self._qa(problem, hint)
+        return self._shots(hint) + self._qa(problem, hint)
+
+    def without_exemplars(self, prompt: str) -> str:
+        shots = self._shots(hint=False)
+        return prompt[len(shots):] if shots and prompt.startswith(shots) else prompt
 
     def extract_answer(self, text: str) -> Optional[str]:
         return extract(text)

@@ -80,6 +80,14 @@ class FitResult:
         }
 
 
+def scheduler_kwargs(cfg, steps: int) -> dict:
+    """The scheduler's own settings: warmup_stable_decay decays linearly over the last
+    `decay_ratio` of the steps (the easy-to-hard paper's code), the rest of its length is stable."""
+    if cfg.lr_scheduler != "warmup_stable_decay":
+        return {}
+    return {"num_decay_steps": int(cfg.decay_ratio * steps), "min_lr_ratio": cfg.min_lr_ratio, "decay_type": "linear"}
+
+
 def fit(ctx: StageContext, trainer_cls, args_cls, rows: list[dict], args_extra: dict, selector_cls=None,
         trainer_extra: dict | None = None) -> FitResult:
     """Train `ctx.cfg.init`'s weights with a TRL trainer on `rows` and save them to `model/`.
@@ -106,6 +114,7 @@ def fit(ctx: StageContext, trainer_cls, args_cls, rows: list[dict], args_extra: 
         else cfg.learning_rate,
         adam_beta2=cfg.adam_beta2,
         lr_scheduler_type=cfg.lr_scheduler,
+        lr_scheduler_kwargs=scheduler_kwargs(cfg, steps),
         warmup_steps=int(cfg.warmup_ratio * steps),
         weight_decay=cfg.weight_decay,
         max_grad_norm=cfg.max_grad_norm,

@@ -42,8 +42,12 @@ class TrainerConfig:
     batch_size: int = 8
     learning_rate: float = 1e-5
     adam_beta2: float = 0.999
+    # any transformers scheduler name; warmup_stable_decay (easy-to-hard's) holds the peak after the
+    # warmup and decays linearly over the last `decay_ratio` of the steps to `min_lr_ratio` x peak
     lr_scheduler: str = "cosine"
     warmup_ratio: float = 0.05
+    decay_ratio: float = 0.2
+    min_lr_ratio: float = 0.0
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     save_steps: int = 50  # trainer checkpoint interval: a killed stage resumes from the last one
@@ -69,6 +73,11 @@ class TrainerConfig:
         p.need(s.batch_size >= 1, f"{name}.batch_size must be >= 1.")
         p.need(s.learning_rate > 0, f"{name}.learning_rate must be > 0.")
         p.need(s.step_growth > 0, f"{name}.step_growth must be > 0.")
+        if s.get("lr_scheduler") == "warmup_stable_decay":
+            p.need(0 < s.decay_ratio <= 1 and 0 <= s.min_lr_ratio < 1 and s.warmup_ratio + s.decay_ratio <= 1,
+                   f"{name}: warmup_stable_decay needs 0 < decay_ratio <= 1, 0 <= min_lr_ratio < 1 and "
+                   f"warmup_ratio + decay_ratio <= 1 (got warmup_ratio={s.warmup_ratio}, decay_ratio={s.decay_ratio}, "
+                   f"min_lr_ratio={s.min_lr_ratio}).")
         p.need(s.num_processes >= 1, f"{name}.num_processes must be >= 1.")
         if s.num_processes > 1:  # each process takes batch_size / num_processes rows a step
             lower = max(s.num_processes, s.batch_size // s.num_processes * s.num_processes)

@@ -160,6 +160,7 @@ def test_star_on_gsm8k(tmp_path, smollm2):
     assert sum(e["answer"] is not None for e in evals) >= 0.75 * len(evals)
     assert max(m[(0, "evaluate")]["accuracy"], m[(1, "evaluate")]["accuracy"]) > 0
     train_rows = rows(d / "iter_01" / "filter" / "train_data.jsonl")
+    assert all(r["prompt"].count("Q: ") == 1 for r in train_rows)  # STaR trains on the bare question
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(smollm2)
@@ -192,17 +193,24 @@ def test_vstar_verifier_trained_by_dpo(tmp_path, smollm2):
             assert_one_prefix_one_eos(tok, list(ids["input_ids"]))
 
 
-def test_score_with_lora_two_turns(tmp_path, smollm2):
-    """SCoRe's trainer scores turns as plain text (no chat template yet), so the model is given its
-    prompts as a text model: model.chat_template=false."""
+def test_score_with_lora_two_turns_in_the_chat_template(tmp_path, smollm2):
+    """SCoRe on GSM8K-format word problems, the second turn a conversation in the model's chat
+    template: the question, the first attempt as the assistant's turn, the correction instruction
+    as a new user turn. The trainer scores each turn's tokens in that same rendered text."""
     out = tmp_path / "runs"
-    run(out, smollm2, "recipe=score", "profile=debug", "iterations=1", "model.chat_template=false",
+    data = [f"task.train_path={DATA / 'gsm8k_train.jsonl'}", f"task.test_path={DATA / 'gsm8k_test.jsonl'}"]
+    run(out, smollm2, "recipe=score", "task=gsm8k", *data, "profile=debug", "iterations=1", "task.num_fewshot=2",
         "task.train_size=16", "task.val_size=4", "task.test_size=8", "score_rl.lora.enabled=true",
         "score_rl.steps=3", "score_rl.problems_per_step=2", "score_rl.k=2", "score_rl.save_steps=2",
-        "score_rl.max_new_tokens=24", "evaluate_turns.max_new_tokens=24")
+        "score_rl.max_new_tokens=40", "evaluate_turns.max_new_tokens=40")
     d = out / "score"
     m = metrics(d)
     assert m[(1, "score_rl")]["steps"] == 3 and {"acc_t1", "acc_t2"} <= set(m[(1, "evaluate_turns")])
     model_dir = next((d / "iter_01").glob("score_rl*/model"))
     assert not (model_dir / "adapter_config.json").exists()  # published merged
     assert_loads(model_dir)
+    turns = rows(d / "iter_01" / "evaluate_turns" / "turns.jsonl") + rows(d / "iter_00" / "evaluate_turns" / "turns.jsonl")
+    assert_clean([t["turn1"] for t in turns] + [t["turn2"] for t in turns])
+    # answers are read from both chat turns
+    assert sum(t["answer1"] is not None for t in turns) >= 0.75 * len(turns)
+    assert sum(t["answer2"] is not None for t in turns) >= 0.75 * len(turns)

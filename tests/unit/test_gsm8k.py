@@ -290,3 +290,25 @@ def test_an_answer_line_with_a_fraction_or_decimal_is_read_whole(line, value):
 
     assert extract(f"Half of 1.5 is 0.75.\n{line}") == value
     assert gold_of(f"Worked <<1/2=0.5>> solution.\n{line}") == value
+
+
+def test_star_trains_on_the_bare_question_and_samples_with_the_exemplars(tmp_path):
+    """filter.fewshot_exemplars=false (recipes/star.yaml, as STaR's code without --few_shot_train):
+    training prompts are the sampling prompts with the exemplar prefix removed, nothing else."""
+    import json
+
+    from selfimprove.cli import compose
+    from selfimprove.tasks import build_task
+
+    train = tmp_path / "train.jsonl"
+    train.write_text("".join(json.dumps({"question": f"What is {i} + 1?", "answer": f"{i} + 1 = {i + 1}\n#### {i + 1}"}) + "\n"
+                             for i in range(12)))
+    (cfg,) = compose(["recipe=star", "task=gsm8k", f"task.train_path={train}", f"task.test_path={train}",
+                      "task.num_fewshot=2", "task.val_size=2"])
+    assert cfg.filter.fewshot_exemplars is False
+    task = build_task(cfg.task)
+    problem = task.splits()["train"][0]
+    full = task.prompt(problem)
+    bare = task.without_exemplars(full)
+    assert full.count("Q: ") == 3 and bare == f"Q: {problem['question']}\nA:" and full.endswith(bare)
+    assert task.without_exemplars(bare) == bare

@@ -126,7 +126,7 @@ def test_correction_demonstrations_follow_the_configured_shares():
     ("task.correction_template='Again: {attempt}'", "task.correction_template must begin with the placeholder"),
     ("score_rl.k=1", "score_rl.k must be >= 2"),
     ("score_rl.schedule=[1]", "score_rl.schedule lists the SCoRe stage"),
-    ("task=gsm8k", "Use task=arithmetic_correction"),
+    ("task=gsm8k;task.correction_template=null", "Use task=arithmetic_correction, or give task=gsm8k one"),
 ])
 def test_bad_score_config_is_rejected_with_advice(override, message):
     from selfimprove.cli import compose
@@ -134,7 +134,7 @@ def test_bad_score_config_is_rejected_with_advice(override, message):
 
     compose(["recipe=score"])  # the recipe itself is valid
     with pytest.raises(ConfigError, match=message):
-        compose(["recipe=score", override])
+        compose(["recipe=score", *override.split(";")])
 
 
 def test_non_finite_loss_stops_the_stage_with_step_and_values(tmp_path):
@@ -168,3 +168,64 @@ def test_non_finite_loss_stops_the_stage_with_step_and_values(tmp_path):
     with pytest.raises(StageError, match=r"loss is nan at step 1 .*mean KL turn 1 nan.*last good checkpoint \(step 0\)"):
         score_rl(ctx)
     assert not (tmp_path / "out/model").exists()
+
+
+CHAT = "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}"
+
+
+def test_chat_episodes_are_scored_as_the_sampler_rendered_them(tmp_path):
+    """With a chat template the second turn is a conversation (question, first attempt as the
+    assistant's turn, the instruction as a new user turn); the scorer's segments join up to exactly
+    the text the sampler rendered, and each turn's log-probability is that of its tokens there."""
+    from selfimprove.cli import compose
+    from selfimprove.config import TinyModelConfig
+    from selfimprove.models import load_model, load_tokenizer, render_prompts
+    from selfimprove.models.tiny import save_tiny
+    from selfimprove.stages.score_rl import episode_segments
+    from selfimprove.tasks import build_task
+
+    (cfg,) = compose(["recipe=score"])
+    task = build_task(cfg.task)
+    folder = save_tiny(TinyModelConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                       intermediate_size=64), tmp_path / "m", seed=0)
+    tok = load_tokenizer(folder)
+    tok.chat_template = CHAT
+    model = load_model(folder, "float32", "cpu").eval()
+    problems = [{"id": "a", "question": "12+30", "answer": "42"}, {"id": "b", "question": "5+6", "answer": "11"}]
+    y1, y2 = [" 2+0=2,1+3=4\n#### 42 ", "5+6=12\n#### 12"], [" 2+0=2,1+3=4\n#### 42", "5+6=11\n#### 11"]
+    rows = episode_segments(tok, task, problems, y1, y2, chat=True)
+    turn2 = render_prompts(tok, [task.turn2(p, a, chat=True) for p, a in zip(problems, y1)], chat=True)
+    for segments, p, rendered, b in zip(rows, problems, turn2, y2):
+        assert segments[0] == f"<|user|>{task.prompt(p)}\n<|assistant|>"
+        assert "".join(segments[:3]) == rendered and segments[3] == b  # the sampler's turn-2 prompt, verbatim
+        assert segments[2] == f"\n<|user|>{task.instruction.strip()}\n<|assistant|>"
+    got1, got3 = segment_logprobs(model, tok, rows, scored=(1, 3), rendered=True)
+    for i, segments in enumerate(rows):
+        ids = torch.tensor([tok("".join(segments), add_special_tokens=False)["input_ids"]])
+        with torch.no_grad():
+            logp = torch.log_softmax(model(input_ids=ids).logits[0, :-1], -1)
+        bounds = [len(tok("".join(segments[:j]), add_special_tokens=False)["input_ids"]) for j in range(5)]
+        for got, seg in ((got1, 1), (got3, 3)):
+            want = sum((logp[j - 1, ids[0, j]] for j in range(bounds[seg], bounds[seg + 1])), torch.tensor(0.0))
+            assert got[i].item() == pytest.approx(want.item(), abs=1e-4)
+    # plain text: the second turn is the first turn's text, the attempt and the instruction
+    assert episode_segments(tok, task, problems[:1], y1[:1], y2[:1], chat=False) == \
+        [[task.prompt(problems[0]), y1[0], task.instruction, y2[0]]]
+
+
+def test_a_template_that_rewrites_the_first_attempt_is_refused(tmp_path):
+    from selfimprove.cli import compose
+    from selfimprove.config import TinyModelConfig
+    from selfimprove.models import load_tokenizer
+    from selfimprove.models.tiny import save_tiny
+    from selfimprove.stages import StageError
+    from selfimprove.stages.score_rl import episode_segments
+    from selfimprove.tasks import build_task
+
+    (cfg,) = compose(["recipe=score"])
+    task = build_task(cfg.task)
+    tok = load_tokenizer(save_tiny(TinyModelConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                                   intermediate_size=64), tmp_path / "m", seed=0))
+    tok.chat_template = CHAT.replace("{{ m['content'] }}", "{{ m['content'] | upper }}")
+    with pytest.raises(StageError, match="model.chat_template=false"):
+        episode_segments(tok, task, [{"id": "a", "question": "1+2", "answer": "3"}], ["x\n#### 3"], ["y"], chat=True)

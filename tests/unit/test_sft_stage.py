@@ -217,3 +217,38 @@ def test_max_length_null_takes_the_longest_row(tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "data.jsonl").read_text().splitlines()]
     # one char = one token for the tiny tokenizer, + EOS (the tiny tokenizer adds no BOS)
     assert metrics["longest_row_tokens"] == max(len(r["prompt"]) + len(r["completion"]) for r in rows) + 1
+
+
+def test_warmup_stable_decay_holds_the_peak_then_decays_linearly_to_the_floor():
+    """lr_scheduler=warmup_stable_decay (easy-to-hard's schedule) through transformers' own
+    scheduler, with the settings the train stages hand the Trainer."""
+    from transformers import get_scheduler
+
+    from selfimprove.training.fit import scheduler_kwargs
+
+    cfg = OmegaConf.structured(SFTConfig(lr_scheduler="warmup_stable_decay", warmup_ratio=0.1, decay_ratio=0.3,
+                                         min_lr_ratio=0.01))
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = get_scheduler("warmup_stable_decay", opt, num_warmup_steps=10, num_training_steps=100,
+                          scheduler_specific_kwargs=scheduler_kwargs(cfg, 100))
+    lrs = []
+    for _ in range(100):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] == pytest.approx(0.01) and lrs[5] == pytest.approx(0.505)  # linear warmup over 10% of the steps
+    assert all(lr == pytest.approx(1.0) for lr in lrs[10:71])  # stable until the last 30%
+    assert lrs[85] == pytest.approx(0.01 + 0.99 * (1 - 15 / 30))  # linear decay towards 1% of the peak
+    assert lrs[99] == pytest.approx(0.01 + 0.99 / 30)
+    assert scheduler_kwargs(OmegaConf.structured(SFTConfig()), 100) == {}  # cosine: nothing extra
+
+
+def test_warmup_stable_decay_settings_out_of_range_are_refused():
+    from selfimprove.cli import compose
+    from selfimprove.config import ConfigError
+
+    with pytest.raises(ConfigError, match="decay_ratio"):
+        compose(["recipe=easy_to_hard", "seed_sft.lr_scheduler=warmup_stable_decay", "seed_sft.decay_ratio=0"])
+    with pytest.raises(ConfigError, match="warmup_ratio \\+ decay_ratio"):
+        compose(["recipe=easy_to_hard", "seed_sft.lr_scheduler=warmup_stable_decay", "seed_sft.warmup_ratio=0.5",
+                 "seed_sft.decay_ratio=0.6"])
