@@ -4,7 +4,7 @@ schedule, the label filters, the training mixture and the per-length monitors. T
 from __future__ import annotations
 
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Optional
 
 
@@ -22,13 +22,22 @@ def trained_length(start_length: int, per_round: int, iteration: int) -> int:
 
 # ---- filters: each returns, per label, whether it survives ----
 def length_filter(labels: list[str], lengths: list[int], t: int) -> list[bool]:
-    """The paper's length filter: drop a label at least `t` tokens shorter than the longest label
-    of its operand length in this round (a missing trailing digit is the typical error past the
-    trained length). t = 0 keeps everything but empty labels."""
-    longest: dict[int, int] = defaultdict(int)
+    """The paper's length filter: drop a label at least `t` tokens shorter than the full label
+    length of its operand length in this round (a missing trailing digit is the typical error past
+    the trained length), and drop a label longer than that (it ran on). t = 0 keeps everything but
+    empty labels.
+
+    The paper measures against the longest prediction of a batch whose generation is capped at
+    the answer's width. Labelling here may write one token more, to see labels that run on, so
+    the full length is the most common one (ties: the longer): measured against the longest, one
+    run-on label dropped all the others (round 1 of the default run kept 4 of 2,000 labels, of
+    which 88.7% were right)."""
+    counts: dict[int, Counter] = defaultdict(Counter)
     for label, n in zip(labels, lengths):
-        longest[n] = max(longest[n], len(label))
-    return [bool(label) and (t <= 0 or longest[n] - len(label) < t) for label, n in zip(labels, lengths)]
+        if label:
+            counts[n][len(label)] += 1
+    full = {n: max(c, key=lambda k: (c[k], k)) for n, c in counts.items()}
+    return [bool(label) and (t <= 0 or 0 <= full[n] - len(label) < t) for label, n in zip(labels, lengths)]
 
 
 def agreement(label: str, votes: list[str]) -> float:

@@ -96,11 +96,15 @@ def test_schedule():
     assert trained_length(8, 1, 0) == 8 and trained_length(8, 2, 3) == 14
 
 
-def test_length_filter_drops_labels_shorter_than_the_longest_of_their_length():
-    labels, lengths = ["1234", "123", "12", "", "99999", "9999"], [3, 3, 3, 3, 4, 4]
-    assert length_filter(labels, lengths, 1) == [True, False, False, False, True, False]
-    assert length_filter(labels, lengths, 2) == [True, True, False, False, True, True]
-    assert length_filter(labels, lengths, 0) == [True, True, True, False, True, True]  # off: only empty dropped
+def test_length_filter_drops_labels_shorter_than_the_full_length_of_their_length_and_run_ons():
+    labels = ["1234", "1234", "123", "12", "", "12345", "99999", "9999", "99999"]
+    lengths = [3, 3, 3, 3, 3, 3, 4, 4, 4]
+    assert length_filter(labels, lengths, 1) == [True, True, False, False, False, False, True, False, True]
+    assert length_filter(labels, lengths, 2) == [True, True, True, False, False, False, True, True, True]
+    assert length_filter(labels, lengths, 0) == [True, True, True, True, False, True, True, True, True]  # off
+    # one label that runs on must not drop the others (it did when the longest label set the bar)
+    assert length_filter(["1" * 10] * 1999 + ["1" * 11], [9] * 2000, 1) == [True] * 1999 + [False]
+    assert length_filter(["12", "123"], [3, 3], 1) == [False, True]  # a tie: the longer is the full length
 
 
 def test_agreement():
