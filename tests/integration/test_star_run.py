@@ -200,3 +200,28 @@ def test_instruct_model_with_a_chat_template(tmp_path):
     selfimprove("run", *DEBUG, "iterations=1", f"model.name_or_path={local}", "model.chat_template=true",
                 f"output_root={tmp_path}", "run_name=chat")
     assert (tmp_path / "chat/iter_01/evaluate/manifest.json").exists()
+
+
+def test_score_with_a_chat_template_runs_two_turn_conversations(tmp_path):
+    """recipe=score on an instruct-style model (model.chat_template=true): the second turn is a
+    conversation in the template, sampled and scored as one rendered text, end to end."""
+    from selfimprove.config import TinyModelConfig
+    from selfimprove.models.tiny import save_tiny
+    from selfimprove.rundir import read_jsonl
+
+    local = save_tiny(TinyModelConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                      intermediate_size=64), tmp_path / "chat-model", seed=3)
+    from selfimprove.models import load_tokenizer
+
+    tok = load_tokenizer(local)
+    tok.chat_template = CHAT
+    tok.save_pretrained(local)
+    selfimprove("run", "recipe=score", "profile=debug", "tracking.quiet=true", f"model.name_or_path={local}",
+                "model.chat_template=true", "seed_sft.enabled=false", "iterations=1", "score_rl.steps=2",
+                "score_rl.problems_per_step=2", "score_rl.k=2", "score_rl.save_steps=1", "task.test_size=8",
+                "task.val_size=4", f"output_root={tmp_path}", "run_name=chat_score")
+    m = {(r["iteration"], r["stage"]): r for r in read_jsonl(tmp_path / "chat_score/metrics.jsonl")}
+    assert m[(1, "score_rl")]["steps"] == 2 and m[(1, "score_rl")]["tokens_trained"] > 0
+    assert {"acc_t1", "acc_t2"} <= set(m[(1, "evaluate_turns")])
+    turns = read_jsonl(tmp_path / "chat_score/iter_01/evaluate_turns/turns.jsonl")
+    assert len(turns) == 8 and all(t["turn2"] is not None for t in turns)
