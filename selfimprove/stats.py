@@ -23,6 +23,16 @@ def t_interval(values: list[float], level: float = 0.95) -> tuple[float, Optiona
     return mean, float(stats.t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
 
 
+def wilson_interval(successes: int, n: int, level: float = 0.95) -> tuple[float, float, float]:
+    """(proportion, low, high): the Wilson score interval of a proportion over n problems."""
+    from scipy import stats
+
+    if n == 0:
+        raise ValueError("an interval over 0 problems")
+    ci = stats.binomtest(successes, n).proportion_ci(confidence_level=level, method="wilson")
+    return successes / n, float(ci.low), float(ci.high)
+
+
 @dataclass
 class Paired:
     """A minus B over the same problems (each problem's correctness averaged over seeds)."""
