@@ -170,6 +170,53 @@ def test_star_on_gsm8k(tmp_path, smollm2):
     assert m[(1, "train")]["longest_row_tokens"] > 64
 
 
+SAMPLED = ["generate.k=2", "generate.temperature=0.7", "train.steps=4", "train.batch_size=4", "train.save_steps=2",
+           "train.learning_rate=5e-5"]
+
+
+def check_sampled_recipe(d: Path, smollm2: Path) -> dict:
+    """What every sampling recipe must show on the real model: the loss falls, the checkpoint
+    loads, samples are clean, answers are read from the chat outputs, and each training row is one
+    conversation with one template prefix and one EOS."""
+    from transformers import AutoTokenizer
+
+    m = metrics(d)
+    assert m[(1, "train")]["train_loss"] < m[(1, "train")]["train_loss_first"], m[(1, "train")]
+    assert_loads(d / "iter_01" / "train" / "model")
+    samples = rows(d / "iter_01" / "generate" / "samples.jsonl")
+    assert len(samples) == 2 * 8
+    assert_clean([s["text"] for s in samples])
+    scored = rows(d / "iter_01" / "score" / "scored.jsonl")
+    assert sum(r["answer"] is not None for r in scored) >= 0.75 * len(scored)
+    tok = AutoTokenizer.from_pretrained(smollm2)
+    for ex in sft_tokenized(d / "iter_01" / "train" / "model", rows(d / "iter_01" / "filter" / "train_data.jsonl")):
+        assert_one_prefix_one_eos(tok, ex["input_ids"], [i for i, lab in zip(ex["input_ids"], ex["labels"]) if lab != -100])
+    return m
+
+
+def test_rest_em_on_gsm8k(tmp_path, smollm2):
+    out = tmp_path / "runs"
+    run(out, smollm2, "recipe=rest_em", *GSM8K, *SAMPLED, "train.val_max_new_tokens=40")
+    m = check_sampled_recipe(out / "rest_em", smollm2)
+    assert m[(1, "train")]["selected_step"] in (2, 4)  # the checkpoint chosen by validation reward
+
+
+def test_self_consistency_on_gsm8k(tmp_path, smollm2):
+    """No gold in training: the filter keeps majority answers (min_agreement 0.5 of 2 samples)."""
+    out = tmp_path / "runs"
+    run(out, smollm2, "recipe=self_consistency", *GSM8K, *SAMPLED, "filter.min_reward=0.0")
+    m = check_sampled_recipe(out / "self_consistency", smollm2)
+    assert {"pseudo_labelled", "pseudo_label_accuracy"} <= set(m[(1, "score")])
+
+
+def test_bstar_on_gsm8k(tmp_path, smollm2):
+    out = tmp_path / "runs"
+    run(out, smollm2, "recipe=bstar", *GSM8K, *SAMPLED, "tune.num_problems=4", "tune.k=2",
+        "tune.temperatures=[0.5,1.0]", "tune.max_new_tokens=40")
+    m = check_sampled_recipe(out / "bstar", smollm2)
+    assert m[(1, "tune")]["temperature"] in (0.5, 1.0) and m[(1, "generate")]["temperature"] == m[(1, "tune")]["temperature"]
+
+
 def test_vstar_verifier_trained_by_dpo(tmp_path, smollm2):
     out = tmp_path / "runs"
     run(out, smollm2, "recipe=vstar", *GSM8K, "generate.k=4", "generate.temperature=1.0", "train.steps=4",
