@@ -651,8 +651,7 @@ def _validate_easy_to_hard(cfg: Any, names: list[str], need) -> None:
              f"evaluate_lengths.window must be [first, last] relative to the trained length, e.g. [-3, 5] (got {list(e.window)}).")
         if len(e.window) == 2:
             longest = max([longest, longest + e.window[1], *e.lengths])
-    def positions_of(n: int) -> int:  # BOS, operands, '+', '=', padded target, EOS
-        return 1 + (2 * n + 2) + (n + 1) + 1
+    from .easy_to_hard import positions_of
 
     positions = positions_of(longest)
     if cfg.model.name_or_path is None:

@@ -16,8 +16,34 @@ def round_lengths(start_length: int, per_round: int, iteration: int) -> list[int
 
 
 def trained_length(start_length: int, per_round: int, iteration: int) -> int:
-    """L after round `iteration` (0 = the supervised round): the longest length trained on."""
+    """L after round `iteration` (0 = the supervised round) on the standard schedule: the longest
+    length trained on. A round's `schedule` artifact records it for any schedule."""
     return start_length + max(0, iteration) * per_round
+
+
+def accelerated_lengths(top: int, accuracy_at, threshold: float, max_lengths: int, fits) -> list[int]:
+    """The paper's fast schedule: always L+1, and while the model already solves the last length
+    taken at >= `threshold`, the next one too if it also solves that; at most `max_lengths`
+    lengths, none that `fits(n)` rejects (the model's positions). `accuracy_at(n)` measures a
+    length with gold answers (gold picks the lengths, as in the paper's code; labels stay the
+    model's); each length is measured once."""
+    measured: dict[int, float] = {}
+
+    def solved(n: int) -> bool:
+        if n not in measured:
+            measured[n] = accuracy_at(n)
+        return measured[n] >= threshold
+
+    lengths = [top + 1]
+    while len(lengths) < max_lengths and fits(lengths[-1] + 1) and solved(lengths[-1]) and solved(lengths[-1] + 1):
+        lengths.append(lengths[-1] + 1)
+    return lengths
+
+
+def positions_of(n: int) -> int:
+    """Positions a reversed-addition problem with n-digit operands takes: BOS, the operands, '+',
+    '=', the padded target (n + 1 digits), EOS."""
+    return 1 + (2 * n + 2) + (n + 1) + 1
 
 
 # ---- filters: each returns, per label, whether it survives ----

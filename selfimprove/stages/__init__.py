@@ -23,7 +23,7 @@ PERSISTENT |= {"verifier_buffer", "seed"}
 # SCoRe with LoRA: Stage II goes on training the adapter Stage I published with its policy
 PERSISTENT |= {"policy_adapter"}
 # Easy-to-hard: every self-labelled round so far (the mixture draws on them) and the seeded voters
-PERSISTENT |= {"self_labels", "voters"}
+PERSISTENT |= {"self_labels", "voters", "schedule"}  # schedule: L after the latest round
 
 
 @dataclass

@@ -3,11 +3,13 @@
 used here only, for reporting; nothing this stage writes is trained on."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import List
 
 from ..backends import SamplingParams
-from ..easy_to_hard import longest_at, require_length_task, trained_length
+from ..easy_to_hard import longest_at, positions_of, require_length_task, trained_length
 from ..metrics import mean
 from ..rundir import write_jsonl
 from . import StageContext, StageResult, register_stage
@@ -27,12 +29,23 @@ class EvaluateLengthsConfig:
     target: float = 0.99  # `longest_at_target`: longest length with every length up to it at >= this
 
 
-@register_stage("evaluate_lengths", inputs=lambda cfg: {"model": "policy"}, schema=EvaluateLengthsConfig)
+@register_stage("evaluate_lengths", inputs=lambda cfg: {"model": "policy", "schedule": "schedule?"},
+                schema=EvaluateLengthsConfig)
 def evaluate_lengths(ctx: StageContext) -> StageResult:
     c, task = ctx.cfg, ctx.task
     require_length_task(task, "evaluate_lengths")
-    top = trained_length(task.cfg.start_length, task.cfg.lengths_per_round, ctx.iteration)
+    # L after this round: its self_label stage's schedule (any schedule), else the standard one's
+    # (round 0, and the control without self-labels)
+    schedule = json.loads(Path(ctx.inputs["schedule"]).read_text()) if ctx.inputs.get("schedule") else None
+    top = schedule["trained_length"] if schedule else \
+        trained_length(task.cfg.start_length, task.cfg.lengths_per_round, ctx.iteration)
     lengths = sorted(set(c.lengths)) or list(range(max(1, top + c.window[0]), top + c.window[1] + 1))
+    limit = ctx.model_cfg.tiny.max_position_embeddings if ctx.model_cfg.name_or_path is None else None
+    skipped = [n for n in lengths if limit is not None and positions_of(n) > limit]
+    if skipped:  # the fast schedule can outrun the positions the config check sized for
+        ctx.ui.log(f"[yellow]{ctx.name}: lengths {skipped} need more than model.tiny.max_position_embeddings={limit} "
+                   f"positions and are not evaluated; raise it to {positions_of(max(skipped))}.[/]")
+        lengths = [n for n in lengths if n not in skipped]
     rows, acc = [], {}
     with ctx.sampler(ctx.inputs["model"]) as sampler:
         for n in lengths:
@@ -47,7 +60,7 @@ def evaluate_lengths(ctx: StageContext) -> StageResult:
     write_jsonl(ctx.out / "eval.jsonl", rows)
     longest = longest_at(acc, c.target)
     return StageResult({"eval": "eval.jsonl"}, {
-        "trained_length": top, "accuracy": round(mean(list(acc.values())), 4),
+        "trained_length": top, "accuracy": round(mean(list(acc.values())), 4), "skipped_lengths": skipped,
         **{f"accuracy_d{n}": round(a, 4) for n, a in acc.items()},
         # the longest length with every evaluated length up to it at >= target (0: none)
         "longest_at_target": longest or 0,

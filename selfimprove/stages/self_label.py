@@ -5,18 +5,21 @@ Filters (selfimprove/easy_to_hard.py): the length filter; optionally a vote acro
 samples of the same model; and, when a train stage with `replicas` > 1 published independently
 seeded `voters`, the paper's majority vote across models (identical output from at least
 `model_vote_threshold` of them). Gold answers are computed only after the filters, for the
-monitors (label accuracy of the kept labels); the kept rows never see them.
+monitors (label accuracy of the kept labels); the kept rows never see them. On the accelerated
+schedule gold also picks which lengths a round labels (as in the paper's code), never a label.
 """
 from __future__ import annotations
 
-from pathlib import Path
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..backends import SamplingParams
 from ..config import Problems
-from ..easy_to_hard import agreement, length_filter, require_length_task, round_lengths
+from ..easy_to_hard import (accelerated_lengths, agreement, length_filter, positions_of, require_length_task,
+                            trained_length)
 from ..metrics import mean
-from ..rundir import write_jsonl
+from ..rundir import write_json, write_jsonl
 from . import StageContext, StageResult, register_stage
 from .generate import run_sampler
 
@@ -42,6 +45,14 @@ class SelfLabelConfig:
     # policy included) write the identical output; the paper keeps 4 of 5 (0.7). Used only when
     # a voters artifact exists.
     model_vote_threshold: float = 0.7
+    # standard: the next task.lengths_per_round lengths a round. accelerated (the paper's fast
+    # schedule): L+1, plus each further length the model already solves at >= accelerate_threshold
+    # on accelerate_problems gold-checked problems (gold picks lengths, never labels), stopping at
+    # the first it does not; at most accelerate_max_lengths lengths a round
+    schedule: str = "standard"
+    accelerate_threshold: float = 0.99
+    accelerate_problems: int = 128
+    accelerate_max_lengths: int = 8
 
     @staticmethod
     def check(name: str, s, cfg) -> list[str]:
@@ -49,7 +60,11 @@ class SelfLabelConfig:
         p.need(s.num_problems >= 1, f"{name}.num_problems must be >= 1 (got {s.num_problems}).")
         p.need(s.length_filter >= 0, f"{name}.length_filter must be >= 0 tokens, 0 for off (got {s.length_filter}).")
         p.need(s.vote_samples >= 0, f"{name}.vote_samples must be >= 0, 0 for off (got {s.vote_samples}).")
-        for key in ("vote_threshold", "model_vote_threshold"):
+        p.need(s.schedule in ("standard", "accelerated"),
+               f"{name}.schedule must be standard or accelerated (got '{s.schedule}').")
+        p.need(s.accelerate_problems >= 1 and s.accelerate_max_lengths >= 1,
+               f"{name}.accelerate_problems and {name}.accelerate_max_lengths must be >= 1.")
+        for key in ("vote_threshold", "model_vote_threshold", "accelerate_threshold"):
             p.need(0 < s[key] <= 1, f"{name}.{key} is the share of votes a label needs and must be in (0, 1] "
                                     f"(got {s[key]}); the paper keeps labels 70% of the models agree on: 0.7.")
         return p
@@ -63,16 +78,45 @@ def voter_paths(path) -> list[str]:
             if (p / "model" / "config.json").exists()]
 
 
-@register_stage("self_label", inputs=lambda cfg: {"model": "policy", "voters": "voters?"}, schema=SelfLabelConfig)
+def previous_length(ctx: StageContext) -> int:
+    """L before this round: the previous round's schedule artifact, else the standard schedule's."""
+    if ctx.inputs.get("schedule"):
+        return int(json.loads(Path(ctx.inputs["schedule"]).read_text())["trained_length"])
+    return trained_length(ctx.task.cfg.start_length, ctx.task.cfg.lengths_per_round, ctx.iteration - 1)
+
+
+def this_rounds_lengths(ctx: StageContext, sampler) -> tuple[list[int], dict[int, float]]:
+    """The operand lengths this round labels, and the gold-checked accuracies the fast schedule
+    measured to choose them (none on the standard schedule)."""
+    c, task = ctx.cfg, ctx.task
+    top = previous_length(ctx)
+    if c.schedule == "standard":
+        return list(range(top + 1, top + task.cfg.lengths_per_round + 1)), {}
+    measured: dict[int, float] = {}
+
+    def accuracy_at(n: int) -> float:
+        problems = task.problems(n, c.accelerate_problems, ctx.iteration, gold=True, split="probe")
+        params = SamplingParams(n=1, max_new_tokens=n + 2, seed=ctx.seed)
+        outs = run_sampler(ctx, sampler, [task.prompt(p) for p in problems], params, f"probe d{n}")[0]
+        measured[n] = mean([task.reward(o[0], p) >= 1 for o, p in zip(outs, problems)])
+        return measured[n]
+
+    limit = ctx.model_cfg.tiny.max_position_embeddings if ctx.model_cfg.name_or_path is None else None
+    fits = lambda n: limit is None or positions_of(n) <= limit  # noqa: E731
+    return accelerated_lengths(top, accuracy_at, c.accelerate_threshold, c.accelerate_max_lengths, fits), measured
+
+
+@register_stage("self_label", inputs=lambda cfg: {"model": "policy", "voters": "voters?", "schedule": "schedule?"},
+                schema=SelfLabelConfig)
 def self_label(ctx: StageContext) -> StageResult:
     c, task = ctx.cfg, ctx.task
     require_length_task(task, "self_label")
-    lengths = round_lengths(task.cfg.start_length, task.cfg.lengths_per_round, ctx.iteration)
-    problems = [p for n in lengths for p in task.problems(n, c.num_problems, ctx.iteration, gold=False)]
-    assert all("answer" not in p for p in problems)  # the labels below must come from the model alone
-    prompts = [task.prompt(p) for p in problems]
-    greedy = SamplingParams(n=1, max_new_tokens=max(lengths) + 2, seed=ctx.seed)
     with ctx.sampler(ctx.inputs["model"]) as sampler:
+        lengths, probed = this_rounds_lengths(ctx, sampler)
+        problems = [p for n in lengths for p in task.problems(n, c.num_problems, ctx.iteration, gold=False)]
+        assert all("answer" not in p for p in problems)  # the labels below must come from the model alone
+        prompts = [task.prompt(p) for p in problems]
+        greedy = SamplingParams(n=1, max_new_tokens=max(lengths) + 2, seed=ctx.seed)
         labels = [o[0] for o in run_sampler(ctx, sampler, prompts, greedy, "greedy labels")[0]]
         samples = [[] for _ in problems]
         if c.vote_samples > 0:
@@ -124,4 +168,8 @@ def self_label(ctx: StageContext) -> StageResult:
         ctx.ui.log(f"[yellow]self_label kept none of the {len(problems)} labels of round {ctx.iteration} (lengths "
                    f"{lengths}); the model cannot label them yet. Train round 0 longer (seed_sft.steps) or "
                    f"loosen the filters.[/]")
-    return StageResult({"round_labels": "labels.jsonl"}, metrics)
+    # L after this round, for the next round's schedule and this round's evaluation window
+    write_json(ctx.out / "schedule.json", {"lengths": lengths, "trained_length": max(lengths),
+                                           "probed": {str(n): a for n, a in probed.items()}})
+    metrics.update({f"probe_accuracy_d{n}": round(a, 4) for n, a in probed.items()})
+    return StageResult({"round_labels": "labels.jsonl", "schedule": "schedule.json"}, metrics)

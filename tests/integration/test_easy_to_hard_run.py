@@ -73,3 +73,24 @@ def test_rerun_does_nothing_and_heatmap(runs, tmp_path):
                         "--heatmap", str(out)], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     assert out.stat().st_size > 1000
+
+
+def test_accelerated_schedule_carries_its_length_to_the_evaluation_and_the_next_round(tmp_path):
+    """self_label.schedule=accelerated: each round probes L+1, L+2, ... with gold, labels what it
+    chose, and records L in its `schedule` artifact, which the evaluation window and the next round
+    read. The one-minute model solves nothing, so each round takes one length, as the paper's (the
+    standard schedule would take task.lengths_per_round=2)."""
+    p = subprocess.run([sys.executable, "-m", "selfimprove.cli", "run", "recipe=easy_to_hard", "profile=debug",
+                        "tracking.quiet=true", "cache=false", "threads=1", f"output_root={tmp_path}", "run_name=fast",
+                        "self_label.schedule=accelerated", "self_label.accelerate_problems=8",
+                        "self_label.num_problems=16", "mix.rows=64", "train.steps=4", "task.lengths_per_round=2"],
+                       capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, p.stdout + p.stderr
+    m = {(r["iteration"], r["stage"]): r for r in read_jsonl(tmp_path / "fast" / "metrics.jsonl")}
+    for it in (1, 2):
+        label = m[(it, "self_label")]
+        assert label["length"] == 8 + it and f"probe_accuracy_d{8 + it}" in label
+        assert m[(it, "evaluate_lengths")]["trained_length"] == 8 + it
+    import json
+
+    assert json.loads((tmp_path / "fast/iter_02/self_label/schedule.json").read_text())["trained_length"] == 10

@@ -180,3 +180,23 @@ def test_length_stages_refuse_a_task_without_problems_of_any_length():
 
     with pytest.raises(StageError, match="self_label needs a task that generates problems of any length"):
         require_length_task(Arithmetic(SimpleNamespace(name="arithmetic")), "self_label")
+
+
+def test_accelerated_schedule_takes_every_solved_length_after_the_next():
+    from selfimprove.easy_to_hard import accelerated_lengths
+
+    acc = {9: 1.0, 10: 0.995, 11: 0.99, 12: 0.5, 13: 1.0}
+    asked = []
+
+    def accuracy_at(n):
+        asked.append(n)
+        return acc[n]
+
+    fits = lambda n: True  # noqa: E731
+    assert accelerated_lengths(8, accuracy_at, 0.99, 8, fits) == [9, 10, 11]  # 12 misses: stop there, 13 unseen
+    assert sorted(asked) == [9, 10, 11, 12]  # each length measured once
+    assert accelerated_lengths(8, lambda n: 0.0, 0.99, 8, fits) == [9]  # always at least L+1
+    assert accelerated_lengths(8, lambda n: 1.0, 0.99, 3, fits) == [9, 10, 11]  # at most max_lengths
+    assert accelerated_lengths(8, lambda n: 1.0, 0.99, 8, lambda n: n <= 10) == [9, 10]  # the model's positions
+    acc2 = {9: 0.5, 10: 1.0}
+    assert accelerated_lengths(8, acc2.__getitem__, 0.99, 8, fits) == [9]  # L+1 unsolved: the standard step
