@@ -61,8 +61,10 @@ WRITING = "writing:"
 # variants: a run name -> the recipe and extra overrides it runs with
 VARIANTS = {"star_chunked": ["recipe=star", "backend.chunk_prompts=8"]}
 VARIANTS["score_lora"] = ["recipe=score", "score_rl.lora.enabled=true"]
+# round 0's 100,000 labelled rows are sized for the real run; a debug round 0 of 20 steps needs few
+VARIANTS["easy_to_hard"] = ["recipe=easy_to_hard", "task.seed_examples=2000"]
 VARIANTS["easy_to_hard_vote"] = ["recipe=easy_to_hard", "seed_sft.replicas=2", "train.replicas=2",
-                                 "self_label.vote_samples=2"]
+                                 "self_label.vote_samples=2", "task.seed_examples=2000"]
 
 
 def command(recipe, root, name):

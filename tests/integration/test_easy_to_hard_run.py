@@ -13,12 +13,13 @@ from selfimprove.rundir import read_jsonl
 # the debug model's labels, so the training data holds self-labels to compare
 VOTES = ["self_label.vote_samples=2", "self_label.vote_temperature=0.0001", "seed_sft.replicas=2", "train.replicas=2",
          "self_label.model_vote_threshold=0.5"]
+SMALL = "task.seed_examples=2000"  # round 0's 100,000 rows are sized for the real run, not 20 debug steps
 
 
 def run(root, name, *extra):
     p = subprocess.run([sys.executable, "-m", "selfimprove.cli", "run", "recipe=easy_to_hard", "profile=debug",
                         "tracking.quiet=true", "cache=false", "threads=1", f"output_root={root}", f"run_name={name}",
-                        *VOTES, *extra], capture_output=True, text=True, timeout=900)
+                        SMALL, *VOTES, *extra], capture_output=True, text=True, timeout=900)
     assert p.returncode == 0, p.stdout + p.stderr
     return p.stdout + p.stderr
 
@@ -81,7 +82,7 @@ def test_accelerated_schedule_carries_its_length_to_the_evaluation_and_the_next_
     read. The one-minute model solves nothing, so each round takes one length, as the paper's (the
     standard schedule would take task.lengths_per_round=2)."""
     p = subprocess.run([sys.executable, "-m", "selfimprove.cli", "run", "recipe=easy_to_hard", "profile=debug",
-                        "tracking.quiet=true", "cache=false", "threads=1", f"output_root={tmp_path}", "run_name=fast",
+                        "tracking.quiet=true", "cache=false", "threads=1", f"output_root={tmp_path}", "run_name=fast", SMALL,
                         "self_label.schedule=accelerated", "self_label.accelerate_problems=8",
                         "self_label.num_problems=16", "mix.rows=64", "train.steps=4", "task.lengths_per_round=2"],
                        capture_output=True, text=True, timeout=900)

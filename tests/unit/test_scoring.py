@@ -58,7 +58,7 @@ def score_and_filter(tmp_path, gold_shift):
     score_cfg = SimpleNamespace(scorer="majority", min_agreement=0.5, threshold=1.0, pass_k=[1], n_star=8)
     res = run_stage("score", score_cfg, {"samples": str(tmp_path / "samples.jsonl"),
                                          "problems": str(tmp_path / "problems.jsonl")}, tmp_path / "score")
-    filter_cfg = SimpleNamespace(min_reward=1.0, max_per_problem=None, dedup=True)
+    filter_cfg = SimpleNamespace(min_reward=1.0, max_per_problem=None, dedup=True, fewshot_exemplars=True)
     run_stage("filter", filter_cfg, {"scored": str(tmp_path / "score/scored.jsonl"), "rationalized": None,
                                      "tuned": None}, tmp_path / "filter")
     return res.metrics, read_jsonl(tmp_path / "filter/train_data.jsonl")
