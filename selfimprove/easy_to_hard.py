@@ -3,22 +3,31 @@ schedule, the label filters, the training mixture and the per-length monitors. T
 (self_label, mix, evaluate_lengths) only read and write files around these."""
 from __future__ import annotations
 
+import json
 import random
 from collections import Counter, defaultdict
+from pathlib import Path
 from typing import Optional
 
 
-# ---- schedule: the standard one, `lengths_per_round` new lengths a round ----
-def round_lengths(start_length: int, per_round: int, iteration: int) -> list[int]:
-    """The operand lengths round `iteration` (>= 1) self-labels: the next `per_round` lengths."""
-    top = trained_length(start_length, per_round, iteration - 1)
-    return list(range(top + 1, top + per_round + 1))
-
-
+# ---- schedule: the standard one (`lengths_per_round` new lengths a round) and the fast one ----
 def trained_length(start_length: int, per_round: int, iteration: int) -> int:
     """L after round `iteration` (0 = the supervised round) on the standard schedule: the longest
     length trained on. A round's `schedule` artifact records it for any schedule."""
     return start_length + max(0, iteration) * per_round
+
+
+def scheduled_length(schedule_path, task_cfg, iteration: int) -> int:
+    """L after round `iteration`: what the latest self_label stage's `schedule` artifact recorded
+    (any schedule), else the standard schedule's (round 0, and runs without self-labels)."""
+    if schedule_path:
+        return int(json.loads(Path(schedule_path).read_text())["trained_length"])
+    return trained_length(task_cfg.start_length, task_cfg.lengths_per_round, iteration)
+
+
+def position_limit(model_cfg) -> Optional[int]:
+    """The embedded model's positions (a pretrained model's are not ours to cap: None)."""
+    return model_cfg.tiny.max_position_embeddings if model_cfg.name_or_path is None else None
 
 
 def accelerated_lengths(top: int, accuracy_at, threshold: float, max_lengths: int, fits) -> list[int]:
@@ -56,8 +65,8 @@ def length_filter(labels: list[str], lengths: list[int], t: int) -> list[bool]:
     The paper measures against the longest prediction of a batch whose generation is capped at
     the answer's width. Labelling here may write one token more, to see labels that run on, so
     the full length is the most common one (ties: the longer): measured against the longest, one
-    run-on label dropped all the others (round 1 of the default run kept 4 of 2,000 labels, of
-    which 88.7% were right)."""
+    run-on label dropped all the others (round 1 of the default run kept 4 of its 2,000 labels,
+    although 88.7% of the 2,000 were right)."""
     counts: dict[int, Counter] = defaultdict(Counter)
     for label, n in zip(labels, lengths):
         if label:

@@ -3,13 +3,11 @@
 used here only, for reporting; nothing this stage writes is trained on."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import List
 
 from ..backends import SamplingParams
-from ..easy_to_hard import longest_at, positions_of, require_length_task, trained_length
+from ..easy_to_hard import longest_at, position_limit, positions_of, require_length_task, scheduled_length
 from ..metrics import mean
 from ..rundir import write_jsonl
 from . import StageContext, StageResult, register_stage
@@ -29,18 +27,25 @@ class EvaluateLengthsConfig:
     target: float = 0.99  # `longest_at_target`: longest length with every length up to it at >= this
 
 
+def greedy_exact_match(ctx: StageContext, sampler, n: int, count: int, seed: int, split: str, label: str) -> list[dict]:
+    """`count` fresh gold-labelled problems with n-digit operands, answered greedily: one row per
+    problem with the text and whether it matches gold (evaluation, and the fast schedule's probe)."""
+    task = ctx.task
+    problems = task.problems(n, count, seed, gold=True, split=split)
+    params = SamplingParams(n=1, max_new_tokens=n + 2, seed=ctx.seed)
+    outs = run_sampler(ctx, sampler, [task.prompt(p) for p in problems], params, label)[0]
+    return [{"prompt_id": p["id"], "difficulty": n, "mode": "greedy", "text": o[0], "gold": p["answer"],
+             "correct": task.reward(o[0], p) >= 1} for p, o in zip(problems, outs)]
+
+
 @register_stage("evaluate_lengths", inputs=lambda cfg: {"model": "policy", "schedule": "schedule?"},
                 schema=EvaluateLengthsConfig)
 def evaluate_lengths(ctx: StageContext) -> StageResult:
     c, task = ctx.cfg, ctx.task
     require_length_task(task, "evaluate_lengths")
-    # L after this round: its self_label stage's schedule (any schedule), else the standard one's
-    # (round 0, and the control without self-labels)
-    schedule = json.loads(Path(ctx.inputs["schedule"]).read_text()) if ctx.inputs.get("schedule") else None
-    top = schedule["trained_length"] if schedule else \
-        trained_length(task.cfg.start_length, task.cfg.lengths_per_round, ctx.iteration)
+    top = scheduled_length(ctx.inputs.get("schedule"), task.cfg, ctx.iteration)  # L after this round
     lengths = sorted(set(c.lengths)) or list(range(max(1, top + c.window[0]), top + c.window[1] + 1))
-    limit = ctx.model_cfg.tiny.max_position_embeddings if ctx.model_cfg.name_or_path is None else None
+    limit = position_limit(ctx.model_cfg)
     skipped = [n for n in lengths if limit is not None and positions_of(n) > limit]
     if skipped:  # the fast schedule can outrun the positions the config check sized for
         ctx.ui.log(f"[yellow]{ctx.name}: lengths {skipped} need more than model.tiny.max_position_embeddings={limit} "
@@ -49,14 +54,9 @@ def evaluate_lengths(ctx: StageContext) -> StageResult:
     rows, acc = [], {}
     with ctx.sampler(ctx.inputs["model"]) as sampler:
         for n in lengths:
-            problems = task.problems(n, c.per_length, 0, gold=True, split="test")
-            prompts = [task.prompt(p) for p in problems]
-            params = SamplingParams(n=1, max_new_tokens=n + 2, seed=ctx.seed)
-            outs = run_sampler(ctx, sampler, prompts, params, f"greedy d{n}")[0]
-            ok = [task.reward(o[0], p) >= 1 for o, p in zip(outs, problems)]
-            acc[n] = mean(ok)
-            rows += [{"prompt_id": p["id"], "difficulty": n, "mode": "greedy", "text": o[0], "gold": p["answer"],
-                      "correct": k} for p, o, k in zip(problems, outs, ok)]
+            graded = greedy_exact_match(ctx, sampler, n, c.per_length, seed=0, split="test", label=f"greedy d{n}")
+            acc[n] = mean([r["correct"] for r in graded])
+            rows += graded
     write_jsonl(ctx.out / "eval.jsonl", rows)
     longest = longest_at(acc, c.target)
     return StageResult({"eval": "eval.jsonl"}, {

@@ -125,9 +125,12 @@ def episode_segments(tokenizer, task, problems: list[dict], y1: list[str], y2: l
     tokens as text, exactly as the sampler rendered it."""
     if not chat:
         return [[task.prompt(p), a, task.instruction, b] for p, a, b in zip(problems, y1, y2)]
-    rows = []
+    rows, turn1 = [], {}  # turn 1 rendered once per problem (k episodes share it)
     for p, a, b in zip(problems, y1, y2):
-        first, second = render_prompts(tokenizer, [task.prompt(p), task.turn2(p, a, chat=True)], chat=True)
+        if p["id"] not in turn1:
+            turn1[p["id"]] = render_prompts(tokenizer, [task.prompt(p)], chat=True)[0]
+        first = turn1[p["id"]]
+        second = render_prompts(tokenizer, [task.turn2(p, a, chat=True)], chat=True)[0]
         head = first + a.strip()
         if not second.startswith(head):
             raise StageError(

@@ -10,17 +10,17 @@ schedule gold also picks which lengths a round labels (as in the paper's code), 
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..backends import SamplingParams
 from ..config import Problems
-from ..easy_to_hard import (accelerated_lengths, agreement, length_filter, positions_of, require_length_task,
-                            trained_length)
+from ..easy_to_hard import (accelerated_lengths, agreement, length_filter, position_limit, positions_of,
+                            require_length_task, scheduled_length)
 from ..metrics import mean
 from ..rundir import write_json, write_jsonl
 from . import StageContext, StageResult, register_stage
+from .evaluate_lengths import greedy_exact_match
 from .generate import run_sampler
 
 
@@ -78,30 +78,21 @@ def voter_paths(path) -> list[str]:
             if (p / "model" / "config.json").exists()]
 
 
-def previous_length(ctx: StageContext) -> int:
-    """L before this round: the previous round's schedule artifact, else the standard schedule's."""
-    if ctx.inputs.get("schedule"):
-        return int(json.loads(Path(ctx.inputs["schedule"]).read_text())["trained_length"])
-    return trained_length(ctx.task.cfg.start_length, ctx.task.cfg.lengths_per_round, ctx.iteration - 1)
-
-
 def this_rounds_lengths(ctx: StageContext, sampler) -> tuple[list[int], dict[int, float]]:
     """The operand lengths this round labels, and the gold-checked accuracies the fast schedule
     measured to choose them (none on the standard schedule)."""
     c, task = ctx.cfg, ctx.task
-    top = previous_length(ctx)
+    top = scheduled_length(ctx.inputs.get("schedule"), task.cfg, ctx.iteration - 1)  # L before this round
     if c.schedule == "standard":
         return list(range(top + 1, top + task.cfg.lengths_per_round + 1)), {}
     measured: dict[int, float] = {}
 
     def accuracy_at(n: int) -> float:
-        problems = task.problems(n, c.accelerate_problems, ctx.iteration, gold=True, split="probe")
-        params = SamplingParams(n=1, max_new_tokens=n + 2, seed=ctx.seed)
-        outs = run_sampler(ctx, sampler, [task.prompt(p) for p in problems], params, f"probe d{n}")[0]
-        measured[n] = mean([task.reward(o[0], p) >= 1 for o, p in zip(outs, problems)])
+        graded = greedy_exact_match(ctx, sampler, n, c.accelerate_problems, ctx.iteration, "probe", f"probe d{n}")
+        measured[n] = mean([r["correct"] for r in graded])
         return measured[n]
 
-    limit = ctx.model_cfg.tiny.max_position_embeddings if ctx.model_cfg.name_or_path is None else None
+    limit = position_limit(ctx.model_cfg)
     fits = lambda n: limit is None or positions_of(n) <= limit  # noqa: E731
     return accelerated_lengths(top, accuracy_at, c.accelerate_threshold, c.accelerate_max_lengths, fits), measured
 

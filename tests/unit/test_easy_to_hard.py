@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 
 from selfimprove.cli import compose
 from selfimprove.config import ConfigError, ReverseAdditionTaskConfig, TinyModelConfig
-from selfimprove.easy_to_hard import agreement, length_filter, longest_at, mixture, round_lengths, trained_length
+from selfimprove.easy_to_hard import agreement, length_filter, longest_at, mixture, trained_length
 from selfimprove.tasks import TaskDataError
 from selfimprove.tasks.reverse_addition import ReverseAddition, reverse_target
 
@@ -91,9 +91,16 @@ def test_nope_survives_save_and_load(tmp_path):
     assert torch.equal(m.model.rotary_emb.inv_freq, torch.zeros_like(m.model.rotary_emb.inv_freq))
 
 
-def test_schedule():
-    assert round_lengths(8, 1, 1) == [9] and round_lengths(8, 1, 3) == [11] and round_lengths(8, 2, 2) == [11, 12]
+def test_schedule(tmp_path):
+    from types import SimpleNamespace
+
+    from selfimprove.easy_to_hard import scheduled_length
+
     assert trained_length(8, 1, 0) == 8 and trained_length(8, 2, 3) == 14
+    task_cfg = SimpleNamespace(start_length=8, lengths_per_round=2)
+    assert scheduled_length(None, task_cfg, 3) == 14  # no self_label stage yet: the standard schedule
+    (tmp_path / "schedule.json").write_text('{"lengths": [9, 10, 11], "trained_length": 11}')
+    assert scheduled_length(tmp_path / "schedule.json", task_cfg, 3) == 11  # the latest round's record wins
 
 
 def test_length_filter_drops_labels_shorter_than_the_full_length_of_their_length_and_run_ons():
