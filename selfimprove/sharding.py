@@ -191,7 +191,7 @@ def run_shards(ctx, prompts: list[str], params, tag: str, size: int, missing: li
                 totals["chars"] += got["chars"]
                 # the slowest shard's import / engine start-up / sampling seconds: what sharding costs
                 for key in ("import_s", "load_s", "sample_s"):
-                    totals[f"shard_{key}"] = round(max(totals.get(f"shard_{key}", 0.0), got[key]), 1)
+                    totals[f"shard_{key}"] = round(max(totals.get(f"shard_{key}", 0.0), got[key]), 3)
             except Exception as exc:  # noqa: BLE001  (a dead shard: its missing chunks are retried)
                 first = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
                 failures.append(f"shard job {job.job_id} (chunks {group}): {first[:300]}; log {job.paths.stderr}")

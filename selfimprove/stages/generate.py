@@ -88,7 +88,7 @@ def run_sampler(ctx: StageContext, sampler, prompts: list[str], params: Sampling
     seconds = max(time.time() - start + sharded["seconds"], 1e-9)
     speed = {"samples_per_s": round(n / seconds, 1), "chars_per_s": round(chars / seconds, 1)}
     extra = {k: sharded[k] for k in ("shards", "shard_jobs", "shard_retries", "shard_import_s", "shard_load_s",
-                                      "shard_sample_s") if sharded.get(k)}
+                                      "shard_sample_s") if k in sharded}
     return outs, speed | ({"resumed_chunks": reused} if reused else {}) | extra
 
 

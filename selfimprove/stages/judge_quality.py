@@ -59,7 +59,8 @@ class JudgeQualityConfig:
 def judge_quality(ctx: StageContext) -> StageResult:
     c, task = ctx.cfg, ctx.task
     problems = read_jsonl(ctx.inputs["problems"])[: c.max_pairs]
-    pairs = task.judge_pairs(problems, seed=0)  # the same pairs in every iteration
+    # the same pairs in every iteration; a task reading them from a file (task=prompts) is capped here
+    pairs = task.judge_pairs(problems, seed=0)[: c.max_pairs]
     own = c.own_samples > 0 and bool(problems) and all(p.get("answer") is not None for p in problems)
     if not pairs and not own:
         return StageResult({}, {"pairs": 0})

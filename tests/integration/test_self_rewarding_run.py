@@ -57,11 +57,15 @@ def test_prompts_only_task_runs_without_gold(tmp_path):
     rows += [{"kind": "eft", "prompt": task.prompt({"question": e["question"]}), "response": e["response"],
               "judgment": e["judgment"]} for e in task.eft_examples(splits["seed"], 2, 0)]
     seed.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    pairs = tmp_path / "pairs.jsonl"  # held-out (chosen, rejected) answers, three of them; two judged
+    pairs.write_text("".join(json.dumps({"prompt": task.prompt(p), "chosen": f" {p['answer']}", "rejected": " 0"}) + "\n"
+                             for p in splits["test"][:3]))
     cli(f"output_root={tmp_path}", "run_name=p", "iterations=1", "task=prompts", f"task.path={prompts}",
-        f"task.seed_path={seed}", "task.test_size=24", "self_instruct.enabled=false", "generate.split=train")
+        f"task.seed_path={seed}", "task.test_size=24", "self_instruct.enabled=false", "generate.split=train",
+        f"task.judge_pairs_path={pairs}", "judge_quality.max_pairs=2")
     m = {(r["iteration"], r["stage"]): r for r in read_jsonl(tmp_path / "p/metrics.jsonl")}
     assert "accuracy" not in m[(1, "evaluate")] and m[(1, "evaluate")]["mean_chars"] > 0
-    assert m[(0, "judge_quality")]["pairs"] == 0  # no held-out pairs file given
+    assert m[(0, "judge_quality")]["pairs"] == 2  # the file's pairs, capped by judge_quality.max_pairs
     assert m[(1, "dpo")]["pairs"] > 0 and m[(0, "judge_seed")]["eft_rows"] == 800
     # the score regex is checked against the seed file's EFT judgments at startup
     bad = tmp_path / "bad.jsonl"

@@ -123,3 +123,29 @@ def test_without_the_gguf_package_the_error_gives_the_install_line(tmp_path, mon
     monkeypatch.setitem(sys.modules, "gguf", None)  # what `import gguf` sees when it is not installed
     err = cli_fails(["models", "import-gguf", str(src), "--out", str(tmp_path / "o")], capsys)
     assert 'pip install "selfimprove[gguf]"' in err
+
+
+def test_concurrent_fetches_fetch_once(tmp_path, monkeypatch):
+    """Two fetch-smollm2 calls at once (parallel test workers, sweep jobs sharing a cache): one
+    downloads and imports, the other waits on the cache's lock and finds the folder done."""
+    import threading
+    import time
+
+    from selfimprove.models import fetch
+
+    calls = []
+
+    def slow_fetch(cache, out, console):
+        calls.append(out)
+        time.sleep(0.5)  # the download and import; the other caller must be waiting meanwhile
+        out.mkdir(parents=True)
+        (out / "config.json").write_text("{}")
+
+    monkeypatch.setattr(fetch, "_fetch", slow_fetch)
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(fetch.fetch_smollm2(cache=tmp_path))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and got == [fetch.smollm2_folder(tmp_path)] * 2
