@@ -17,7 +17,7 @@ test-faults:
 
 # would a broken learner be caught? STaR's accuracy, DPO's preference accuracy and SCoRe's reward rise
 test-learning:
-	python -m pytest -q -s tests/learning
+	python -m pytest -q -n 2 --dist loadgroup tests/learning
 
 # end-to-end runs over a minute each: the control recipes next to STaR, the results script at debug sizes
 test-slow:

@@ -7,3 +7,14 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     import torch
 
     torch.set_num_threads(1)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Numbers a tier measured (`record_property("learning", ...)`), shown after the results:
+    they come back from xdist workers in the test reports, where printed output does not."""
+    lines = [value for outcome in ("passed", "failed") for rep in terminalreporter.stats.get(outcome, [])
+             for key, value in getattr(rep, "user_properties", []) if key == "learning"]
+    if lines:
+        terminalreporter.write_sep("-", "measured")
+        for line in lines:
+            terminalreporter.write_line(line)

@@ -30,8 +30,10 @@ def run(root, name, *args):
     return {(r["iteration"], r["stage"]): r for r in read_jsonl(root / name / "metrics.jsonl")}
 
 
-def report(name, **numbers):
-    print(f"\n[learning] {name}: " + ", ".join(f"{k}={v}" for k, v in numbers.items()))
+def report(record_property, name, **numbers):
+    """The measured numbers, printed at the end of the session (tests/conftest.py), also from
+    pytest-xdist workers, whose output -s cannot show."""
+    record_property("learning", f"{name}: " + ", ".join(f"{k}={v}" for k, v in numbers.items()))
 
 
 @pytest.fixture(scope="module", params=SEEDS)
@@ -40,7 +42,8 @@ def star(request, tmp_path_factory):
     return root / "star", request.param, run(root, "star", *STAR, f"seed={request.param}")
 
 
-def test_star_raises_held_out_accuracy_with_real_filtering(star):
+@pytest.mark.xdist_group("star")  # with the DPO test: one STaR run per worker, not two
+def test_star_raises_held_out_accuracy_with_real_filtering(star, record_property):
     """STaR's first iteration on the default budgets. Measured gains (held-out greedy accuracy,
     300 problems; `selfimprove run -m recipe=star seed=0,1,2 iterations=1`): seed 0 17.7 -> 70.7,
     seed 1 1.3 -> 1.7 (a seed model near 0% has almost nothing to bootstrap from), seed 2
@@ -54,11 +57,12 @@ def test_star_raises_held_out_accuracy_with_real_filtering(star):
     assert {(r["prompt_id"], r["completion"]) for r in kept} <= rewarded
     assert len(kept) == len({pid for pid, _ in rewarded}) < len(candidates)
     scored = [r for r in candidates if r.get("source") != "rationalization"]
-    report("star", seed=seed, acc_before=before, acc_after=after, kept=len(kept), scored=len(scored))
+    report(record_property, "star", seed=seed, acc_before=before, acc_after=after, kept=len(kept), scored=len(scored))
     assert after - before >= STAR_GAIN[seed] / 2, f"measured {STAR_GAIN[seed]} for seed {seed}"
 
 
-def test_dpo_raises_preference_accuracy_on_its_training_pairs(star, tmp_path):
+@pytest.mark.xdist_group("star")
+def test_dpo_raises_preference_accuracy_on_its_training_pairs(star, tmp_path, record_property):
     """DPO (TRL's DPOTrainer, the dpo stage) from the seed model on its own (correct, incorrect)
     samples of the same problem: the share of training pairs where the policy gives the correct
     solution the higher log-likelihood rises. Before DPO it is ~0 (the rejected answer is the
@@ -104,12 +108,12 @@ def test_dpo_raises_preference_accuracy_on_its_training_pairs(star, tmp_path):
         return sum(g[0] > b[0] for g, b in zip(good, bad)) / len(pairs)
 
     before, after = accuracy(base), accuracy(str(ctx.out / "model"))
-    report("dpo", seed=seed, pairs=len(pairs), pref_acc_before=round(before, 4), pref_acc_after=round(after, 4))
+    report(record_property, "dpo", seed=seed, pairs=len(pairs), pref_acc_before=round(before, 4), pref_acc_after=round(after, 4))
     assert after - before >= DPO_MARGIN
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-def test_score_stage_one_raises_the_training_reward(tmp_path, seed):
+def test_score_stage_one_raises_the_training_reward(tmp_path, seed, record_property):
     """SCoRe Stage I (REINFORCE + leave-one-out, KL-held turn 1) on the two-turn task: the mean
     turn-2 reward of the sampled training episodes, first 10 steps against the last 10 (640
     episodes each), rises. Measured with 150 Stage-I steps (today's seed models, 200 s of Stage I
@@ -119,7 +123,7 @@ def test_score_stage_one_raises_the_training_reward(tmp_path, seed):
     if seed not in SCORE_GAIN:
         pytest.skip(f"no gain measured for seed {seed} yet: run it and add it to SCORE_GAIN")
     m = run(tmp_path, "score", *SCORE, f"seed={seed}")[(1, "score_rl")]
-    report("score", seed=seed, r2_first=m["train_r2_first"], r2_last=m["train_r2_last"],
+    report(record_property, "score", seed=seed, r2_first=m["train_r2_first"], r2_last=m["train_r2_last"],
            r1_first=m["train_r1_first"], r1_last=m["train_r1_last"])
     assert m["train_r2_last"] - m["train_r2_first"] >= SCORE_GAIN[seed] / 2, f"measured {SCORE_GAIN[seed]}"
 
