@@ -3,6 +3,7 @@
     python scripts/bench_sampling.py [--model DIR] [--prompts 256] [--k 4] [--max-new-tokens 48]
     python scripts/bench_sampling.py --model ~/.cache/selfimprove/models/SmolLM2-135M-Instruct --chat \
         --batch-size 64 --train-steps 5          # a real model: + training throughput and MFU
+    ... --fewshot 4                              # few-shot prompts: what sharing the prefill saves
 
 Both sides run in this process on the same model and prompts, so the printed ratio is
 meaningful on a noisy machine. Without --model, an untrained tiny model is built; to measure a
@@ -22,8 +23,9 @@ import time
 import torch
 
 from selfimprove.backends import SamplingParams
-from selfimprove.backends.hf import HFSampler
+from selfimprove.backends.hf import HFSampler, batched_generate
 from selfimprove.config import HFBackendConfig, ModelConfig, TinyModelConfig
+from selfimprove.models import render_prompts
 
 
 def main() -> None:
@@ -35,6 +37,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--baseline-prompts", type=int, default=32, help="prompts for the slow one-at-a-time side")
     ap.add_argument("--chat", action="store_true", help="prompts in the tokenizer's chat template (instruct models)")
+    ap.add_argument("--fewshot", type=int, default=0,
+                    help="prefix each prompt with this many worked examples (few-shot prompts: prefill-heavy)")
     ap.add_argument("--train-steps", type=int, default=0, help="also time this many AdamW steps (0: skip)")
     ap.add_argument("--train-batch", type=int, default=4)
     ap.add_argument("--train-length", type=int, default=256)
@@ -47,7 +51,12 @@ def main() -> None:
         path = str(save_tiny(TinyModelConfig(), tempfile.mkdtemp() + "/tiny", seed=0))
     sampler = HFSampler(path, HFBackendConfig(batch_size=args.batch_size), ModelConfig(chat_template=args.chat), "cpu")
     tok, model = sampler.tokenizer, sampler.model
-    prompts = [f"Q: {137 * i % 9000 + 10}+{71 * i % 900 + 5}\nA:" for i in range(args.prompts)]
+    def problem(i):
+        return 137 * i % 9000 + 10, 71 * i % 900 + 5
+
+    shots = "".join(f"Q: {a}+{b}\nA: {a}+{b}={a + b}. The answer is {a + b}.\n\n"
+                    for a, b in map(problem, range(10_000, 10_000 + args.fewshot)))
+    prompts = [shots + "Q: {}+{}\nA:".format(*problem(i)) for i in range(args.prompts)]
     params = SamplingParams(n=args.k, temperature=0.8, max_new_tokens=args.max_new_tokens, seed=0)
 
     def count(texts):
@@ -70,12 +79,19 @@ def main() -> None:
     start = time.perf_counter()
     outs = sampler.generate(prompts, params)
     batched_tps = count([t for o in outs for t in o]) / (time.perf_counter() - start)
+    # the same batches with every sample prefilling its own copy of the prompt (num_return_sequences)
+    start = time.perf_counter()
+    outs = batched_generate(model, tok, prompts, params, args.batch_size, chat=args.chat, share_prefill=False)
+    unshared_tps = count([t for o in outs for t in o]) / (time.perf_counter() - start)
+    width = sum(len(t) for t in tok(render_prompts(tok, prompts, args.chat), add_special_tokens=False)["input_ids"])
 
     print(f"model: {path}  threads: {torch.get_num_threads()}")
     print(f"one-at-a-time generate : {base_tps:10.0f} tokens/s  ({len(base_prompts)} prompts x {args.k})")
     print(f"batched backend        : {batched_tps:10.0f} tokens/s  ({len(prompts)} prompts x {args.k}, "
           f"batch {args.batch_size})")
     print(f"speed-up               : {batched_tps / base_tps:10.1f}x")
+    print(f"prefill per sample     : {unshared_tps:10.0f} tokens/s  (the same batches; shared prefill is "
+          f"{batched_tps / unshared_tps:.2f}x; prompts average {width / len(prompts):.0f} tokens)")
     n_params = sum(p.numel() for p in model.parameters())
     peak = matmul_peak()
     print(f"fp32 matmul peak       : {peak / 1e9:10.1f} GFLOP/s (4096^2 matmul, this run)")

@@ -40,12 +40,13 @@ def test_sample_counts_stop_at_the_first_eos():
 
 def test_sampling_counts_match_a_hand_count(tmp_path):
     """Batched, left-padded sampling with k=2 counts what one-prompt-at-a-time generation shows:
-    every prompt token once per sample, and each completion up to and including its eos."""
+    every prompt token once (the k samples share its prefill), and each completion up to and
+    including its eos."""
     _, model, tok = tiny(tmp_path)
     params = SamplingParams(n=2, temperature=1.0, max_new_tokens=12, seed=3)
     with compute.metering() as meter:
         outs = batched_generate(model, tok, PROMPTS, params, batch_size=64)
-    prompt_tokens = sum(len(tok(p)["input_ids"]) for p in PROMPTS) * 2
+    prompt_tokens = sum(len(tok(p)["input_ids"]) for p in PROMPTS)
     assert meter.counts["tokens_prompt"] == prompt_tokens
     # hand count of the completions: re-encode each returned text; a completion shorter than
     # max_new_tokens stopped on an eos, which decoding drops and the count includes
