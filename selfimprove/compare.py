@@ -38,8 +38,9 @@ class Run:
         return self.info.get("recipe") or "?"
 
     def evaluations(self) -> list[dict]:
-        # evaluate_lengths: easy-to-hard's per-length evaluation (its `accuracy` is the window's mean)
-        return [r for r in self.rows if r.get("stage") in ("evaluate", "evaluate_lengths")]
+        # evaluate_lengths: easy-to-hard's per-length evaluation (its `accuracy` is the window's mean);
+        # evaluate_turns: SCoRe's two-turn evaluation (acc_t1, acc_t2, val_acc_t2, ...)
+        return [r for r in self.rows if r.get("stage") in ("evaluate", "evaluate_lengths", "evaluate_turns")]
 
     def seconds_through(self, iteration: int) -> float:
         return sum(r.get("seconds", 0.0) for r in self.rows if r["iteration"] <= iteration)

@@ -251,3 +251,22 @@ def test_an_iteration_only_one_seed_reached_shows_no_interval(tmp_path, cli):
     assert [(r["seeds"], r["accuracy_ci95"] is None) for r in rows] == [(2, False), (2, False), (1, True)]
     p = cli(str(tmp_path), "--group-by", "recipe", "--format", "markdown")
     assert p.stdout.splitlines()[4].startswith("| star | 1 | 2 | ") and "(1 seed)" in p.stdout
+
+
+def test_score_runs_group_on_their_two_turn_validation_metric(tmp_path, cli):
+    """SCoRe writes evaluate_turns rows (acc_t2, val_acc_t2, ...), not evaluate rows: a sweep over
+    its Stage II learning rate is compared per setting over seeds on the validation metric."""
+    for lr, vals in (("5e-05", (0.69, 0.12, 0.25)), ("0.0002", (0.29, 0.0, 0.02))):
+        for seed, val in enumerate(vals):
+            run = tmp_path / f"lr{lr}-s{seed}"
+            run.mkdir()
+            ov = ["recipe=score", f"score_rl.stage2_learning_rate={lr}", f"seed={seed}"]
+            (run / "run.json").write_text(json.dumps({"recipe": "score", "overrides": ov, "status": "finished"}))
+            (run / "config.yaml").write_text(yaml.safe_dump({"seed": seed, "task": {"name": "arithmetic_correction"}}))
+            rows = [{"iteration": i, "stage": "evaluate_turns", "seconds": 5.0, "acc_t2": 0.3, "val_acc_t2": v}
+                    for i, v in enumerate((0.4, val))]
+            (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = cli(str(tmp_path), "--group-by", "overrides", "--metric", "val_acc_t2", "--format", "csv")
+    assert out.returncode == 0, out.stderr
+    final = {line.split(",")[0]: line for line in out.stdout.splitlines() if ",1," in line}
+    assert len(final) == 2 and any("5e-05" in g and ",3,1,0.353" in line for g, line in final.items()), out.stdout
