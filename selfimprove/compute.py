@@ -125,19 +125,18 @@ def cumulative(rows: list[dict]) -> list[dict]:
     return rows
 
 
-def sample_counts(attention_mask, sequences, prompt_width: int, n: int, eos_ids, prefills: int | None = None
-                  ) -> tuple[int, int]:
+def sample_counts(attention_mask, sequences, prompt_width: int, prefills: int, eos_ids) -> tuple[int, int]:
     """(prompt tokens, completion tokens) of one transformers `generate` call.
 
     attention_mask: the [prompts, width] mask of the left-padded prompts; sequences: the
     [prompts * n, width + new] output. Prompt tokens are counted once per prefill of each prompt
-    (`prefills`: n when every sample prefilled its own copy, 1 when the n samples shared one; default
-    n). A completion ends at its first end-of-sequence token (counted); a row without one was
+    (`prefills`: n when every sample prefilled its own copy, 1 when the n samples shared one).
+    A completion ends at its first end-of-sequence token (counted); a row without one was
     generated to the end of the output (generate stops only when every row has ended or
     max_new_tokens is reached), so every position counts."""
     import torch
 
-    prompt = int(attention_mask.sum().item()) * (n if prefills is None else prefills)
+    prompt = int(attention_mask.sum().item()) * prefills
     new = sequences[:, prompt_width:]
     if new.shape[1] == 0:
         return prompt, 0

@@ -46,8 +46,8 @@ def batched_generate(model, tokenizer, prompts: list[str], params: SamplingParam
             use_cache=True,
         )
         width = enc["input_ids"].shape[1]
-        prompt_tokens, completion_tokens = compute.sample_counts(enc["attention_mask"], out, width, params.n, eos_ids,
-                                                                 prefills=1 if shared else params.n)
+        prompt_tokens, completion_tokens = compute.sample_counts(enc["attention_mask"], out, width,
+                                                                 1 if shared else params.n, eos_ids)
         compute.add(tokens_prompt=prompt_tokens, tokens_completion=completion_tokens)
         texts = tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
         for j, i in enumerate(idx):
@@ -61,8 +61,8 @@ def batched_generate(model, tokenizer, prompts: list[str], params: SamplingParam
 def _shared_prefill(model, enc, n: int) -> dict:
     """generate's inputs for n samples per prompt with each prompt's KV cache computed once and
     repeated n times, where `num_return_sequences=n` would prefill n copies of every prompt. With
-    few-shot prompts prefill is most of the work (SmolLM2, 223-token prompts, k=4: 2.1x faster,
-    identical samples). All but the last prompt token are cached here; generate, given the cache
+    few-shot prompts prefill is most of the work (SmolLM2, 4-shot prompts of 202 tokens, k=4: 1.78x
+    the tokens/s, identical samples; scripts/bench_sampling.py --fewshot 4). All but the last prompt token are cached here; generate, given the cache
     and the full inputs, runs only that last token, so its first step is unchanged. Position ids
     follow generate's own rule for left padding (count the real tokens; pads get 1)."""
     ids, mask = enc["input_ids"], enc["attention_mask"]

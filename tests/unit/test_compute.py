@@ -35,7 +35,7 @@ def test_sample_counts_stop_at_the_first_eos():
                          [0, 5, 5, 7, 9, 0, 0],
                          [5, 5, 5, 7, 7, 7, 7],   # no eos: ran the full 4
                          [5, 5, 5, 9, 9, 9, 9]])  # eos first: 1
-    assert compute.sample_counts(mask, seqs, 3, n=2, eos_ids=[eos]) == (10, 2 + 2 + 4 + 1)
+    assert compute.sample_counts(mask, seqs, 3, prefills=2, eos_ids=[eos]) == (10, 2 + 2 + 4 + 1)
 
 
 def test_sampling_counts_match_a_hand_count(tmp_path):
