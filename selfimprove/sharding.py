@@ -181,11 +181,12 @@ def run_shards(ctx, prompts: list[str], params, tag: str, size: int, missing: li
         if kind == "slurm":
             from .slurm import wait_for_jobs
 
-            wait_for_jobs(jobs)  # squeue, not submitit's sacct polling (no accounting database needed)
+            ended = wait_for_jobs(jobs)  # squeue, not submitit's sacct polling (no accounting database needed)
         for job, group in zip(jobs, groups):
             try:
                 if kind == "slurm" and not job.paths.result_pickle.exists():
-                    raise RuntimeError("the shard job left the Slurm queue without a result (cancelled, killed)")
+                    raise RuntimeError(f"the shard job ended without a result (Slurm's last state: "
+                                       f"{ended.get(job.job_id, 'gone')}; cancelled, killed or out of time)")
                 got = job.result()
                 totals["samples"] += got["samples"]
                 totals["chars"] += got["chars"]

@@ -72,12 +72,14 @@ def explain_sbatch_refusal(stderr: str, prefix: str = "hydra.launcher") -> str:
     return f"sbatch refused the jobs: \"{said}\". {advice}{have}"
 
 
-def job_states(job_ids: list[str]) -> dict[str, str]:
+def job_states(job_ids: list[str], finished: bool = False) -> dict[str, str]:
     """squeue's state (PENDING, RUNNING, ...) of the listed jobs that are still queued or running
-    (finished jobs leave squeue; an array task is named ARRAYID_TASK)."""
+    (an array task is named ARRAYID_TASK); with finished=True also of those that ended in the last
+    few minutes (COMPLETED, TIMEOUT, FAILED, ...: Slurm's MinJobAge), which plain squeue omits."""
     if not job_ids or shutil.which("squeue") is None:
         return {}
-    out = _run(["squeue", "-h", "-r", "-o", "%i|%T", "-j", ",".join(sorted({j.split('_')[0] for j in job_ids}))])
+    out = _run(["squeue", "-h", "-r", "-o", "%i|%T", *(["-t", "all"] if finished else []),
+                "-j", ",".join(sorted({j.split('_')[0] for j in job_ids}))])
     if out is None:
         return {}
     states = {}
@@ -88,20 +90,31 @@ def job_states(job_ids: list[str]) -> dict[str, str]:
     return {j: states[j] for j in job_ids if j in states}
 
 
-def wait_for_jobs(jobs, poll_s: float = 2.0, squeue_every_s: float = 15.0) -> None:
-    """Until every job has left its result file or has left Slurm's queue without one (killed,
-    cancelled). squeue, not submitit's sacct polling, which fails on clusters without Slurm's
-    accounting database and then warns every few seconds."""
-    waiting, gone_since, last = list(jobs), {}, 0.0
+ENDED = {"BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED",
+         "TIMEOUT"}
+
+
+def wait_for_jobs(jobs, poll_s: float = 2.0, squeue_every_s: float = 15.0) -> dict[str, str]:
+    """Until every job has left its result file or has ended without one (killed, cancelled, timed
+    out) for a while. Returns the state Slurm last gave each job that ended without a result
+    ("gone" once squeue no longer knows it). squeue, not submitit's sacct polling, which fails on
+    clusters without Slurm's accounting database and then warns every few seconds."""
+    waiting, ended_since, last, last_state = list(jobs), {}, 0.0, {}
     while waiting:
         waiting = [j for j in waiting if not j.paths.result_pickle.exists()]
         if waiting and time.time() - last >= squeue_every_s:
             last = time.time()
-            states = job_states([j.job_id for j in waiting])
+            states = job_states([j.job_id for j in waiting], finished=True)
             for j in list(waiting):
-                if j.job_id in states:
-                    gone_since.pop(j.job_id, None)
-                elif time.time() - gone_since.setdefault(j.job_id, time.time()) > 3 * squeue_every_s:
-                    waiting.remove(j)  # out of the queue for a while and no result: results() reports it
+                state = states.get(j.job_id, "gone").split()[0]
+                if state not in ENDED | {"gone"}:
+                    ended_since.pop(j.job_id, None)
+                    continue
+                if state != "gone" or j.job_id not in last_state:
+                    last_state[j.job_id] = state
+                # a grace period: a result file written just before the end may show up late (NFS)
+                if time.time() - ended_since.setdefault(j.job_id, time.time()) > 3 * squeue_every_s:
+                    waiting.remove(j)
         if waiting:
             time.sleep(poll_s)
+    return {j.job_id: last_state.get(j.job_id, "gone") for j in jobs if not j.paths.result_pickle.exists()}

@@ -74,12 +74,13 @@ class SlurmLauncher(_SubmititSlurmLauncher):
                 {"job_id": job.job_id, "submitted_at": time.time(), "overrides": list(overrides),
                  "submitit_folder": str(job.paths.folder)}))
             print(f"slurm job {job.job_id}: {' '.join(filter_overrides(overrides))} -> {run_dir}", flush=True)
-        wait_for_jobs(jobs)
+        ended = wait_for_jobs(jobs)
         results, failed = [], []
         for job, run_dir in zip(jobs, run_dirs):
             try:
                 if not job.paths.result_pickle.exists():
-                    raise RuntimeError("the job left the Slurm queue without a result (cancelled, or killed)")
+                    raise RuntimeError(f"the job ended without a result (Slurm's last state: "
+                                       f"{ended.get(job.job_id, 'gone')}; cancelled, killed or out of time)")
                 results.append(job.results()[0])
             except Exception as exc:  # noqa: BLE001  (a failed job: the others are still waited for)
                 lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]

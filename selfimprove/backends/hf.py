@@ -1,4 +1,5 @@
-"""transformers `generate` as a sampling engine: batched, KV-cached, k samples per prompt."""
+"""transformers `generate` as a sampling engine: batched, KV-cached, k samples per prompt, each
+prompt prefilled once, with a reserved KV cache and an inverse-CDF draw (decoding.py)."""
 from __future__ import annotations
 
 import torch
@@ -6,14 +7,16 @@ import torch
 from .. import compute
 from ..models import load_model, load_tokenizer, render_prompts
 from . import Progress, SamplingParams
+from .decoding import reserved_cache, sampling_processors
 
 
 @torch.inference_mode()
 def batched_generate(model, tokenizer, prompts: list[str], params: SamplingParams, batch_size: int,
-                     progress: Progress = None, chat: bool = False, share_prefill: bool = True) -> list[list[str]]:
+                     progress: Progress = None, chat: bool = False, plain: bool = False) -> list[list[str]]:
     """k completions per prompt, `batch_size` sequences per `generate` call. The tokenizer must pad
-    on the left. Also used on in-memory models (validation during training). share_prefill=False
-    (benchmarks only) prefills every sample's own copy of its prompt, as num_return_sequences does."""
+    on the left. Also used on in-memory models (validation during training). plain=True (benchmarks
+    and tests only) is transformers' own path: `num_return_sequences=k`, which prefills every
+    sample's copy of its prompt, the concatenating cache and `torch.multinomial`."""
     prompts = render_prompts(tokenizer, prompts, chat)
     # Similar lengths share a batch (less padding); results are returned in input order.
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
@@ -30,24 +33,24 @@ def batched_generate(model, tokenizer, prompts: list[str], params: SamplingParam
         # a chat template already holds the special tokens: do not add a second BOS
         enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True,
                         add_special_tokens=not chat).to(model.device)
-        shared = share_prefill and params.n > 1 and enc["input_ids"].shape[1] > 1
-        inputs = _shared_prefill(model, enc, params.n) if shared else dict(enc, num_return_sequences=params.n)
         # Seeded per batch: the same prompts and params give the same samples on a rerun.
         torch.manual_seed(params.seed * 1_000_003 + b)
-        out = model.generate(
-            **inputs,
-            do_sample=sample,
-            temperature=params.temperature if sample else None,
-            top_p=params.top_p if sample else None,
-            top_k=params.top_k if sample else None,
-            max_new_tokens=params.max_new_tokens,
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            use_cache=True,
-        )
+        if plain:
+            out = model.generate(**enc, num_return_sequences=params.n, do_sample=sample,
+                                 temperature=params.temperature if sample else None,
+                                 top_p=params.top_p if sample else None, top_k=params.top_k if sample else None,
+                                 max_new_tokens=params.max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+                                 eos_token_id=tokenizer.eos_token_id, use_cache=True)
+        else:
+            # greedy in generate's eyes: the last processor has drawn the token (InverseCDFSampler)
+            out = model.generate(**_prefilled(model, enc, params.n, params.max_new_tokens), do_sample=False,
+                                 logits_processor=sampling_processors(params.temperature, params.top_k, params.top_p),
+                                 temperature=None, top_p=None, top_k=None, max_new_tokens=params.max_new_tokens,
+                                 pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                                 use_cache=True)
         width = enc["input_ids"].shape[1]
         prompt_tokens, completion_tokens = compute.sample_counts(enc["attention_mask"], out, width,
-                                                                 1 if shared else params.n, eos_ids)
+                                                                 params.n if plain else 1, eos_ids)
         compute.add(tokens_prompt=prompt_tokens, tokens_completion=completion_tokens)
         texts = tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
         for j, i in enumerate(idx):
@@ -58,19 +61,22 @@ def batched_generate(model, tokenizer, prompts: list[str], params: SamplingParam
     return results
 
 
-def _shared_prefill(model, enc, n: int) -> dict:
+def _prefilled(model, enc, n: int, new_tokens: int) -> dict:
     """generate's inputs for n samples per prompt with each prompt's KV cache computed once and
     repeated n times, where `num_return_sequences=n` would prefill n copies of every prompt. With
     few-shot prompts prefill is most of the work (SmolLM2, 4-shot prompts of 202 tokens, k=4: 1.78x
-    the tokens/s, identical samples; scripts/bench_sampling.py --fewshot 4). All but the last prompt token are cached here; generate, given the cache
-    and the full inputs, runs only that last token, so its first step is unchanged. Position ids
-    follow generate's own rule for left padding (count the real tokens; pads get 1)."""
+    the tokens/s, identical samples; scripts/bench_sampling.py --fewshot 4). All but the last prompt
+    token are cached here; generate, given the cache and the full inputs, runs only that last
+    token, so its first step is unchanged. Position ids follow generate's own rule for left padding
+    (count the real tokens; pads get 1). The cache reserves room for the new tokens."""
     ids, mask = enc["input_ids"], enc["attention_mask"]
-    positions = mask.long().cumsum(-1) - 1
-    positions.masked_fill_(mask == 0, 1)
-    cache = model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1],
-                  use_cache=True).cache
-    cache.batch_repeat_interleave(n)
+    cache = reserved_cache(model, new_tokens + 1)
+    if ids.shape[1] > 1:
+        positions = mask.long().cumsum(-1) - 1
+        positions.masked_fill_(mask == 0, 1)
+        cache = model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1],
+                      cache=cache, use_cache=True).cache
+        cache.batch_repeat_interleave(n)
     return {"input_ids": ids.repeat_interleave(n, 0), "attention_mask": mask.repeat_interleave(n, 0), "cache": cache}
 
 

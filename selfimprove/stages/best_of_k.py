@@ -2,8 +2,10 @@
 every problem is scored once by the verifier, then exact subset estimators over the n candidates
 give, per k: majority@k (self-consistency), verifier@k (return the verifier's top candidate of k,
 the paper's Eq. 3) and oracle@k (= pass@k, the ceiling); plus pass@1 of the generator and the
-verifier's accuracy on the held-out (correct, incorrect) pairs of each test problem.
-Without a verifier in this iteration only the generator's metrics are reported.
+verifier's accuracy on the held-out (correct, incorrect) pairs of each test problem. The same
+on the validation split's candidates, as `val_*` metrics: what a choice of verifier settings
+reads (the test numbers are for reporting). Without a verifier in this iteration only the
+generator's metrics are reported.
 """
 from __future__ import annotations
 
@@ -47,14 +49,17 @@ def candidate_metrics(groups: list[list[dict]], ks, with_scores: bool, same=lamb
 
 
 def add_best_of_k(ctx: StageContext, result: StageResult, problems: list[dict]) -> StageResult:
-    """Score the candidates that `evaluate` sampled and wrote to eval.jsonl, add the scores to
-    those rows and the Best-of-k metrics to the result."""
+    """Score the candidates that `evaluate` sampled and wrote to eval.jsonl (and val_eval.jsonl),
+    all in one pass of the verifier, add the scores to those rows and the Best-of-k metrics
+    (`val_` ones for the validation candidates) to the result."""
     from ..verifier import verifier_scores
 
     b = ctx.cfg.best_of
-    path = ctx.out / result.artifacts["eval"]
-    rows = read_jsonl(path)
-    candidates = [r for r in rows if r["mode"] == "sample"]
+    files = {prefix: ctx.out / result.artifacts[name]
+             for prefix, name in (("", "eval"), ("val_", "val_eval")) if name in result.artifacts}
+    rows = {prefix: read_jsonl(path) for prefix, path in files.items()}
+    candidates = {prefix: [r for r in rs if r["mode"] == "sample"] for prefix, rs in rows.items()}
+    every = [r for cs in candidates.values() for r in cs]
     verifier = ctx.inputs.get("verifier")
     if verifier:
         reference = ctx.inputs.get("reference")
@@ -63,16 +68,20 @@ def add_best_of_k(ctx: StageContext, result: StageResult, problems: list[dict]) 
                              f"'{b.reference}', which this run does not have; set {ctx.name}.best_of.reference to "
                              "the verifier's init artifact (base) or use best_of.score=logprob.")
         prompts = {p["id"]: ctx.task.prompt(p) for p in problems}
-        with ctx.ui.progress(f"{ctx.name}: verifier scores", total=len(candidates)) as advance:
+        with ctx.ui.progress(f"{ctx.name}: verifier scores", total=len(every)) as advance:
             scores = verifier_scores(b, ctx.model_cfg, ctx.device, verifier, reference,
-                                     [prompts[r["prompt_id"]] for r in candidates], [r["text"] for r in candidates])
-            advance(len(candidates))
-        for r, s in zip(candidates, scores):
+                                     [prompts[r["prompt_id"]] for r in every], [r["text"] for r in every])
+            advance(len(every))
+        for r, s in zip(every, scores):
             r["verifier_score"] = s
-        write_jsonl(path, rows)
-    groups: dict[str, list[dict]] = defaultdict(list)
-    for r in candidates:
-        groups[r["prompt_id"]].append(r)
-    result.metrics.update(candidate_metrics(list(groups.values()), list(b.k), verifier is not None,
-                                            ctx.task.same_answer))
+        for prefix, path in files.items():
+            write_jsonl(path, rows[prefix])
+    for prefix, cs in candidates.items():
+        if not cs:
+            continue
+        groups: dict[str, list[dict]] = defaultdict(list)
+        for r in cs:
+            groups[r["prompt_id"]].append(r)
+        got = candidate_metrics(list(groups.values()), list(b.k), verifier is not None, ctx.task.same_answer)
+        result.metrics.update({prefix + k: v for k, v in got.items()})
     return result

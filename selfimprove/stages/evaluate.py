@@ -2,7 +2,8 @@
 sampled completions per problem, unbiased pass@k and maj@k. Gold answers are used here only.
 
 `split` (test) is for reporting. `val_split` is also scored greedily (`val_accuracy`, rows in
-val_eval.jsonl): sweeps and any other choice read that, never the test numbers."""
+val_eval.jsonl), and with Best-of-k its candidates are sampled and ranked too (`val_verifier@k`):
+sweeps and any other choice read those, never the test numbers."""
 from __future__ import annotations
 
 from collections import defaultdict
@@ -104,9 +105,9 @@ def evaluate(ctx: StageContext) -> StageResult:
     prompts = [task.prompt(p) for p in problems]
     with ctx.sampler(ctx.inputs["model"]) as sampler:
         result = _evaluate(ctx, sampler, problems, prompts)
-        _validation(ctx, sampler, result)
+        val_problems = _validation(ctx, sampler, result)
     if c.best_of.enabled:  # V-STaR: rank the sampled candidates with the verifier (after the sampler is freed)
-        result = best_of_k.add_best_of_k(ctx, result, problems)
+        result = best_of_k.add_best_of_k(ctx, result, problems + val_problems)
     return result
 
 
@@ -140,21 +141,32 @@ def _evaluate(ctx: StageContext, sampler, problems: list[dict], prompts: list[st
     return StageResult({"eval": "eval.jsonl"}, metrics)
 
 
-def _validation(ctx: StageContext, sampler, result: StageResult) -> None:
-    """Greedy accuracy on the validation split, added to `result` (nothing if the task has no
-    val split or its val problems carry no gold answer)."""
+def _validation(ctx: StageContext, sampler, result: StageResult) -> list[dict]:
+    """Greedy accuracy on the validation split, added to `result`, and with a verifier to rank
+    them also the sampled candidates (rows in val_eval.jsonl). Returns the val
+    problems (none if the task has no val split or its val problems carry no gold answer)."""
+    c, task = ctx.cfg, ctx.task
     path = ctx.inputs.get("val")
-    problems = sample_problems(ctx, path, ctx.cfg.val_max_problems) if path else []
+    problems = sample_problems(ctx, path, c.val_max_problems) if path else []
     if not problems or any(p.get("answer") is None for p in problems):
-        return
-    greedy, _ = run_sampler(ctx, sampler, [ctx.task.prompt(p) for p in problems],
-                            SamplingParams(n=1, max_new_tokens=ctx.cfg.max_new_tokens, seed=ctx.seed), "val greedy")
+        return []
+    prompts = [task.prompt(p) for p in problems]
+    greedy, _ = run_sampler(ctx, sampler, prompts, SamplingParams(n=1, max_new_tokens=c.max_new_tokens, seed=ctx.seed),
+                            "val greedy")
     rows = [{"prompt_id": p["id"], "difficulty": p.get("difficulty"), "mode": "greedy", "text": text,
-             "answer": ctx.task.extract_answer(text), "gold": p["answer"], "correct": ctx.task.reward(text, p) >= 1}
+             "answer": task.extract_answer(text), "gold": p["answer"], "correct": task.reward(text, p) >= 1}
             for p, (text,) in zip(problems, greedy)]
+    result.metrics.update({"val_accuracy": round(mean([r["correct"] for r in rows]), 4), "val_problems": len(rows)})
+    if c.best_of.enabled and c.num_samples > 0 and ctx.inputs.get("verifier"):  # only a verifier's settings are chosen here
+        params = SamplingParams(n=c.num_samples, temperature=c.temperature, top_p=c.top_p,
+                                max_new_tokens=c.max_new_tokens, seed=ctx.seed + 1)
+        sampled, _ = run_sampler(ctx, sampler, prompts, params, f"val {c.num_samples} samples")
+        rows += [{"prompt_id": p["id"], "difficulty": p.get("difficulty"), "mode": "sample", "sample_id": j,
+                  "text": t, "answer": task.extract_answer(t), "gold": p["answer"], "correct": task.reward(t, p) >= 1}
+                 for p, texts in zip(problems, sampled) for j, t in enumerate(texts)]
     write_jsonl(ctx.out / "val_eval.jsonl", rows)
     result.artifacts["val_eval"] = "val_eval.jsonl"
-    result.metrics.update({"val_accuracy": round(mean([r["correct"] for r in rows]), 4), "val_problems": len(rows)})
+    return problems
 
 
 def _lengths_only(ctx: StageContext, sampler, problems: list[dict], prompts: list[str]) -> StageResult:

@@ -1,5 +1,6 @@
 """V-STaR end to end under profile=debug through the CLI: the buffer grows, the generator's data
-accumulates, the verifier is trained once after the last iteration, Best-of-k is reported. A
+accumulates, the verifier is trained once after the last iteration, Best-of-k is reported on the
+test split and, for choices, on the validation split. A
 SIGKILL during the verifier's DPO training, resumed to the uninterrupted run's weights and
 metrics, is one of the fault tier's kill points (tests/faults, `make test-faults`)."""
 import subprocess
@@ -30,6 +31,12 @@ def test_vstar_debug_run(tmp_path):
     assert "verifier@2" not in m[(1, "evaluate")] and "majority@2" in m[(1, "evaluate")]
     scored = [r for r in read_jsonl(run / "iter_02/evaluate/eval.jsonl") if r["mode"] == "sample"]
     assert scored and all(isinstance(r["verifier_score"], float) for r in scored)
+    # the same on the validation split's own candidates: what a choice of verifier settings reads
+    assert {"val_pass@1", "val_majority@2", "val_verifier@2", "val_oracle@2", "val_verifier_pair_accuracy",
+            "val_accuracy"} <= set(m[(2, "evaluate")])
+    val = [r for r in read_jsonl(run / "iter_02/evaluate/val_eval.jsonl") if r["mode"] == "sample"]
+    assert val and all(isinstance(r["verifier_score"], float) for r in val)
+    assert {r["prompt_id"].split("-")[0] for r in val} == {"val"} and {r["prompt_id"].split("-")[0] for r in scored} == {"test"}
     # the verifier starts from the last generator (recipe: verifier.init=policy) and moved away from it
     from transformers import AutoModelForCausalLM
 

@@ -171,7 +171,7 @@ def test_requeued_job_resumes_to_the_same_metrics(tmp_path, holds):
     wait_for(first_checkpoint, 900, "the seed model's first checkpoint")
     subprocess.run(["scontrol", "requeue", job], check=True)
     out, err = p.communicate(timeout=2400)
-    assert p.returncode == 0, out + err
+    assert p.returncode == 0, out + err + _job_story(root, job)
     work = redone_work(run_dir)
     print(f"\nrequeue: {json.dumps(work)}")
     assert work["restarts"] == 1 and [(c["iteration"], c["stage"]) for c in work["stages_redone"]] == [(0, "seed_sft")], work
@@ -183,6 +183,14 @@ def test_requeued_job_resumes_to_the_same_metrics(tmp_path, holds):
     out, err = ref.communicate(timeout=2400)
     assert ref.returncode == 0, err
     assert results(run_dir) == results(tmp_path / "ref" / "ref")
+
+
+def _job_story(root: Path, job: str) -> str:
+    """What a failed job's logs and the controller said about it: CI keeps no files, only output."""
+    logs = "".join(f"\n--- {f}\n{f.read_text()[-3000:]}" for f in sorted((root / "sweep" / ".submitit").rglob("*_log.*")))
+    ctld = Path("/var/log/slurm/slurmctld.log")
+    said = [ln for ln in (ctld.read_text().splitlines() if ctld.exists() else []) if f"JobId={job} " in ln + " "]
+    return logs + "\n--- slurmctld\n" + "\n".join(said[-40:])
 
 
 def _wait_for_run_dir(root: Path):
@@ -203,9 +211,10 @@ def test_job_stopped_by_its_time_limit_is_requeued_and_finishes(tmp_path, holds)
               *longer, *DEBUG, f"output_root={root}")
     ref = _start_reference(tmp_path, "seed=0", *longer)
     run_dir = next(_wait_for_run_dir(root))
-    holds.jobs.add(_slurm_job(run_dir))
+    job = _slurm_job(run_dir)
+    holds.jobs.add(job)
     out, err = p.communicate(timeout=2400)
-    assert p.returncode == 0, out + err
+    assert p.returncode == 0, out + err + _job_story(root, job)
     work = redone_work(run_dir)
     print(f"\ntime limit: {json.dumps(work)}")
     logs = "".join(f.read_text() for f in (root / "sweep" / ".submitit").rglob("*_log.*"))  # submitit INFO goes to .out
@@ -213,6 +222,29 @@ def test_job_stopped_by_its_time_limit_is_requeued_and_finishes(tmp_path, holds)
     out, err = ref.communicate(timeout=2400)
     assert ref.returncode == 0, err
     assert results(run_dir) == results(tmp_path / "ref" / "ref")
+
+
+def test_cancelled_job_is_reported_with_its_slurm_state_and_resumes(tmp_path, holds):
+    """scancel on a running job: the sweep says which job ended and in what state, in one error;
+    the same command again resumes its run folder to the end."""
+    root = tmp_path / "out"
+    args = ["run", "-m", "hydra/launcher=slurm_cpu", "recipe=star", "seed=0", "iterations=1",
+            f"seed_sft.steps={_seed_sft_steps_lasting(tmp_path, 60)}", "seed_sft.save_steps=10", *DEBUG,
+            f"output_root={root}"]
+    p = start(*args)
+    run_dir = next(_wait_for_run_dir(root))
+    job = _slurm_job(run_dir)
+    wait_for(lambda: list(run_dir.glob("iter_00/.seed_sft.partial/checkpoints/checkpoint-*/trainer_state.json")),
+             900, "the seed model's first checkpoint")
+    subprocess.run(["scancel", job], check=True)
+    out, err = p.communicate(timeout=600)
+    assert p.returncode == 2 and "Traceback" not in err, out + err
+    assert f"slurm job {job}" in err and "Slurm's last state: CANCELLED" in err and "Rerun the same command" in err, err
+    again = selfimprove(*args, timeout=1800)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert status(next(r for r in find_runs([str(root / "sweep")]))) == "finished"
+    work = redone_work(run_dir)  # the second job went on from the seed model's last checkpoint
+    assert work["restarts"] == 1 and [(c["iteration"], c["stage"]) for c in work["stages_redone"]] == [(0, "seed_sft")]
 
 
 def test_sbatch_refusals_are_one_paragraph_with_what_to_set(tmp_path):

@@ -44,17 +44,24 @@ def test_sampling_counts_match_a_hand_count(tmp_path):
     including its eos."""
     _, model, tok = tiny(tmp_path)
     params = SamplingParams(n=2, temperature=1.0, max_new_tokens=12, seed=3)
+    generated = []  # each generate call's new tokens, as plain lists
+    real_generate = model.generate
+
+    def recording_generate(**kwargs):
+        out = real_generate(**kwargs)
+        generated.extend(row[kwargs["input_ids"].shape[1]:] for row in out.tolist())
+        return out
+
+    model.generate = recording_generate
     with compute.metering() as meter:
         outs = batched_generate(model, tok, PROMPTS, params, batch_size=64)
     prompt_tokens = sum(len(tok(p)["input_ids"]) for p in PROMPTS)
     assert meter.counts["tokens_prompt"] == prompt_tokens
-    # hand count of the completions: re-encode each returned text; a completion shorter than
-    # max_new_tokens stopped on an eos, which decoding drops and the count includes
-    hand = 0
-    for texts in outs:
-        for text in texts:
-            n = len(tok(text, add_special_tokens=False)["input_ids"])
-            hand += n + 1 if n < params.max_new_tokens else n
+    # hand count of the completions: each row up to and including its first eos, else all of it
+    # (re-encoding the returned texts would miss special tokens an untrained model samples, which
+    # decoding drops, and the eos)
+    hand = sum(row.index(tok.eos_token_id) + 1 if tok.eos_token_id in row else len(row) for row in generated)
+    assert len(generated) == len(PROMPTS) * params.n == sum(len(texts) for texts in outs)
     assert meter.counts["tokens_completion"] == hand
     assert meter.params == sum(p.numel() for p in model.parameters())
 

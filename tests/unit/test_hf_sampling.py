@@ -1,10 +1,13 @@
 """The transformers sampling path: k samples per prompt share one prefill of the prompt (its KV
-cache repeated k times) and give exactly what `generate(num_return_sequences=k)` gives, on
-left-padded prompts of different lengths, in plain text and in a chat template."""
+cache repeated k times, in a reserved cache) and give exactly what `generate` gives on k copies of
+each prompt with the default cache, on left-padded prompts of different lengths, in plain text and
+in a chat template; greedy decoding is transformers' own; the inverse-CDF draw samples the
+softmax's distribution and never a token that top-k or top-p cut."""
 import pytest
 import torch
 
 from selfimprove.backends import SamplingParams
+from selfimprove.backends.decoding import InverseCDFSampler, sampling_processors
 from selfimprove.backends.hf import batched_generate
 from selfimprove.config import TinyModelConfig
 from selfimprove.models import load_model, load_tokenizer, render_prompts
@@ -22,15 +25,16 @@ def tiny(tmp_path_factory):
 
 
 def expanded(model, tok, prompts, params, chat=False):
-    """The reference: every sample prefills its own copy of the prompt, one generate call."""
+    """The reference: k copies of every prompt in one generate call, each prefilled on its own,
+    with transformers' concatenating cache and the same logits processors."""
     texts = render_prompts(tok, prompts, chat)
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    enc = tok([texts[i] for i in order], return_tensors="pt", padding=True, add_special_tokens=not chat)
+    enc = tok([texts[i] for i in order for _ in range(params.n)], return_tensors="pt", padding=True,
+              add_special_tokens=not chat)
     torch.manual_seed(params.seed * 1_000_003)
     with torch.inference_mode():
-        out = model.generate(**enc, do_sample=params.temperature > 0, temperature=params.temperature or None,
-                             top_p=params.top_p if params.temperature > 0 else None,
-                             top_k=params.top_k if params.temperature > 0 else None, num_return_sequences=params.n,
+        out = model.generate(**enc, do_sample=False, temperature=None, top_p=None, top_k=None,
+                             logits_processor=sampling_processors(params.temperature, params.top_k, params.top_p),
                              max_new_tokens=params.max_new_tokens, pad_token_id=tok.pad_token_id,
                              eos_token_id=tok.eos_token_id, use_cache=True)
     decoded = tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
@@ -40,10 +44,10 @@ def expanded(model, tok, prompts, params, chat=False):
     return result
 
 
-@pytest.mark.parametrize("temperature,top_p", [(1.0, 1.0), (0.7, 0.9)])
-def test_shared_prefill_samples_what_expanded_prompts_sample(tiny, temperature, top_p):
+@pytest.mark.parametrize("temperature,top_p,top_k", [(1.0, 1.0, 0), (0.7, 0.9, 0), (0.7, 1.0, 5)])
+def test_shared_prefill_samples_what_expanded_prompts_sample(tiny, temperature, top_p, top_k):
     model, tok = tiny
-    params = SamplingParams(n=3, temperature=temperature, top_p=top_p, max_new_tokens=10, seed=4)
+    params = SamplingParams(n=3, temperature=temperature, top_p=top_p, top_k=top_k, max_new_tokens=10, seed=4)
     got = batched_generate(model, tok, PROMPTS, params, batch_size=64)
     assert got == expanded(model, tok, PROMPTS, params)
     assert len({t for texts in got for t in texts}) > len(PROMPTS)  # sampled: the k samples differ
@@ -59,3 +63,25 @@ def test_shared_prefill_in_a_chat_template(tiny, tmp_path):
             expanded(model, tok, PROMPTS, params, chat=True)
     finally:
         tok.chat_template = None
+
+
+def test_greedy_decoding_is_transformers_own(tiny):
+    model, tok = tiny
+    params = SamplingParams(n=1, temperature=0.0, max_new_tokens=12, seed=0)
+    assert batched_generate(model, tok, PROMPTS, params, batch_size=64) == \
+        batched_generate(model, tok, PROMPTS, params, batch_size=64, plain=True)
+
+
+def test_inverse_cdf_draws_follow_the_softmax_and_skip_cut_tokens():
+    # token 0 has probability 0 (cut by top-k or top-p: -inf), the rest 0.1 / 0.2 / 0.3 / 0.4
+    probs = torch.tensor([0.0, 0.1, 0.2, 0.3, 0.4])
+    rows = 200_000
+    scores = probs.log().expand(rows, -1).clone()
+    torch.manual_seed(0)
+    out = InverseCDFSampler()(None, scores)
+    assert ((out == 0).sum(-1) == 1).all() and (out.isinf().sum(-1) == 4).all()  # one finite token per row
+    counts = torch.bincount(out.argmax(-1), minlength=5).double()
+    assert counts[0] == 0
+    expected = probs.double() * rows
+    sigma = (rows * probs.double() * (1 - probs.double())).sqrt()
+    assert ((counts[1:] - expected[1:]).abs() < 5 * sigma[1:]).all(), counts
