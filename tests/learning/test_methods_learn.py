@@ -119,7 +119,10 @@ def test_score_stage_one_raises_the_training_reward(tmp_path, seed, record_prope
     episodes each), rises. Measured with 150 Stage-I steps (today's seed models, 200 s of Stage I
     on one thread): seed 0 0.252 -> 0.353 (+0.102, about 4 standard errors); seed 1 0.109 -> 0.123
     (+0.014, within noise), so only seed 0 has a margin. 60 steps were too few on today's seed 0
-    (0.252 -> 0.259). The test requires half the gain measured for its seed."""
+    (0.252 -> 0.259). Since sampling draws by inverse CDF (another random stream from the same
+    distribution), seed 0 gives 0.178 -> 0.211 (+0.033, ~1.5 standard errors): a weak check, which
+    catches a learner that does not move but not a slightly worse one. The test requires half the
+    gain measured for its seed."""
     if seed not in SCORE_GAIN:
         pytest.skip(f"no gain measured for seed {seed} yet: run it and add it to SCORE_GAIN")
     m = run(tmp_path, "score", *SCORE, f"seed={seed}")[(1, "score_rl")]
@@ -131,4 +134,4 @@ def test_score_stage_one_raises_the_training_reward(tmp_path, seed, record_prope
 # Measured gains (see each test's docstring); a test requires at least half of them.
 STAR_GAIN = {0: 0.530, 1: 0.004, 2: 0.247}
 DPO_MARGIN = 0.5
-SCORE_GAIN = {0: 0.102}
+SCORE_GAIN = {0: 0.033}
