@@ -115,55 +115,57 @@ def _evaluate(ctx: StageContext, sampler, problems: list[dict], prompts: list[st
     c, task = ctx.cfg, ctx.task
     if problems and all(p.get("answer") is None for p in problems):  # prompts without gold (task=prompts)
         return _lengths_only(ctx, sampler, problems, prompts)
-    greedy, speed = run_sampler(ctx, sampler, prompts,
-                                SamplingParams(n=1, max_new_tokens=c.max_new_tokens, seed=ctx.seed), "greedy eval")
-    rows, by_diff = [], defaultdict(list)
-    for p, (text,) in zip(problems, greedy):
-        ok = task.reward(text, p) >= 1
-        by_diff[p.get("difficulty")].append(ok)
-        rows.append({"prompt_id": p["id"], "difficulty": p.get("difficulty"), "mode": "greedy", "text": text,
-                     "answer": task.extract_answer(text), "gold": p["answer"], "correct": ok})
+    rows, speed = _greedy_rows(ctx, sampler, problems, prompts, "greedy eval")
+    by_diff = defaultdict(list)
+    for r in rows:
+        by_diff[r["difficulty"]].append(r["correct"])
     metrics = {"accuracy": round(mean([r["correct"] for r in rows]), 4), "problems": len(problems),
                **{f"accuracy_d{d}": round(mean(v), 4) for d, v in sorted(by_diff.items()) if d is not None},
                "mean_chars": round(mean([len(r["text"]) for r in rows]), 1), **speed}
     if c.num_samples > 0:
-        params = SamplingParams(n=c.num_samples, temperature=c.temperature, top_p=c.top_p,
-                                max_new_tokens=c.max_new_tokens, seed=ctx.seed + 1)
-        sampled, _ = run_sampler(ctx, sampler, prompts, params, f"{c.num_samples} samples")
-        correct = [[task.reward(t, p) >= 1 for t in texts] for p, texts in zip(problems, sampled)]
-        answers = [[task.extract_answer(t) for t in texts] for texts in sampled]
-        metrics.update(sampled_metrics(correct, answers, task.same_answer, c.pass_k))
-        rows += [{"prompt_id": p["id"], "difficulty": p.get("difficulty"), "mode": "sample", "sample_id": j,
-                  "text": t, "answer": a, "gold": p["answer"], "correct": ok}
-                 for p, texts, anss, oks in zip(problems, sampled, answers, correct)
-                 for j, (t, a, ok) in enumerate(zip(texts, anss, oks))]
+        groups = _sampled_rows(ctx, sampler, problems, prompts, f"{c.num_samples} samples")
+        metrics.update(sampled_metrics([[r["correct"] for r in g] for g in groups],
+                                       [[r["answer"] for r in g] for g in groups], task.same_answer, c.pass_k))
+        rows += [r for g in groups for r in g]
     write_jsonl(ctx.out / "eval.jsonl", rows)
     return StageResult({"eval": "eval.jsonl"}, metrics)
 
 
+def _greedy_rows(ctx: StageContext, sampler, problems: list[dict], prompts: list[str], label: str):
+    """One greedy completion per problem, graded: (eval rows, sampling speed)."""
+    task = ctx.task
+    greedy, speed = run_sampler(ctx, sampler, prompts,
+                                SamplingParams(n=1, max_new_tokens=ctx.cfg.max_new_tokens, seed=ctx.seed), label)
+    return [{"prompt_id": p["id"], "difficulty": p.get("difficulty"), "mode": "greedy", "text": text,
+             "answer": task.extract_answer(text), "gold": p["answer"], "correct": task.reward(text, p) >= 1}
+            for p, (text,) in zip(problems, greedy)], speed
+
+
+def _sampled_rows(ctx: StageContext, sampler, problems: list[dict], prompts: list[str], label: str) -> list[list[dict]]:
+    """`num_samples` sampled completions per problem, graded: one list of eval rows per problem."""
+    c, task = ctx.cfg, ctx.task
+    params = SamplingParams(n=c.num_samples, temperature=c.temperature, top_p=c.top_p,
+                            max_new_tokens=c.max_new_tokens, seed=ctx.seed + 1)
+    sampled, _ = run_sampler(ctx, sampler, prompts, params, label)
+    return [[{"prompt_id": p["id"], "difficulty": p.get("difficulty"), "mode": "sample", "sample_id": j, "text": t,
+              "answer": task.extract_answer(t), "gold": p["answer"], "correct": task.reward(t, p) >= 1}
+             for j, t in enumerate(texts)] for p, texts in zip(problems, sampled)]
+
+
 def _validation(ctx: StageContext, sampler, result: StageResult) -> list[dict]:
     """Greedy accuracy on the validation split, added to `result`, and with a verifier to rank
-    them also the sampled candidates (rows in val_eval.jsonl). Returns the val
-    problems (none if the task has no val split or its val problems carry no gold answer)."""
+    them also the sampled candidates (rows in val_eval.jsonl). Returns the val problems (none if
+    the task has no val split or its val problems carry no gold answer)."""
     c, task = ctx.cfg, ctx.task
     path = ctx.inputs.get("val")
     problems = sample_problems(ctx, path, c.val_max_problems) if path else []
     if not problems or any(p.get("answer") is None for p in problems):
         return []
     prompts = [task.prompt(p) for p in problems]
-    greedy, _ = run_sampler(ctx, sampler, prompts, SamplingParams(n=1, max_new_tokens=c.max_new_tokens, seed=ctx.seed),
-                            "val greedy")
-    rows = [{"prompt_id": p["id"], "difficulty": p.get("difficulty"), "mode": "greedy", "text": text,
-             "answer": task.extract_answer(text), "gold": p["answer"], "correct": task.reward(text, p) >= 1}
-            for p, (text,) in zip(problems, greedy)]
+    rows, _ = _greedy_rows(ctx, sampler, problems, prompts, "val greedy")
     result.metrics.update({"val_accuracy": round(mean([r["correct"] for r in rows]), 4), "val_problems": len(rows)})
     if c.best_of.enabled and c.num_samples > 0 and ctx.inputs.get("verifier"):  # only a verifier's settings are chosen here
-        params = SamplingParams(n=c.num_samples, temperature=c.temperature, top_p=c.top_p,
-                                max_new_tokens=c.max_new_tokens, seed=ctx.seed + 1)
-        sampled, _ = run_sampler(ctx, sampler, prompts, params, f"val {c.num_samples} samples")
-        rows += [{"prompt_id": p["id"], "difficulty": p.get("difficulty"), "mode": "sample", "sample_id": j,
-                  "text": t, "answer": task.extract_answer(t), "gold": p["answer"], "correct": task.reward(t, p) >= 1}
-                 for p, texts in zip(problems, sampled) for j, t in enumerate(texts)]
+        rows += [r for g in _sampled_rows(ctx, sampler, problems, prompts, f"val {c.num_samples} samples") for r in g]
     write_jsonl(ctx.out / "val_eval.jsonl", rows)
     result.artifacts["val_eval"] = "val_eval.jsonl"
     return problems
