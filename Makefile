@@ -13,7 +13,7 @@ test-unit:
 
 # SIGKILL real runs of every recipe at chosen points and compare with uninterrupted runs (CI runs it)
 test-faults:
-	python -m pytest -q -n auto tests/faults
+	python -m pytest -q -n auto --dist loadgroup tests/faults
 
 # would a broken learner be caught? STaR's accuracy, DPO's preference accuracy and SCoRe's reward rise
 test-learning:

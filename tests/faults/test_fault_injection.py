@@ -1,7 +1,13 @@
-"""Fault injection across recipes (`make test-faults`, ~12 min; run by CI after the default suite,
-not by `python -m pytest tests`): SIGKILL a real run at chosen points, run the same command
-again, and require that it completes, recomputes no finished stage, and ends with the same
-metrics and bit-identical final weights as an uninterrupted run with the same seed."""
+"""Fault injection across recipes (`make test-faults`, ~15 min on an idle 2-core machine; not run
+by `python -m pytest tests`): SIGKILL a real run at chosen points, run the same command again, and
+require that it completes, recomputes no finished stage, and ends with the same metrics and
+bit-identical final weights as an uninterrupted run with the same seed.
+
+CI runs one kill point per recipe (CI_POINTS, `-m "not exhaustive"`): its machine is up to three
+times slower than an idle one and every tier must fit in its 90 minutes. The other points run in
+`make test-faults`. STaR's mid-training kill is also in the default suite (test_star_run.py), and
+SCoRe's kill inside Stage II, with and without LoRA, in test_score_recipe.py and
+test_score_lora_run.py, which CI runs."""
 import os
 import re
 import signal
@@ -58,6 +64,20 @@ KILL_POINTS = {
              "iter_02/.grpo.partial/checkpoints/checkpoint-3/trainer_state.json"],
 }
 WRITING = "writing:"
+# the one kill point per recipe that CI runs: each kind of interruption once (mid-sampling chunk,
+# mid-training checkpoint, halfway through writing a dataset or a done-marker, inside a verifier's,
+# DPO's and GRPO's training); recipes without one here (star, score, score_lora, easy_to_hard) are
+# covered in CI by the tests named in the docstring, or run in `make test-faults` only
+CI_POINTS = {
+    "star_chunked": "iter_02/.generate.partial/resume/sampling-00001.json",
+    "rest_em": "iter_02/.train.partial/val_history.json",
+    "self_consistency": "writing:iter_02/.evaluate.partial/eval.jsonl",
+    "bstar": "writing:iter_01/.tune.partial/tuned.json",
+    "vstar": "iter_02/.verifier.partial/checkpoints/checkpoint-4/trainer_state.json",
+    "self_rewarding": "iter_02/.dpo.partial/checkpoints/checkpoint-5/trainer_state.json",
+    "grpo": "iter_02/.grpo.partial/checkpoints/checkpoint-3/trainer_state.json",
+}
+assert all(point in KILL_POINTS[recipe] for recipe, point in CI_POINTS.items()), "a CI point that is not a kill point"
 # variants: a run name -> the recipe and extra overrides it runs with
 VARIANTS = {"star_chunked": ["recipe=star", "backend.chunk_prompts=8"]}
 VARIANTS["score_lora"] = ["recipe=score", "score_rl.lora.enabled=true"]
@@ -91,7 +111,16 @@ def references(tmp_path_factory):
     return reference
 
 
-@pytest.mark.parametrize("recipe,point", [(r, p) for r, ps in KILL_POINTS.items() for p in ps])
+def cases():
+    """Every (recipe, point); all but CI's are marked `exhaustive`. One xdist group per recipe
+    (`--dist loadgroup`): its uninterrupted reference run is then made once, by one worker."""
+    for recipe, points in KILL_POINTS.items():
+        for point in points:
+            marks = [pytest.mark.xdist_group(recipe)] + ([] if CI_POINTS.get(recipe) == point else [pytest.mark.exhaustive])
+            yield pytest.param(recipe, point, marks=marks)
+
+
+@pytest.mark.parametrize("recipe,point", cases())
 def test_kill_then_resume_matches_uninterrupted(references, tmp_path, recipe, point):
     run = tmp_path / recipe
     if point.startswith(WRITING):  # the run SIGKILLs itself halfway through writing that file
