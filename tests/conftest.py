@@ -1,9 +1,13 @@
 """Shared by every tier. Under pytest-xdist (`-n auto`, the README's test command) each worker is a
 process of its own: one torch thread each, so that two workers on two cores do not fight over
-four threads (runs started through the CLI already pass threads=1)."""
+four threads. The runs a test starts (`selfimprove run` in a subprocess) inherit OMP_NUM_THREADS=1
+and so also take one thread, unless the test passes threads= itself: two runs of torch's default
+two threads on two cores made OpenMP's spinning threads wait on each other, and a stage that takes
+0.4 s alone took 13 s."""
 import os
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
     import torch
 
     torch.set_num_threads(1)
