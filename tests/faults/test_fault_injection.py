@@ -1,4 +1,4 @@
-"""Fault injection across recipes (`make test-faults`, ~15 min on an idle 2-core machine; not run
+"""Fault injection across recipes (`make test-faults`, 7.3 min on an idle 2-core machine; not run
 by `python -m pytest tests`): SIGKILL a real run at chosen points, run the same command again, and
 require that it completes, recomputes no finished stage, and ends with the same metrics and
 bit-identical final weights as an uninterrupted run with the same seed.
