@@ -11,7 +11,7 @@ test:
 test-unit:
 	python -m pytest -q tests/unit
 
-# SIGKILL real runs of every recipe at chosen points and compare with uninterrupted runs (CI runs it)
+# SIGKILL real runs of every recipe at chosen points and compare with uninterrupted runs (CI: one point per recipe)
 test-faults:
 	python -m pytest -q -n auto --dist loadgroup tests/faults
 

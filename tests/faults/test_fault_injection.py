@@ -65,8 +65,8 @@ KILL_POINTS = {
 }
 WRITING = "writing:"
 # the one kill point per recipe that CI runs: each kind of interruption once (mid-sampling chunk,
-# mid-training checkpoint, halfway through writing a dataset or a done-marker, inside a verifier's,
-# DPO's and GRPO's training); recipes without one here (star, score, score_lora, easy_to_hard) are
+# ReST-EM's validation history, halfway through writing a dataset, inside a verifier's, DPO's and
+# GRPO's training); recipes without one here (star, score, score_lora, easy_to_hard) are
 # covered in CI by the tests named in the docstring, or run in `make test-faults` only
 CI_POINTS = {
     "star_chunked": "iter_02/.generate.partial/resume/sampling-00001.json",
