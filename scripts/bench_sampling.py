@@ -43,6 +43,7 @@ def main() -> None:
     ap.add_argument("--train-steps", type=int, default=0, help="also time this many AdamW steps (0: skip)")
     ap.add_argument("--train-batch", type=int, default=4)
     ap.add_argument("--train-length", type=int, default=256)
+    ap.add_argument("--peak-n", type=int, default=4096, help="size of the square matmul that measures the peak")
     args = ap.parse_args()
 
     path = args.model
@@ -95,8 +96,8 @@ def main() -> None:
     print(f"transformers batched   : {plain_tps:10.0f} tokens/s  (the same batches, generate's own path; ours is "
           f"{batched_tps / plain_tps:.2f}x; prompts average {width / len(prompts):.0f} tokens)")
     n_params = sum(p.numel() for p in model.parameters())
-    peak = matmul_peak()
-    print(f"fp32 matmul peak       : {peak / 1e9:10.1f} GFLOP/s (4096^2 matmul, this run)")
+    peak = matmul_peak(args.peak_n)
+    print(f"fp32 matmul peak       : {peak / 1e9:10.1f} GFLOP/s ({args.peak_n}^2 matmul, this run)")
     print(f"sampling MFU           : {2 * n_params * batched_tps / peak:10.1%} batched, "
           f"{2 * n_params * base_tps / peak:.1%} one-at-a-time (2N FLOPs/token, N={n_params / 1e6:.1f}M)")
     if args.train_steps:

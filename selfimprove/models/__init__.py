@@ -67,12 +67,14 @@ def render_prompts(tokenizer, prompts: list, chat: bool) -> list[str]:
     the tokenizer's chat template (which then carries the special tokens itself). With `chat` a
     prompt may also be a whole conversation (a list of {"role", "content"} turns: SCoRe's second
     turn), rendered with the generation prompt after its last turn."""
+    from ..config import ConfigError  # a setting's fault: the CLI prints it without a traceback
+
     if not chat:
         if any(not isinstance(p, str) for p in prompts):
-            raise ValueError("a conversation (list of turns) can only be rendered with model.chat_template=true")
+            raise ConfigError("a conversation (list of turns) can only be rendered with model.chat_template=true")
         return prompts
     if not getattr(tokenizer, "chat_template", None):
-        raise ValueError(f"model.chat_template=true but the tokenizer of {tokenizer.name_or_path} has no chat "
+        raise ConfigError(f"model.chat_template=true but the tokenizer of {tokenizer.name_or_path} has no chat "
                          "template. Set model.chat_template=false for a base model.")
     return [tokenizer.apply_chat_template([{"role": "user", "content": p}] if isinstance(p, str) else p,
                                           tokenize=False, add_generation_prompt=True)

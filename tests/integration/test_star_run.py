@@ -185,14 +185,14 @@ CHAT = "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor 
 
 def test_instruct_model_with_a_chat_template(tmp_path):
     """model.chat_template=true: prompts are rendered as a user turn, SFT data is conversational."""
-    from selfimprove.config import TinyModelConfig
+    from selfimprove.config import ConfigError, TinyModelConfig
     from selfimprove.models import load_tokenizer, render_prompts
     from selfimprove.models.tiny import save_tiny
 
     local = save_tiny(TinyModelConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
                                       intermediate_size=64), tmp_path / "chat-model", seed=3)
     tok = load_tokenizer(local)
-    with pytest.raises(ValueError, match="has no chat template"):
+    with pytest.raises(ConfigError, match="has no chat template"):
         render_prompts(tok, ["Q: 1+1\nA:"], chat=True)
     tok.chat_template = CHAT
     tok.save_pretrained(local)

@@ -125,6 +125,47 @@ def sft_tokenized(folder: Path, data: list[dict]) -> list[dict]:
     return [dict(ex) for ex in trainer.train_dataset]
 
 
+def dpo_tokenized(folder: Path, pairs: list[dict]) -> list[dict]:
+    """The pairs as TRL's DPOTrainer tokenizes them for training (the dpo stage's chat rows):
+    prompt_ids, then chosen_ids / rejected_ids, the tokens it scores."""
+    import datasets
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import DPOConfig, DPOTrainer
+
+    tok = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    conv = [{"prompt": [{"role": "user", "content": r["prompt"]}],
+             "chosen": [{"role": "assistant", "content": r["chosen"]}],
+             "rejected": [{"role": "assistant", "content": r["rejected"]}]} for r in pairs]
+    trainer = DPOTrainer(model=model, train_dataset=datasets.Dataset.from_list(conv), processing_class=tok,
+                         args=DPOConfig(output_dir=tempfile.mkdtemp(), max_length=None, report_to=[], use_cpu=True,
+                                        bf16=False))
+    return [dict(ex) for ex in trainer.train_dataset]
+
+
+def assert_pairs_tokenize(folder: Path, smollm2: Path, pairs: list[dict]) -> None:
+    """Each side of each pair, as DPO trains it: one conversation, one template prefix, and the
+    scored tokens (the answer) end in exactly one EOS."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(smollm2)
+    examples = dpo_tokenized(folder, pairs)
+    assert len(examples) == len(pairs)
+    for ex in examples:
+        for side in ("chosen_ids", "rejected_ids"):
+            assert_one_prefix_one_eos(tok, ex["prompt_ids"] + ex[side], ex[side])
+
+
+def assert_sft_rows_tokenize(folder: Path, smollm2: Path, data: list[dict]) -> None:
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(smollm2)
+    examples = sft_tokenized(folder, data)
+    assert len(examples) == len(data)
+    for ex in examples:
+        assert_one_prefix_one_eos(tok, ex["input_ids"], [i for i, lab in zip(ex["input_ids"], ex["labels"]) if lab != -100])
+
+
 # the longest first: under pytest-xdist (make test-realmodel, -n 2) the other worker takes the rest
 def test_self_rewarding_additive_judge_on_instructions(tmp_path, smollm2):
     """Self-Rewarding as the paper runs it on an instruct model, with no gold anywhere: M1 is SFT
@@ -155,24 +196,23 @@ def test_self_rewarding_additive_judge_on_instructions(tmp_path, smollm2):
     assert_clean([r["text"] for r in judged] + [j for r in judged for j in r["judgments"]])
     assert dpo["pairs"] >= 1 and dpo["train_loss"] < dpo["train_loss_first"], dpo  # DPO's loss starts at log 2
     assert "pairwise_accuracy" in m[(0, "judge_quality")] and m[(0, "judge_quality")]["pairs"] == 2
-    assert_loads(next((d / "iter_00").glob("m1_sft*/model")))
+    m1 = m[(0, "m1_sft")]
+    assert m1["train_loss"] < m1["train_loss_first"], m1  # M1 learned its IFT + EFT rows
+    m1_model = next((d / "iter_00").glob("m1_sft*/model"))
+    assert_loads(m1_model)
     assert_loads(next((d / "iter_01").glob("dpo*/model")))
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(smollm2)
-    for pair in rows(d / "iter_01" / "pairs" / "pairs.jsonl"):
-        assert pair["chosen_score"] > pair["rejected_score"]
-        for answer in (pair["chosen"], pair["rejected"]):
-            ids = tok.apply_chat_template([{"role": "user", "content": pair["prompt"]},
-                                           {"role": "assistant", "content": answer}], tokenize=True, return_dict=True)
-            assert_one_prefix_one_eos(tok, list(ids["input_ids"]))
+    assert_sft_rows_tokenize(m1_model, smollm2, rows(d / "iter_00" / "judge_seed" / "seed_data.jsonl"))
+    pairs = rows(d / "iter_01" / "pairs" / "pairs.jsonl")
+    assert all(pair["chosen_score"] > pair["rejected_score"] for pair in pairs)
+    assert_pairs_tokenize(m1_model, smollm2, pairs)
 
 
 def test_vstar_verifier_trained_by_dpo(tmp_path, smollm2):
     out = tmp_path / "runs"
     gsm8k = [a for a in GSM8K if not a.startswith(("evaluate.num_samples", "evaluate.pass_k"))]
     run(out, smollm2, "recipe=vstar", *gsm8k, "evaluate.num_samples=2", "evaluate.pass_k=[1,2]", "generate.k=4",
-        "generate.temperature=1.0", "train.steps=4", "train.batch_size=2", "train.save_steps=2", "train.learning_rate=5e-5", "verifier.steps=6",
+        "generate.temperature=1.0", "filter.min_reward=1.0", "train.steps=8", "train.batch_size=2", "train.save_steps=4",
+        "train.learning_rate=5e-5", "verifier.steps=6",
         "verifier.batch_size=2", "verifier.save_steps=3", "verifier.learning_rate=5e-6", "evaluate.best_of.k=[2]")
     d = out / "vstar"
     m = metrics(d)
@@ -182,14 +222,14 @@ def test_vstar_verifier_trained_by_dpo(tmp_path, smollm2):
     assert_loads(d / "iter_01" / "verifier" / "model")
     assert_loads(d / "iter_01" / "train" / "model")
     assert_clean([s["text"] for s in rows(d / "iter_01" / "generate" / "samples.jsonl")])
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(smollm2)
-    for pair in rows(d / "iter_01" / "verifier_pairs" / "pairs.jsonl")[:8]:
-        for answer in (pair["chosen"], pair["rejected"]):
-            ids = tok.apply_chat_template([{"role": "user", "content": pair["prompt"]},
-                                           {"role": "assistant", "content": answer}], tokenize=True, return_dict=True)
-            assert_one_prefix_one_eos(tok, list(ids["input_ids"]))
+    t = m[(1, "train")]
+    assert t["train_loss"] < t["train_loss_first"], t  # the generator's SFT on its correct samples
+    scored = rows(d / "iter_01" / "score" / "scored.jsonl")
+    assert sum(r["answer"] is not None for r in scored) >= 0.75 * len(scored)  # read from chat outputs
+    assert_sft_rows_tokenize(d / "iter_01" / "train" / "model", smollm2,
+                             rows(d / "iter_01" / "filter" / "train_data.jsonl"))
+    assert_pairs_tokenize(d / "iter_01" / "verifier" / "model", smollm2,
+                          rows(d / "iter_01" / "verifier_pairs" / "pairs.jsonl")[:8])
 
 
 def test_score_with_lora_two_turns_in_the_chat_template(tmp_path, smollm2):
@@ -200,14 +240,27 @@ def test_score_with_lora_two_turns_in_the_chat_template(tmp_path, smollm2):
     data = [f"task.train_path={DATA / 'gsm8k_train.jsonl'}", f"task.test_path={DATA / 'gsm8k_test.jsonl'}"]
     run(out, smollm2, "recipe=score", "task=gsm8k", *data, "profile=debug", "iterations=1", "task.num_fewshot=2",
         "task.train_size=16", "task.val_size=4", "task.test_size=8", "score_rl.lora.enabled=true",
-        "score_rl.steps=3", "score_rl.problems_per_step=2", "score_rl.k=2", "score_rl.save_steps=2",
+        # k=4 at T=0.7: RLOO learns only from problems whose episodes differ in reward (at k=2, T=1.0
+        # all 12 episodes were wrong on both turns, every advantage was 0, and nothing was updated)
+        "score_rl.steps=3", "score_rl.problems_per_step=2", "score_rl.k=4", "score_rl.temperature=0.7",
+        "score_rl.save_steps=2",
         "score_rl.max_new_tokens=40", "evaluate_turns.max_new_tokens=40")
     d = out / "score"
     m = metrics(d)
-    assert m[(1, "score_rl")]["steps"] == 3 and {"acc_t1", "acc_t2"} <= set(m[(1, "evaluate_turns")])
+    rl = m[(1, "score_rl")]
+    assert rl["steps"] == 3 and {"acc_t1", "acc_t2"} <= set(m[(1, "evaluate_turns")])
+    assert rl["train_r1_first"] + rl["train_r2_first"] > 0, rl  # some episode was right: a learning signal
     model_dir = next((d / "iter_01").glob("score_rl*/model"))
     assert not (model_dir / "adapter_config.json").exists()  # published merged
     assert_loads(model_dir)
+    # RL's loss need not fall (it is -advantage x log-prob, its scale moves with the rewards): what
+    # must hold is that the updates reached the published weights (LoRA: the attention projections).
+    from safetensors.torch import load_file
+
+    base, tuned = load_file(smollm2 / "model.safetensors"), load_file(model_dir / "model.safetensors")
+    moved = [k for k in base if "q_proj" in k and not base[k].equal(tuned[k])]
+    assert moved, "SCoRe's updates did not reach the merged q_proj weights"
+    assert all(base[k].equal(tuned[k]) for k in base if "mlp" in k)  # and only LoRA's targets changed
     turns = rows(d / "iter_01" / "evaluate_turns" / "turns.jsonl") + rows(d / "iter_00" / "evaluate_turns" / "turns.jsonl")
     assert_clean([t["turn1"] for t in turns] + [t["turn2"] for t in turns])
     # answers are read from both chat turns
@@ -260,12 +313,7 @@ def test_star_on_gsm8k(shared_out, smollm2):
     assert max(m[(0, "evaluate")]["accuracy"], m[(1, "evaluate")]["accuracy"]) > 0
     train_rows = rows(d / "iter_01" / "filter" / "train_data.jsonl")
     assert all(r["prompt"].count("Q: ") == 1 for r in train_rows)  # STaR trains on the bare question
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(smollm2)
-    for ex in sft_tokenized(d / "iter_01" / "train" / "model", train_rows):
-        trained = [i for i, label in zip(ex["input_ids"], ex["labels"]) if label != -100]
-        assert_one_prefix_one_eos(tok, ex["input_ids"], trained)
+    assert_sft_rows_tokenize(d / "iter_01" / "train" / "model", smollm2, train_rows)
     assert m[(1, "train")]["longest_row_tokens"] > 64
 
 
@@ -279,8 +327,6 @@ def check_sampled_recipe(d: Path, smollm2: Path) -> dict:
     """What every sampling recipe must show on the real model: the loss falls, the checkpoint
     loads, samples are clean, answers are read from the chat outputs, and each training row is one
     conversation with one template prefix and one EOS."""
-    from transformers import AutoTokenizer
-
     m = metrics(d)
     assert m[(1, "train")]["train_loss"] < m[(1, "train")]["train_loss_first"], m[(1, "train")]
     assert_loads(d / "iter_01" / "train" / "model")
@@ -289,9 +335,7 @@ def check_sampled_recipe(d: Path, smollm2: Path) -> dict:
     assert_clean([s["text"] for s in samples])
     scored = rows(d / "iter_01" / "score" / "scored.jsonl")
     assert sum(r["answer"] is not None for r in scored) >= 0.75 * len(scored)
-    tok = AutoTokenizer.from_pretrained(smollm2)
-    for ex in sft_tokenized(d / "iter_01" / "train" / "model", rows(d / "iter_01" / "filter" / "train_data.jsonl")):
-        assert_one_prefix_one_eos(tok, ex["input_ids"], [i for i, lab in zip(ex["input_ids"], ex["labels"]) if lab != -100])
+    assert_sft_rows_tokenize(d / "iter_01" / "train" / "model", smollm2, rows(d / "iter_01" / "filter" / "train_data.jsonl"))
     return m
 
 

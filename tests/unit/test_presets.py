@@ -8,7 +8,7 @@ from selfimprove.cli import compose
 from selfimprove.config import CONF_DIR, available_recipes
 
 PRETRAINED = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml") if p.stem != "tiny")
-TRAIN_SECTIONS = ("seed_sft", "train", "m1_sft", "dpo", "verifier", "score_rl")
+TRAIN_SECTIONS = ("seed_sft", "train", "m1_sft", "dpo", "verifier", "score_rl", "grpo")
 KEYS = ("batch_size", "learning_rate", "adam_beta2", "max_length", "stage2_learning_rate", "lora.learning_rate")
 
 
