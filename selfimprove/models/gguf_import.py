@@ -17,6 +17,8 @@ import os
 import shutil
 from pathlib import Path
 
+from selfimprove.rundir import write_atomic
+
 RECORD = "selfimprove_import.json"  # what this folder was imported from (checksum, dtype)
 DTYPES = ("float32", "bfloat16")
 INSTALL_LINE = 'pip install "selfimprove[gguf]"   (or: pip install gguf)'
@@ -132,11 +134,12 @@ def import_gguf(gguf_path: str | Path, out: str | Path, dtype: str = "float32", 
             f"--out '{out}' is not empty and holds another model (or a different dtype of this one); refusing "
             "to overwrite it. Choose a new folder for --out, or delete that one first if you no longer need it.")
     out.parent.mkdir(parents=True, exist_ok=True)
+    _remove_abandoned_imports(out)
     tmp = out.parent / f".{out.name}.importing-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         _convert(src, tmp, dtype, facts, console)
-        (tmp / RECORD).write_text(json.dumps(record, indent=1) + "\n")
+        write_atomic(tmp / RECORD, json.dumps(record, indent=1) + "\n")
         if state == "empty":
             out.rmdir()
         os.replace(tmp, out)
@@ -145,6 +148,25 @@ def import_gguf(gguf_path: str | Path, out: str | Path, dtype: str = "float32", 
     console.print(f"imported {facts['name']} ({facts['architecture']}) into {out}: load it with "
                   f"model.name_or_path={out}")
     return out, True
+
+
+def _remove_abandoned_imports(out: Path) -> None:
+    """A killed import leaves its temporary folder (hundreds of MB) next to --out; the next import
+    into the same --out removes those whose process is gone, and leaves a live one alone."""
+    for stale in out.parent.glob(f".{out.name}.importing-*"):
+        pid = stale.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _convert(src: Path, dest: Path, dtype: str, facts: dict, console) -> None:

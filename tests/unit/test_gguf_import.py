@@ -38,6 +38,8 @@ def test_import_makes_a_plain_hf_folder_equal_to_the_gguf(tiny):
 
     src, out, proc = tiny
     assert "model.name_or_path=" in proc.stdout + proc.stderr
+    # progress a user sees: the checksum's bytes, then each conversion step up to the last
+    assert "checksum tiny.gguf" in proc.stderr and "kB" in proc.stderr and "[4/4] done" in proc.stderr
     names = {p.name for p in out.iterdir()}
     assert {"config.json", "model.safetensors", "tokenizer.json", RECORD} <= names
     assert not list(out.parent.glob(".*importing*"))  # the temporary folder was renamed away
@@ -77,6 +79,28 @@ def test_refuses_to_overwrite_another_model(tiny, tmp_path, capsys):
     (tmp_path / "notes" / "todo.txt").write_text("keep me")
     assert "refusing" in cli_fails(["models", "import-gguf", str(other), "--out", str(tmp_path / "notes")], capsys)
     assert (tmp_path / "notes" / "todo.txt").read_text() == "keep me"
+
+
+def test_a_killed_import_leaves_no_model_and_the_next_one_cleans_up(tmp_path):
+    """SIGKILLed after the weights and tokenizer were written, before the folder is renamed into
+    place: --out does not exist (a run cannot load half a model); the next import removes the
+    abandoned temporary folder and finishes."""
+    import os
+
+    from selfimprove.rundir import KILL_WHILE_WRITING
+
+    src = write_tiny_llama_gguf(tmp_path / "t.gguf")
+    out = tmp_path / "model"
+    cmd = [sys.executable, "-m", "selfimprove.cli", "models", "import-gguf", str(src), "--out", str(out)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    killed = subprocess.run(cmd, capture_output=True, text=True, env=env | {KILL_WHILE_WRITING: RECORD})
+    assert killed.returncode == -9, killed.stderr
+    abandoned = list(tmp_path.glob(".model.importing-*"))
+    assert not out.exists() and len(abandoned) == 1 and (abandoned[0] / "model.safetensors").exists()
+    again = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert again.returncode == 0, again.stderr
+    assert not list(tmp_path.glob(".model.importing-*")) and (out / "model.safetensors").exists()
+    assert json.loads((out / RECORD).read_text())["source"] == "t.gguf"
 
 
 def test_bfloat16_into_an_empty_folder(tmp_path):
