@@ -51,8 +51,10 @@ def commands(recipes: list[str], seeds: int, jobs: int, root: Path, sweep: str, 
     in groups of at most `jobs` runs of one seed (a Hydra sweep is a product of value lists)."""
     base = [sys.executable, "-m", "selfimprove.cli", "run", "-m", "hydra/launcher=local_parallel", "threads=1",
             "tracking.quiet=true", f"output_root={root}", *extra]
-    seed_list = ",".join(str(s) for s in range(seeds))
-    cmds = [base + [f"sweep_name={sweep}-setup", f"recipe={SETUP_RECIPE}", "iterations=0", f"seed={seed_list}"]]
+    # the local launcher starts every job of a sweep at once: at most `jobs` seeds per setup sweep
+    cmds = [base + [f"sweep_name={sweep}-setup", f"recipe={SETUP_RECIPE}", "iterations=0",
+                    "seed=" + ",".join(str(s) for s in range(first, min(first + jobs, seeds)))]
+            for first in range(0, seeds, jobs)]
     for seed in range(seeds):
         for i in range(0, len(recipes), jobs):
             cmds.append(base + [f"sweep_name={sweep}", f"recipe={','.join(recipes[i:i + jobs])}", f"seed={seed}"])

@@ -68,4 +68,9 @@ def test_commands_train_the_seed_models_first_then_groups_of_jobs():
     assert tails[0] == ["recipe=star", "iterations=0", "seed=0,1"]
     assert tails[1:] == [["recipe=a,b", "seed=0"], ["recipe=c", "seed=0"], ["recipe=a,b", "seed=1"],
                          ["recipe=c", "seed=1"]]
+    # never more than `jobs` runs at once, the seed models included (the local launcher starts a
+    # sweep's jobs together)
+    one = results.commands(["a"], seeds=3, jobs=1, root=Path("/r"), sweep="results", extra=[])
+    assert [[x for x in c if x.startswith("seed=")] for c in one[:3]] == [["seed=0"], ["seed=1"], ["seed=2"]]
+    assert all("iterations=0" in c for c in one[:3]) and len(one) == 6
     assert all("hydra/launcher=local_parallel" in c and "threads=1" in c for c in cmds)
