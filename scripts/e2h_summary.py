@@ -1,6 +1,7 @@
 """Per-round summary of easy_to_hard runs, and one markdown table comparing them.
 
     python scripts/e2h_summary.py outputs/easy_to_hard [RUN...]
+    python scripts/e2h_summary.py --paired A_SEED0,A_SEED1,A_SEED2 B_SEED0,B_SEED1,B_SEED2
 
 Per run and round: trained length L, the longest length at >= 99%, kept fraction, label accuracy
 of the kept labels (and of all labels, before the filters), stage seconds so far, exact match per
@@ -29,26 +30,32 @@ def lengths(evaluation: dict) -> dict[int, float]:
     return {int(k[len("accuracy_d"):]): v for k, v in evaluation.items() if k.startswith("accuracy_d")}
 
 
-def main(runs: list[Path]) -> None:
-    table = []
-    for run in runs:
-        by = rounds(run)
+def summary(run: Path, show: bool = True) -> tuple[dict[int, float], list, float, int]:
+    """(best exact match per length over rounds, kept labels' accuracy in rounds 1-4, stage
+    seconds, start length); with `show`, print the per-round lines."""
+    by = rounds(run)
+    if show:
         print(f"## {run}")
-        seconds, best = 0.0, {}
-        for it in sorted(by):
-            stages = by[it]
-            seconds += sum(s.get("seconds", 0) for s in stages.values())
-            ev, sl = stages.get("evaluate_lengths", {}), stages.get("self_label", {})
-            acc = lengths(ev)
-            for n, a in acc.items():
-                best[n] = max(best.get(n, 0.0), a)
+    seconds, best = 0.0, {}
+    for it in sorted(by):
+        stages = by[it]
+        seconds += sum(s.get("seconds", 0) for s in stages.values())
+        ev, sl = stages.get("evaluate_lengths", {}), stages.get("self_label", {})
+        acc = lengths(ev)
+        for n, a in acc.items():
+            best[n] = max(best.get(n, 0.0), a)
+        if show:
             cells = " ".join(f"{n}:{100 * a:.0f}" for n, a in sorted(acc.items()))
             print(f"round {it}: L={ev.get('trained_length')} longest99={ev.get('longest_at_target')} "
                   f"kept={sl.get('kept_fraction')} label_acc={sl.get('label_accuracy')} "
                   f"label_acc_all={sl.get('label_accuracy_all')} seconds={seconds:.0f} | {cells}")
-        start = by[0].get("evaluate_lengths", {}).get("trained_length") or 8
-        labels = [by.get(r, {}).get("self_label", {}).get("label_accuracy") for r in range(1, 5)]
-        table.append((run.name, [best.get(n) for n in range(start + 2, start + 7)], labels, seconds, start))
+    start = by[0].get("evaluate_lengths", {}).get("trained_length") or 8
+    labels = [by.get(r, {}).get("self_label", {}).get("label_accuracy") for r in range(1, 5)]
+    return best, labels, seconds, start
+
+
+def main(runs: list[Path]) -> None:
+    table = [(run.name, *summary(run)) for run in runs]
     if not table:
         return
     start = table[0][4]
@@ -57,10 +64,38 @@ def main(runs: list[Path]) -> None:
           + " | kept labels right, rounds 1-4 | stage time |")
     print("|---" * 8 + "|")
     for name, best, labels, seconds, _ in table:
-        cells = " | ".join("-" if b is None else f"{100 * b:.0f}%" for b in best)
+        cells = " | ".join("-" if best.get(n) is None else f"{100 * best[n]:.0f}%" for n in range(start + 2, start + 7))
         lab = " / ".join("-" if x is None else f"{100 * x:.1f}" for x in labels)
         print(f"| {name} | {cells} | {lab}% | {seconds / 60:.1f} min |")
 
 
+def paired(a_runs: list[Path], b_runs: list[Path]) -> None:
+    """B minus A, run i of each list paired (same seed, so the same round-0 model): per length,
+    the best exact match over rounds; per round 1-4, the kept labels' accuracy. Mean over pairs
+    and a two-sided 95% t-interval of the per-pair differences (selfimprove.stats.t_interval)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from selfimprove.stats import t_interval
+
+    if len(a_runs) != len(b_runs) or len(a_runs) < 2:
+        raise SystemExit(f"--paired needs the same number (>= 2) of runs on each side; got {len(a_runs)} and {len(b_runs)}.")
+    a, b = [summary(r, show=False) for r in a_runs], [summary(r, show=False) for r in b_runs]
+    start = a[0][3]
+    print(f"B minus A over {len(a)} pairs (mean ± 95% t-interval, points); A = {', '.join(r.name for r in a_runs)}; "
+          f"B = {', '.join(r.name for r in b_runs)}")
+    print("| measure | A | B | B - A |")
+    print("|---|---|---|---|")
+    rows = [(f"best {n} digits", [x[0].get(n, 0.0) for x in a], [y[0].get(n, 0.0) for y in b])
+            for n in range(start + 1, start + 7)]
+    rows += [(f"kept labels right, round {r}", [x[1][r - 1] for x in a], [y[1][r - 1] for y in b]) for r in range(1, 5)
+             if all(x[1][r - 1] is not None for x in a + b)]
+    for name, xs, ys in rows:
+        mean, half = t_interval([100 * (y - x) for x, y in zip(xs, ys)])
+        print(f"| {name} | {100 * sum(xs) / len(xs):.1f} | {100 * sum(ys) / len(ys):.1f} | "
+              f"{mean:+.1f} ± {half:.1f} |")
+
+
 if __name__ == "__main__":
-    main([Path(a) for a in sys.argv[1:]])
+    if sys.argv[1:2] == ["--paired"] and len(sys.argv) == 4:
+        paired([Path(x) for x in sys.argv[2].split(",")], [Path(x) for x in sys.argv[3].split(",")])
+    else:
+        main([Path(a) for a in sys.argv[1:]])

@@ -32,3 +32,16 @@ def test_table_has_each_runs_best_accuracy_per_length_and_label_accuracy(tmp_pat
     # best over rounds: 89% at 10 (round 1), 44.5% -> 44% at 11 (round 1, 0.89 / 2); 14+ never evaluated
     assert table[1] == "| filter | 89% | 44% | - | - | - | 88.9 / 84.2 / - / -% | 2.0 min |", table[1]
     assert table[2].startswith("| vote | 96% | 48% | - |") and "95.0 / 93.0 / 90.0 / -%" in table[2]
+
+
+def test_paired_differences_by_seed_with_an_interval(tmp_path):
+    a = [write_run(tmp_path / f"a{i}", [0.8, 0.6], [0.1, acc, 0.5]) for i, acc in enumerate([0.6, 0.7, 0.8])]
+    b = [write_run(tmp_path / f"b{i}", [0.9, 0.7], [0.1, acc, 0.5]) for i, acc in enumerate([0.7, 0.9, 0.9])]
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "e2h_summary.py"), "--paired",
+                          ",".join(map(str, a)), ",".join(map(str, b))], capture_output=True, text=True, check=True).stdout
+    # differences at 10 digits: +10, +20, +10 -> mean 13.3, sd 5.77, t(0.975, 2) = 4.303 -> +-14.3
+    assert "| best 10 digits | 70.0 | 83.3 | +13.3 ± 14.3 |" in out, out
+    assert "| kept labels right, round 1 | 80.0 | 90.0 | +10.0 ± 0.0 |" in out
+    one = subprocess.run([sys.executable, str(ROOT / "scripts" / "e2h_summary.py"), "--paired", str(a[0]), str(b[0])],
+                         capture_output=True, text=True)
+    assert one.returncode != 0 and "needs the same number (>= 2) of runs" in one.stderr
