@@ -6,7 +6,7 @@
 Per run and round: trained length L, the longest length at >= 99%, kept fraction, label accuracy
 of the kept labels (and of all labels, before the filters), stage seconds so far, exact match per
 evaluated length. Then a table, one row per run: the best exact match any round reached at each
-length from start+2 to start+6, the kept labels' accuracy in rounds 1-4, and the run's stage
+length from start+2 to start+8, the kept labels' accuracy in rounds 1-4, and the run's stage
 seconds. Gold answers enter these numbers only as monitors (the runs never trained on them).
 """
 from __future__ import annotations
@@ -60,11 +60,11 @@ def main(runs: list[Path]) -> None:
         return
     start = table[0][4]
     print()
-    print("| run | " + " | ".join(f"best {n}" for n in range(start + 2, start + 7))
+    print("| run | " + " | ".join(f"best {n}" for n in range(start + 2, start + 9))
           + " | kept labels right, rounds 1-4 | stage time |")
-    print("|---" * 8 + "|")
+    print("|---" * 10 + "|")
     for name, best, labels, seconds, _ in table:
-        cells = " | ".join("-" if best.get(n) is None else f"{100 * best[n]:.0f}%" for n in range(start + 2, start + 7))
+        cells = " | ".join("-" if best.get(n) is None else f"{100 * best[n]:.0f}%" for n in range(start + 2, start + 9))
         lab = " / ".join("-" if x is None else f"{100 * x:.1f}" for x in labels)
         print(f"| {name} | {cells} | {lab}% | {seconds / 60:.1f} min |")
 

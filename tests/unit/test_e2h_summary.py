@@ -29,8 +29,8 @@ def test_table_has_each_runs_best_accuracy_per_length_and_label_accuracy(tmp_pat
     assert "round 2: L=10 longest99=9 kept=0.5 label_acc=0.842" in out
     table = [line for line in out.splitlines() if line.startswith("| ")]
     assert table[0].startswith("| run | best 10 | best 11 | best 12 | best 13 | best 14 |")
-    # best over rounds: 89% at 10 (round 1), 44.5% -> 44% at 11 (round 1, 0.89 / 2); 14+ never evaluated
-    assert table[1] == "| filter | 89% | 44% | - | - | - | 88.9 / 84.2 / - / -% | 2.0 min |", table[1]
+    # best over rounds: 89% at 10 (round 1), 44.5% -> 44% at 11 (round 1, 0.89 / 2); 12+ never evaluated
+    assert table[1] == "| filter | 89% | 44% | - | - | - | - | - | 88.9 / 84.2 / - / -% | 2.0 min |", table[1]
     assert table[2].startswith("| vote | 96% | 48% | - |") and "95.0 / 93.0 / 90.0 / -%" in table[2]
 
 
