@@ -59,12 +59,13 @@ def main(runs: list[Path]) -> None:
     if not table:
         return
     start = table[0][4]
+    columns = range(start + 2, start + 9)  # the lengths self-labels must reach: start+2 .. start+8
     print()
-    print("| run | " + " | ".join(f"best {n}" for n in range(start + 2, start + 9))
+    print("| run | " + " | ".join(f"best {n}" for n in columns)
           + " | kept labels right, rounds 1-4 | stage time |")
-    print("|---" * 10 + "|")
+    print("|---" * (len(columns) + 3) + "|")
     for name, best, labels, seconds, _ in table:
-        cells = " | ".join("-" if best.get(n) is None else f"{100 * best[n]:.0f}%" for n in range(start + 2, start + 9))
+        cells = " | ".join("-" if best.get(n) is None else f"{100 * best[n]:.0f}%" for n in columns)
         lab = " / ".join("-" if x is None else f"{100 * x:.1f}" for x in labels)
         print(f"| {name} | {cells} | {lab}% | {seconds / 60:.1f} min |")
 
