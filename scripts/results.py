@@ -36,6 +36,9 @@ BASELINE = "train_longer"
 METRIC = {"score": ("evaluate_turns", "acc_t2")}
 DEFAULT_METRIC = ("evaluate", "accuracy")
 SETUP_RECIPE = "star"  # its setup (prepare, seed_sft, evaluate) is shared by most recipes
+# recipes of another kind, with a page of their own, left out unless --recipes names them:
+# easy_to_hard measures length generalization on reversed addition (scripts/e2h_summary.py)
+OWN_PAGE = {"easy_to_hard": "docs/easy_to_hard/results.md"}
 
 
 # ----------------------------------------------------------------------------- running
@@ -48,15 +51,17 @@ def recipes_available() -> list[str]:
 
 def commands(recipes: list[str], seeds: int, jobs: int, root: Path, sweep: str, extra: list[str]) -> list[list[str]]:
     """`selfimprove run -m` invocations: the shared seed models first, then every (recipe, seed)
-    in groups of at most `jobs` runs of one seed (a Hydra sweep is a product of value lists)."""
+    in groups of at most `jobs` runs of one seed (a Hydra sweep is a product of value lists).
+    Group by group, every seed of a group before the next group: a call cut short (the full page
+    takes hours) leaves whole recipes over all seeds, which a `--no-run` page can already show."""
     base = [sys.executable, "-m", "selfimprove.cli", "run", "-m", "hydra/launcher=local_parallel", "threads=1",
             "tracking.quiet=true", f"output_root={root}", *extra]
     # the local launcher starts every job of a sweep at once: at most `jobs` seeds per setup sweep
     cmds = [base + [f"sweep_name={sweep}-setup", f"recipe={SETUP_RECIPE}", "iterations=0",
                     "seed=" + ",".join(str(s) for s in range(first, min(first + jobs, seeds)))]
             for first in range(0, seeds, jobs)]
-    for seed in range(seeds):
-        for i in range(0, len(recipes), jobs):
+    for i in range(0, len(recipes), jobs):
+        for seed in range(seeds):
             cmds.append(base + [f"sweep_name={sweep}", f"recipe={','.join(recipes[i:i + jobs])}", f"seed={seed}"])
     return cmds
 
@@ -101,6 +106,50 @@ def load_runs(sweep_dir: Path) -> dict[str, dict[int, list[dict]]]:
         rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
         out.setdefault(info["recipe"], {})[seed] = rows
     return out
+
+
+def seed_models(sweep_dir: Path) -> dict[tuple[str, int], str]:
+    """(recipe, seed) -> sha256 of the seed model's weights (the setup's `seed_sft`), for every
+    finished run that has one: the gain over `train_longer` pairs only runs that started from the
+    same model (Self-Rewarding's M1 and SCoRe's two-turn model are their own)."""
+    out = {}
+    for info_path in sorted(sweep_dir.glob("*/run.json")):
+        run = info_path.parent
+        info, manifest = json.loads(info_path.read_text()), run / "iter_00" / "seed_sft" / "manifest.json"
+        if info.get("status") == "finished" and manifest.is_file():
+            weights = json.loads(manifest.read_text())["files"].get("model/model.safetensors", {}).get("sha256")
+            seed = int(yaml.safe_load((run / "config.yaml").read_text())["seed"])
+            if weights:
+                out[(info["recipe"], seed)] = weights
+    return out
+
+
+def paired_tables(sweep_dir: Path, recipes: list[str]) -> list[str]:
+    """`selfimprove compare --group-by recipe --paired` over the finished runs, one table per test
+    set (runs of another task, or evaluated on other problems, are not comparable)."""
+    sys.path.insert(0, str(ROOT))
+    from selfimprove.compare import load_run
+    from selfimprove.compare_view import PAIRED_CAPTION, display_paired, markdown
+    from selfimprove.seeds import CompareError, group_runs, paired_rows
+
+    by_test: dict[tuple, list] = {}
+    for info_path in sorted(sweep_dir.glob("*/run.json")):
+        run = load_run(info_path.parent)
+        if run.info.get("status") == "finished" and run.recipe in recipes and any(
+                e.get("stage") == "evaluate" for e in run.evaluations()):
+            by_test.setdefault((run.task_name, run.test_checksum), []).append(run)
+    lines = []
+    for (task, _), runs in sorted(by_test.items(), key=lambda kv: -len(kv[1])):
+        try:
+            units = group_runs(runs, "recipe")
+            if len(units) < 2:
+                continue
+            table = markdown(*display_paired(paired_rows(units)))
+        except CompareError as exc:  # e.g. a recipe with one seed so far: say why there is no table
+            lines += [f"Task `{task}`: no paired table ({exc})", ""]
+            continue
+        lines += [f"Task `{task}`, recipes {', '.join(f'`{u}`' for u in sorted(units))}:", "", table, ""]
+    return lines + ([PAIRED_CAPTION, ""] if any(line.startswith("|") for line in lines) else [])
 
 
 def curve(recipe: str, rows: list[dict]) -> list[dict]:
@@ -156,12 +205,18 @@ def summarize(runs: dict[str, dict[int, list[dict]]]) -> dict:
     return out
 
 
-def gain_over(summary: dict, recipe: str, baseline: str = BASELINE) -> str:
-    """Final accuracy minus the baseline's, paired by seed."""
+def gain_over(summary: dict, recipe: str, baseline: str = BASELINE, models: dict | None = None) -> str:
+    """Final accuracy minus the baseline's, paired by seed: only seeds whose runs started from the
+    same seed model (`models`: (recipe, seed) -> weights hash; without it, every common seed)."""
     if baseline not in summary or recipe == baseline:
         return "-"
     a, b = summary[recipe]["finals"], summary[baseline]["finals"]
-    diffs = [a[s]["accuracy"] - b[s]["accuracy"] for s in sorted(set(a) & set(b))]
+    common = sorted(set(a) & set(b))
+    if models is not None:
+        common = [s for s in common if models.get((recipe, s)) and models.get((recipe, s)) == models.get((baseline, s))]
+        if not common:
+            return "n/a (own seed model)"
+    diffs = [a[s]["accuracy"] - b[s]["accuracy"] for s in common]
     if not diffs:
         return "-"
     m, h = t_interval(diffs)
@@ -214,7 +269,8 @@ def plots(summary: dict, out_dir: Path) -> list[str]:
     return names
 
 
-def page(summary: dict, args, images: list[str], unfinished: list[str] = ()) -> str:
+def page(summary: dict, args, images: list[str], unfinished: list[str] = (), models: dict | None = None,
+         paired: list[str] = ()) -> str:
     seeds = sorted({s for v in summary.values() for s in v["seeds"]})
     with_flops = [v["flops"] for v in summary.values() if v["flops"]]
     budget = min(with_flops) if with_flops else None
@@ -249,7 +305,7 @@ def page(summary: dict, args, images: list[str], unfinished: list[str] = ()) -> 
     for recipe in sorted(summary, key=lambda r: (r in CONTROLS, r)):
         s = summary[recipe]
         lines.append(f"| `{recipe}`{' (control)' if recipe in CONTROLS else ''} | {len(s['seeds'])} | "
-                     f"{pct(*s['start'])} | {pct(*s['final'])} | {gain_over(summary, recipe)} | "
+                     f"{pct(*s['start'])} | {pct(*s['final'])} | {gain_over(summary, recipe, models=models)} | "
                      + (f"{at_budget(summary, recipe, budget)} | " if budget else "")
                      + f"{sci(s['flops'])} | {s['seconds'] / 60:.1f} min |")
     if budget:
@@ -260,6 +316,11 @@ def page(summary: dict, args, images: list[str], unfinished: list[str] = ()) -> 
         s = summary[recipe]
         lines.append(f"- `{recipe}`: " + " → ".join(pct(*p["acc"]) for p in s["per_iter"]))
     lines += ["", "## Curves", ""] + [f"![{name}]({name})" for name in images]
+    if paired:
+        lines += ["", "## Paired comparisons on the same test problems", "",
+                  "Every two recipes at their final iterations (`selfimprove compare <runs> --group-by recipe "
+                  "--paired`); the problem-level tests treat the seeds as fixed, the last column does not.", ""]
+        lines += list(paired)
     if unfinished:
         lines += ["", "## Runs that did not finish (left out above)", ""] + [f"- `{u}`" for u in unfinished]
     lines += ["", f"Runs: `{args.output_root}/{args.sweep}/<overrides>/` (metrics.jsonl has every stage's "
@@ -272,7 +333,8 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per recipe (default 3)")
     ap.add_argument("--profile", default="default", help="default | debug (debug: minutes, meaningless numbers)")
-    ap.add_argument("--recipes", default="", help="comma-separated subset (default: every recipe and both controls)")
+    ap.add_argument("--recipes", default="", help="comma-separated subset (default: every recipe and both controls, "
+                                                  f"except {', '.join(OWN_PAGE)}, which has its own page)")
     ap.add_argument("--jobs", type=int, default=2, help="runs at a time (one torch thread each; default 2)")
     ap.add_argument("--output-root", default="outputs/results", help="where the runs go (default outputs/results)")
     ap.add_argument("--sweep", default="results", help="sweep folder name under the output root")
@@ -282,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.seeds < 1 or args.jobs < 1:
         ap.error("--seeds and --jobs must be >= 1")
     known = recipes_available()
-    recipes = [r for r in args.recipes.split(",") if r] or known
+    recipes = [r for r in args.recipes.split(",") if r] or [r for r in known if r not in OWN_PAGE]
     unknown = [r for r in recipes if r not in known]
     if unknown:
         ap.error(f"unknown recipe(s) {', '.join(unknown)}; available: {', '.join(known)}")
@@ -298,7 +360,8 @@ def main(argv: list[str] | None = None) -> int:
     out = (ROOT / args.out) if not Path(args.out).is_absolute() else Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     images = plots(summary, out.parent)
-    out.write_text(page(summary, args, images, unfinished_runs(root / args.sweep)))
+    out.write_text(page(summary, args, images, unfinished_runs(root / args.sweep), seed_models(root / args.sweep),
+                        paired_tables(root / args.sweep, recipes)))
     print(f"[results] wrote {out} ({len(summary)} recipes, images {', '.join(images)})")
     if failed:
         print(f"[results] {len(failed)} sweep(s) failed; see {root / (args.sweep + '.log')} and rerun to resume:\n  "

@@ -66,7 +66,8 @@ def test_commands_train_the_seed_models_first_then_groups_of_jobs():
     cmds = results.commands(["a", "b", "c"], seeds=2, jobs=2, root=Path("/r"), sweep="results", extra=[])
     tails = [[x for x in c if x.startswith(("recipe=", "seed=", "iterations="))] for c in cmds]
     assert tails[0] == ["recipe=star", "iterations=0", "seed=0,1"]
-    assert tails[1:] == [["recipe=a,b", "seed=0"], ["recipe=c", "seed=0"], ["recipe=a,b", "seed=1"],
+    # a group's seeds all run before the next group: cut short, the finished recipes have every seed
+    assert tails[1:] == [["recipe=a,b", "seed=0"], ["recipe=a,b", "seed=1"], ["recipe=c", "seed=0"],
                          ["recipe=c", "seed=1"]]
     # never more than `jobs` runs at once, the seed models included (the local launcher starts a
     # sweep's jobs together)
@@ -74,3 +75,37 @@ def test_commands_train_the_seed_models_first_then_groups_of_jobs():
     assert [[x for x in c if x.startswith("seed=")] for c in one[:3]] == [["seed=0"], ["seed=1"], ["seed=2"]]
     assert all("iterations=0" in c for c in one[:3]) and len(one) == 6
     assert all("hydra/launcher=local_parallel" in c and "threads=1" in c for c in cmds)
+
+
+def test_gain_over_train_longer_pairs_only_runs_from_the_same_seed_model(tmp_path):
+    """Self-Rewarding (M1) and SCoRe (a two-turn model) start from their own seed models: their
+    "gain over train_longer" would compare different starting points, so the page says n/a."""
+    from test_compare_seeds import make_run
+
+    sweep = tmp_path / "results"
+    for s in range(3):
+        for recipe, rates, seed_model in (("star", [0.2, 0.8], f"seed-{s}"), ("train_longer", [0.2, 0.5], f"seed-{s}"),
+                                          ("self_rewarding", [0.6, 0.7], f"m1-{s}")):
+            manifest = make_run(sweep, f"recipe={recipe},seed={s}", recipe, s, rates) / "iter_00/seed_sft/manifest.json"
+            manifest.parent.mkdir(parents=True)
+            manifest.write_text(json.dumps({"files": {"model/model.safetensors": {"sha256": seed_model}}}))
+    models = results.seed_models(sweep)
+    assert models[("star", 1)] == models[("train_longer", 1)] != models[("self_rewarding", 1)]
+    summary = results.summarize(results.load_runs(sweep))
+    assert results.gain_over(summary, "self_rewarding", models=models) == "n/a (own seed model)"
+    gain = results.gain_over(summary, "star", models=models)  # the same seed models: every seed is paired
+    assert gain == results.gain_over(summary, "star") and gain.startswith("+")
+    # the paired tests over the same test problems, every two recipes, with the caption
+    text = "\n".join(results.paired_tables(sweep, ["star", "train_longer", "self_rewarding"]))
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert sorted(tuple(c.strip() for c in r.split("|")[1:3]) for r in rows) == [
+        ("self_rewarding", "star"), ("self_rewarding", "train_longer"), ("star", "train_longer")]
+    assert "paired bootstrap" in text
+    # a recipe with one seed so far: no table, and the page says why
+    make_run(sweep, "recipe=bstar,seed=0", "bstar", 0, [0.2, 0.6])
+    text = "\n".join(results.paired_tables(sweep, ["star", "bstar"]))
+    assert "no paired table" in text and "single seed" in text
+
+
+def test_the_default_recipe_list_leaves_out_recipes_with_their_own_page():
+    assert set(results.OWN_PAGE) <= set(results.recipes_available())
