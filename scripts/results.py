@@ -270,7 +270,7 @@ def plots(summary: dict, out_dir: Path) -> list[str]:
 
 
 def page(summary: dict, args, images: list[str], unfinished: list[str] = (), models: dict | None = None,
-         paired: list[str] = ()) -> str:
+         paired: list[str] = (), more: list[str] = ()) -> str:
     seeds = sorted({s for v in summary.values() for s in v["seeds"]})
     with_flops = [v["flops"] for v in summary.values() if v["flops"]]
     budget = min(with_flops) if with_flops else None
@@ -323,6 +323,11 @@ def page(summary: dict, args, images: list[str], unfinished: list[str] = (), mod
         lines += list(paired)
     if unfinished:
         lines += ["", "## Runs that did not finish (left out above)", ""] + [f"- `{u}`" for u in unfinished]
+    if more:  # pages next to this one: what a row here cannot show (V-STaR's verifier, SCoRe's turns, ...)
+        lines += ["", "## More per method", "",
+                  "Rows above give each recipe's greedy accuracy; these pages have what is particular to a method "
+                  "(V-STaR's verifier Best-of-k, Self-Rewarding's judge, SCoRe's turns, easy-to-hard's lengths):",
+                  ""] + [f"- [{m}]({m})" for m in more]
     lines += ["", f"Runs: `{args.output_root}/{args.sweep}/<overrides>/` (metrics.jsonl has every stage's "
                   "tokens, FLOPs and seconds).", ""]
     return "\n".join(lines)
@@ -361,7 +366,8 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     images = plots(summary, out.parent)
     out.write_text(page(summary, args, images, unfinished_runs(root / args.sweep), seed_models(root / args.sweep),
-                        paired_tables(root / args.sweep, recipes)))
+                        paired_tables(root / args.sweep, recipes),
+                        sorted(str(p.relative_to(out.parent)) for p in out.parent.glob("*/results.md"))))
     print(f"[results] wrote {out} ({len(summary)} recipes, images {', '.join(images)})")
     if failed:
         print(f"[results] {len(failed)} sweep(s) failed; see {root / (args.sweep + '.log')} and rerun to resume:\n  "

@@ -48,6 +48,8 @@ def test_page_from_finished_runs(tmp_path):
     images = results.plots(summary, tmp_path)
     text = results.page(summary, args, images)
     assert "| `star` | 3 | 20.0 ± 0.0 | 60.0 ± 24.8 | +15.0 ± 12.4 |" in text
+    assert "More per method" not in text
+    assert "- [vstar/results.md](vstar/results.md)" in results.page(summary, args, images, more=["vstar/results.md"])
     assert "`train_longer` (control)" in text and "![results_flops.png](results_flops.png)" in text
     unfinished = results.unfinished_runs(sweep)
     assert unfinished == ["recipe=bstar,seed=0: running"]
