@@ -328,7 +328,8 @@ def page(summary: dict, args, images: list[str], unfinished: list[str] = (), mod
                   "Rows above give each recipe's greedy accuracy; these pages have what is particular to a method "
                   "(V-STaR's verifier Best-of-k, Self-Rewarding's judge, SCoRe's turns, easy-to-hard's lengths):",
                   ""] + [f"- [{m}]({m})" for m in more]
-    lines += ["", f"Runs: `{args.output_root}/{args.sweep}/<overrides>/` (metrics.jsonl has every stage's "
+    shown = "<output root>" if Path(args.output_root).is_absolute() else args.output_root  # no machine's paths
+    lines += ["", f"Runs: `{shown}/{args.sweep}/<overrides>/` (metrics.jsonl has every stage's "
                   "tokens, FLOPs and seconds).", ""]
     return "\n".join(lines)
 
