@@ -77,7 +77,7 @@ def test_recipes_still_size_the_tiny_model():
     (sr,) = compose(["recipe=self_rewarding"])
     assert (sr.m1_sft.learning_rate, sr.m1_sft.adam_beta2, sr.dpo.learning_rate, sr.m1_sft.max_length) == (3e-3, 0.99, 2e-5, 256)
     (score,) = compose(["recipe=score"])
-    assert score.seed_sft.steps == 600 and score.score_rl.learning_rate == 2e-4
+    assert score.seed_sft.steps == 1200 and score.score_rl.learning_rate == 2e-4
     (star,) = compose(["recipe=star"])
     assert (star.seed_sft.steps, star.train.learning_rate, star.train.adam_beta2) == (1000, 3e-3, 0.99)
     (dbg,) = compose(["recipe=vstar", "profile=debug"])
