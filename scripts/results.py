@@ -243,7 +243,7 @@ def plots(summary: dict, out_dir: Path) -> list[str]:
     names = []
     for xkey, xlabel, fname in (("iteration", "iteration", "results_iterations.png"),
                                 ("cum_flops", "cumulative FLOPs (estimate)", "results_flops.png")):
-        fig, ax = plt.subplots(figsize=(7, 4.5))
+        fig, ax = plt.subplots(figsize=(8.5, 4.5))
         for recipe, s in sorted(summary.items()):
             pts = [p for p in s["per_iter"] if p[xkey] is not None]
             if not pts:
@@ -260,7 +260,7 @@ def plots(summary: dict, out_dir: Path) -> list[str]:
             ax.set_xscale("log")
         ax.set_xlabel(xlabel)
         ax.set_ylabel("held-out accuracy (%)")
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))  # outside: never over a curve
         ax.grid(alpha=0.3)
         fig.tight_layout()
         fig.savefig(out_dir / fname, dpi=110)
