@@ -38,7 +38,7 @@ DEFAULT_METRIC = ("evaluate", "accuracy")
 SETUP_RECIPE = "star"  # its setup (prepare, seed_sft, evaluate) is shared by most recipes
 # recipes of another kind, with a page of their own, left out unless --recipes names them:
 # easy_to_hard measures length generalization on reversed addition (scripts/e2h_summary.py)
-OWN_PAGE = {"easy_to_hard": "docs/easy_to_hard/results.md"}
+OWN_PAGE = ("easy_to_hard",)
 
 
 # ----------------------------------------------------------------------------- running
@@ -47,6 +47,11 @@ def recipes_available() -> list[str]:
     from selfimprove.config import available_recipes
 
     return sorted(available_recipes())
+
+
+def default_recipes(known: list[str]) -> list[str]:
+    """Every recipe and both controls, but not those with a page of their own."""
+    return [r for r in known if r not in OWN_PAGE]
 
 
 def commands(recipes: list[str], seeds: int, jobs: int, root: Path, sweep: str, extra: list[str]) -> list[list[str]]:
@@ -94,17 +99,22 @@ def unfinished_runs(sweep_dir: Path) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- reading runs
+def finished_runs(sweep_dir: Path):
+    """(run folder, recipe, seed) of every finished run under the sweep folder."""
+    for info_path in sorted(sweep_dir.glob("*/run.json")):
+        info = json.loads(info_path.read_text())
+        if info.get("status") == "finished":
+            run = info_path.parent
+            yield run, info["recipe"], int(yaml.safe_load((run / "config.yaml").read_text())["seed"])
+
+
 def load_runs(sweep_dir: Path) -> dict[str, dict[int, list[dict]]]:
     """recipe -> seed -> metrics rows, for every finished run under the sweep folder."""
     out: dict[str, dict[int, list[dict]]] = {}
-    for info_path in sorted(sweep_dir.glob("*/run.json")):
-        run = info_path.parent
-        info = json.loads(info_path.read_text())
-        if info.get("status") != "finished" or not (run / "metrics.jsonl").exists():
-            continue
-        seed = int(yaml.safe_load((run / "config.yaml").read_text())["seed"])
-        rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
-        out.setdefault(info["recipe"], {})[seed] = rows
+    for run, recipe, seed in finished_runs(sweep_dir):
+        if (run / "metrics.jsonl").exists():
+            rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+            out.setdefault(recipe, {})[seed] = rows
     return out
 
 
@@ -113,14 +123,12 @@ def seed_models(sweep_dir: Path) -> dict[tuple[str, int], str]:
     finished run that has one: the gain over `train_longer` pairs only runs that started from the
     same model (Self-Rewarding's M1 and SCoRe's two-turn model are their own)."""
     out = {}
-    for info_path in sorted(sweep_dir.glob("*/run.json")):
-        run = info_path.parent
-        info, manifest = json.loads(info_path.read_text()), run / "iter_00" / "seed_sft" / "manifest.json"
-        if info.get("status") == "finished" and manifest.is_file():
-            weights = json.loads(manifest.read_text())["files"].get("model/model.safetensors", {}).get("sha256")
-            seed = int(yaml.safe_load((run / "config.yaml").read_text())["seed"])
-            if weights:
-                out[(info["recipe"], seed)] = weights
+    for run, recipe, seed in finished_runs(sweep_dir):
+        manifest = run / "iter_00" / "seed_sft" / "manifest.json"
+        weights = json.loads(manifest.read_text())["files"].get("model/model.safetensors", {}).get("sha256") \
+            if manifest.is_file() else None
+        if weights:
+            out[(recipe, seed)] = weights
     return out
 
 
@@ -350,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.seeds < 1 or args.jobs < 1:
         ap.error("--seeds and --jobs must be >= 1")
     known = recipes_available()
-    recipes = [r for r in args.recipes.split(",") if r] or [r for r in known if r not in OWN_PAGE]
+    recipes = [r for r in args.recipes.split(",") if r] or default_recipes(known)
     unknown = [r for r in recipes if r not in known]
     if unknown:
         ap.error(f"unknown recipe(s) {', '.join(unknown)}; available: {', '.join(known)}")

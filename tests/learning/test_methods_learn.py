@@ -116,19 +116,14 @@ def test_dpo_raises_preference_accuracy_on_its_training_pairs(star, tmp_path, re
     assert after - before >= DPO_MARGIN
 
 
-def right_minus_wrong_turn2(run_dir, model_dir, k: int = 8) -> list[float]:
-    """Fresh two-turn episodes of the validation problems, sampled from the base model (T=1, k per
-    problem, a fixed seed); for each problem with both right and wrong turn-2 answers: the mean
-    log-likelihood `model_dir` gives the right ones minus the wrong ones."""
-    from statistics import mean
-
+def fresh_turn2_episodes(run_dir, k: int = 8) -> dict:
+    """Two-turn episodes of the validation problems sampled from the base model (T=1, k per
+    problem, fixed seeds): the turn-2 prompts and answers, and whether each answer is right."""
     from omegaconf import OmegaConf
 
     from selfimprove.backends import SamplingParams, build_sampler
     from selfimprove.config import ModelConfig
-    from selfimprove.models import load_model, load_tokenizer
     from selfimprove.tasks.arithmetic_correction import ArithmeticCorrection
-    from selfimprove.verifier import completion_logprobs
 
     task = ArithmeticCorrection(OmegaConf.load(run_dir / "config.yaml").task)
     problems = read_jsonl(run_dir / "iter_00/prepare/val.jsonl")
@@ -139,13 +134,26 @@ def right_minus_wrong_turn2(run_dir, model_dir, k: int = 8) -> list[float]:
     episodes = [p for p in problems for _ in range(k)]
     prompts2 = [task.turn2(p, y1, False) for p, y1 in zip(episodes, firsts)]
     seconds = [task.truncate(texts[0]) for texts in sampler.generate(prompts2, replace(params, n=1, seed=54321))]
-    right = [task.reward(y2, p) >= 1 for y2, p in zip(seconds, episodes)]
+    sampler.close()
+    return {"k": k, "prompts": prompts2, "answers": seconds,
+            "right": [task.reward(y2, p) >= 1 for y2, p in zip(seconds, episodes)]}
+
+
+def right_minus_wrong(model_dir, episodes: dict) -> list[float]:
+    """For each problem with both right and wrong turn-2 answers: the mean log-likelihood the model
+    in `model_dir` gives the right ones minus the wrong ones."""
+    from statistics import mean
+
+    from selfimprove.models import load_model, load_tokenizer
+    from selfimprove.verifier import completion_logprobs
+
     model = load_model(str(model_dir), "float32", "cpu")
     with torch.no_grad():
-        logp = [lp for lp, _ in completion_logprobs(model, load_tokenizer(str(model_dir)), prompts2, seconds, 64)]
-    out = []
-    for g in range(len(problems)):
-        group = range(g * k, (g + 1) * k)
+        logp = [lp for lp, _ in completion_logprobs(model, load_tokenizer(str(model_dir)), episodes["prompts"],
+                                                    episodes["answers"], 64)]
+    k, right, out = episodes["k"], episodes["right"], []
+    for start in range(0, len(logp), k):
+        group = range(start, start + k)
         good, bad = [logp[i] for i in group if right[i]], [logp[i] for i in group if not right[i]]
         if good and bad:
             out.append(mean(good) - mean(bad))
@@ -176,8 +184,9 @@ def test_score_stage_one_prefers_the_right_second_turns(tmp_path, seed, record_p
 
     m = run(tmp_path, "score", *SCORE, f"seed={seed}")[(1, "score_rl")]
     path = tmp_path / "score"
-    base = right_minus_wrong_turn2(path, path / "iter_00/seed_sft/model")
-    policy = right_minus_wrong_turn2(path, path / "iter_01/score_rl/model")
+    episodes = fresh_turn2_episodes(path)  # sampled once, scored under both models
+    base = right_minus_wrong(path / "iter_00/seed_sft/model", episodes)
+    policy = right_minus_wrong(path / "iter_01/score_rl/model", episodes)
     diffs = [b - a for a, b in zip(base, policy)]
     t = mean(diffs) / (stdev(diffs) / len(diffs) ** 0.5) if len(diffs) > 1 and stdev(diffs) > 0 else 0.0
     first, last, episodes = m["train_r2_first"], m["train_r2_last"], 10 * 64  # 10 steps x 16 problems x k=4

@@ -110,4 +110,7 @@ def test_gain_over_train_longer_pairs_only_runs_from_the_same_seed_model(tmp_pat
 
 
 def test_the_default_recipe_list_leaves_out_recipes_with_their_own_page():
-    assert set(results.OWN_PAGE) <= set(results.recipes_available())
+    known = results.recipes_available()
+    default = results.default_recipes(known)
+    assert "easy_to_hard" in known and "easy_to_hard" not in default
+    assert {"star", "vstar", "score", "self_rewarding", "grpo", "train_longer", "gold_sft"} <= set(default)
