@@ -44,3 +44,8 @@ results:
 
 bench:
 	python scripts/bench_sampling.py
+
+# the documentation site into site/ (mkdocs.yml); --strict: a broken link, anchor or snippet fails
+.PHONY: docs
+docs:
+	python -m mkdocs build --strict
