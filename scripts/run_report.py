@@ -23,7 +23,10 @@ def main() -> None:
     for run in args.runs:
         if not (run / "metrics.jsonl").exists():
             ap.error(f"{run} is not a run folder (no metrics.jsonl); give e.g. outputs/star")
-        print("\n".join(report(run)))
+        try:
+            print("\n".join(report(run)))
+        except ValueError as exc:
+            ap.error(str(exc))
 
 
 if __name__ == "__main__":

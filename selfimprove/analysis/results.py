@@ -87,6 +87,8 @@ def equal_compute_lines(summary: dict) -> list[str]:
     """The equal-compute table: each recipe's accuracy at FLOPs budgets (since the seed model)
     that every recipe reaches past its first iteration, or why there is none."""
     groups = {recipe: s["runs"] for recipe, s in summary.items()}
+    if len(groups) < 2:
+        return ["One recipe here: equal compute compares recipes, see the FLOPs curve for this one's."]
     budgets, table, why = equal_compute(groups, {r: metric(r) for r in groups})
     if not budgets:
         return [f"No FLOPs budget is reached by every recipe past its first iteration ({why}), so there is no "

@@ -13,7 +13,11 @@ SAMPLING = ("generate", "rationalize", "evaluate")  # stages whose tokens/s is s
 
 
 def greedy(path: Path) -> dict[str, float]:
-    return {r["prompt_id"]: float(r["correct"]) for r in read_jsonl(path) if r.get("mode", "greedy") == "greedy"}
+    rows = [r for r in read_jsonl(path) if r.get("mode", "greedy") == "greedy"]
+    if rows and not any("correct" in r for r in rows):
+        raise ValueError(f"{path}: its greedy rows carry no `correct` field (a task without gold answers), so there "
+                         f"is no accuracy to report; use `selfimprove compare --metric NAME` on its own metrics.")
+    return {r["prompt_id"]: float(r["correct"]) for r in rows if "correct" in r}
 
 
 def report(run: Path) -> list[str]:
