@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from .budget import equal_compute
+from .budget import curve, equal_compute
 from .groups import CompareError, group_runs
 from .paired import OWN_SEED_MODEL, paired_rows, seed_pairs
 from .runs import Run, find_runs, split_unfinished
@@ -89,18 +89,29 @@ def equal_compute_lines(summary: dict) -> list[str]:
     groups = {recipe: s["runs"] for recipe, s in summary.items()}
     if len(groups) < 2:
         return ["One recipe here: equal compute compares recipes, see the FLOPs curve for this one's."]
-    budgets, table, why = equal_compute(groups, {r: metric(r) for r in groups})
+    metrics = {r: metric(r) for r in groups}
+    budgets, table, why = equal_compute(groups, metrics)
+    left_out = []
+    # A recipe that spends less in all than another spends on its first iteration leaves no common
+    # budget: leave out the one that ends first (said below) until the rest share one.
+    while not budgets and len(groups) > 2 and why:
+        ends = {r: min(c[-1][0] if c else 0.0 for c in (curve(run, metrics[r]) for run in runs))
+                for r, runs in groups.items()}
+        first = min(ends, key=ends.get)
+        left_out.append(f"`{first}` (spends {ends[first]:.3g} FLOPs after its seed model in all)")
+        groups = {r: v for r, v in groups.items() if r != first}
+        budgets, table, why = equal_compute(groups, metrics)
     if not budgets:
         return [f"No FLOPs budget is reached by every recipe past its first iteration ({why}), so there is no "
-                f"equal-compute comparison of all of them here; the FLOPs column and the FLOPs curve show each "
-                f"recipe's own."]
+                f"equal-compute comparison here; the FLOPs column and the FLOPs curve show each recipe's own."]
     order = sorted(table, key=lambda r: (r in CONTROLS, r))
     header, cells = display_budgets(budgets, {r: table[r] for r in order}, "accuracy")
     cells = [[f"`{c[0]}`"] + c[1:] for c in cells]
     return [markdown(["recipe"] + [h.replace("accuracy % at ", "at ") for h in header[1:]], cells), "",
             "Each run's accuracy against the FLOPs its stages recorded since its iteration-0 evaluation, read "
             "(linearly between evaluations) at budgets every recipe reaches after its first iteration, then "
-            f"mean ± {INTERVAL}."]
+            f"mean ± {INTERVAL}."] + ([f"Left out, as they end before another recipe has finished its first "
+                                       f"iteration: {', '.join(left_out)}."] if left_out else [])
 
 
 def paired_lines(summary: dict) -> list[str]:

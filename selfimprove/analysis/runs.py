@@ -231,7 +231,7 @@ def status(run: Run) -> str:
     if s == "running" and not _locked(run.path):
         s = "interrupted"  # the process died without saying so (kill -9, power loss)
     if s == "failed":
-        return f"failed: {run.info.get('error', '')}"
+        return f"failed: {run.info['error']}" if run.info.get("error") else "failed"
     if s in ("interrupted", "running") and "stage" in run.info:
         return f"{s} at iteration {run.info['iteration']} stage {run.info['stage']}"
     return s
