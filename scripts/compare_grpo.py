@@ -15,13 +15,12 @@ output root, so they start from the identical seed model (the stage cache).
 Compute: the FLOPs every stage records (selfimprove/compute.py: 2N per sampled or reference
 token, 6N per trained token, N = parameters), summed over the stages of iterations >= 1 outside
 the evaluations (selfimprove.analysis.matched). The seed model and the evaluate stages are the
-same for every recipe's comparison point and are not counted. Steps are planned from per-token
-costs, then corrected by what a first run recorded.
+same for every recipe's comparison point and are not counted. Steps are planned from the token
+counts STaR's stages recorded, then corrected by what a first run recorded.
 """
 from __future__ import annotations
 
 import argparse
-import statistics
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from selfimprove.analysis.matched import iteration_flops, params, report_runs, rows  # noqa: E402
-from selfimprove.rundir import read_jsonl  # noqa: E402
+from selfimprove.analysis.runs import load_run  # noqa: E402
 
 RECIPES = ("star", "rest_em", "grpo")
 # --small: budgets that run on a shared 2-core CPU in well under an hour per seed (one iteration
@@ -68,14 +67,18 @@ def plan_and_run(seed: int, root: Path, small: bool, threads: int, iterations: i
     star = run("star", seed, root, extra["star"], threads)
     n = params(star)
     target = sum(iteration_flops(star).values())
+    # per-token costs from the counts STaR's stages recorded (tokens, not characters): a sampled
+    # sequence's tokens (prompt + completion) and a trained example's tokens
     star_m = {(r["iteration"], r["stage"]): r for r in rows(star)}
-    chars = star_m[(1, "train")].get("chars_per_example", 60)
+    gen, train = star_m[(1, "generate")], star_m[(1, "train")]
+    seq = (gen["tokens_prompt"] + gen["tokens_completion"]) / max(gen["samples"], 1)
+    batch = load_run(star).config["train"]["batch_size"]  # ReST-EM trains with the same default batch
+    per_example = train["tokens_trained"] / max(train["steps"] * batch, 1)
     iters = {r: int(next((o.split("=")[1] for o in extra[r] if o.startswith("iterations=")), 0)) for r in RECIPES}
-    # ReST-EM: sampling is fixed by its settings; training steps fill the rest of the target
+    # ReST-EM: sampling is fixed by its settings (8 samples a problem); training steps fill the rest of the target
     rest_iters = iters["rest_em"] or 3
     problems = int(next((o.split("=")[1] for o in extra["rest_em"] if o.startswith("generate.num_problems=")), 1000))
-    sample_tokens = problems * 8 * (chars + 2)
-    steps = max(10, round((target / rest_iters - 2 * n * sample_tokens) / (6 * n * 32 * chars)))
+    steps = max(10, round((target / rest_iters - 2 * n * problems * 8 * seq) / (6 * n * batch * per_example)))
     # A first run at the estimated steps (`_estimate`), then the reported run with the steps
     # corrected by what the first one measured: the estimate misses what it cannot know beforehand
     # (ReST-EM's samples at T=0.7 run longer than STaR's SFT rows; checkpoint validation; measured
@@ -86,13 +89,9 @@ def plan_and_run(seed: int, root: Path, small: bool, threads: int, iterations: i
     if abs(spent / target - 1) > 0.05 and trained > 0:
         steps = max(10, round(steps * (trained + target - spent) / trained))
     run("rest_em", seed, root, extra["rest_em"] + [f"train.steps={steps}"], threads)
-    # GRPO: 64 completions a step; each token: 2N sampled + 6N trained + 2N reference = 10N. A
-    # sequence is about as long as STaR's samples (prompt + completion); the SFT examples' length
-    # (chars_per_example) underestimated it by 15% in our --small run
+    # GRPO: 64 completions a step; each token: 2N sampled + 6N trained + 2N reference = 10N, a
+    # sequence as long as STaR's sampled ones (its recorded tokens per sample)
     grpo_iters = iters["grpo"] or 4
-    samples_file = star / "iter_01/generate/samples.jsonl"
-    samples = read_jsonl(samples_file) if samples_file.exists() else []
-    seq = statistics.mean(len(r["prompt"]) + len(r["text"]) + 2 for r in samples) if samples else chars + 2
     per_step = 10 * n * 64 * seq
     steps = max(1, round(target / grpo_iters / per_step))
     grpo = run("grpo", seed, root, extra["grpo"] + [f"grpo.steps={steps}"], threads, "_estimate")
