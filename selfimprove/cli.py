@@ -297,8 +297,9 @@ def cmd_compare(args: list[str]) -> None:
     ap.add_argument("--format", default="table", choices=["table", "csv", "json", "markdown"])
     ap.add_argument("--metric", action="append", help="evaluate metric to show (repeatable); default: headline ones")
     ap.add_argument("--group-by", metavar="recipe|overrides|KEY",
-                    help="one row per group of runs that differ only by seed (mean ± 95%% t-interval): per recipe, "
-                         "per recipe and overrides, or per recipe and value of a saved config key (e.g. seed_sft.steps)")
+                    help="one row per group of runs that differ only by seed (mean ± 95%% t-interval): per "
+                         "recipe, per recipe and overrides, or per recipe and value of a saved config key "
+                         "(e.g. seed_sft.steps)")
     ap.add_argument("--paired", action="store_true",
                     help="compare every two groups (or runs) problem by problem on the same test set")
     ap.add_argument("--iteration", type=int, help="iteration for --paired (default: each one's last)")

@@ -1,6 +1,6 @@
 """Accuracy at equal compute: each run's accuracy against the FLOPs its stages recorded since the
-seed model (`cum_flops` of its evaluation rows minus iteration 0's), read at budgets that every compared group reaches past its
-first iteration, so that no group is read at its seed model. Between two evaluations the curve is
+seed model (`cum_flops` of its evaluation rows minus iteration 0's), read at budgets that every
+compared group reaches past its first iteration, so that no group is read at its seed model. Between two evaluations the curve is
 linear in FLOPs (what a run would have scored had it been evaluated there is unknown; the line is
 the simplest reading and stays between the two measured points)."""
 from __future__ import annotations

@@ -100,8 +100,9 @@ def group_runs(runs: list[Run], by: str) -> dict[str, list[Run]]:
     differ anywhere else is refused, naming the keys."""
     if by not in BY and not any(by in r.flat_config for r in runs):
         keys = sorted({k for r in runs for k in r.flat_config if not _ignored(k, None)})
+        example = ", ".join(keys[:5]) or "seed_sft.steps"
         raise CompareError(f"--group-by {by}: none of these runs has '{by}' in its config.yaml. Use --group-by recipe, "
-                           f"--group-by overrides, or a saved config key, e.g. {', '.join(keys[:5]) or 'seed_sft.steps'}.")
+                           f"--group-by overrides, or a saved config key, e.g. {example}.")
     groups: dict[str, list[Run]] = {}
     for r in runs:
         groups.setdefault(_label(r, by), []).append(r)

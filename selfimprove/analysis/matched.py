@@ -108,8 +108,8 @@ def report_runs(runs: dict[str, list[Path]], out_dir: Path) -> str:
         lines.append(f"| {recipe} | {len(vals)} | {100 * mean:.1f}% {ci} | {flops:.3g} | {ratio:.2f}x{mark} |")
     text = "\n".join(lines + [""] + _seed_table(runs, table) + [""] + _paired_lines(runs, first))
     (out_dir / "comparison.md").write_text(text + "\n")
-    (out_dir / "comparison.json").write_text(json.dumps({"curves": curves, "runs": {k: [str(d) for d in v]
-                                                                                   for k, v in runs.items()}}, indent=1))
+    folders = {k: [str(d) for d in v] for k, v in runs.items()}
+    (out_dir / "comparison.json").write_text(json.dumps({"curves": curves, "runs": folders}, indent=1))
     import matplotlib
 
     matplotlib.use("Agg")

@@ -61,7 +61,8 @@ def paired_comparison(a: list[float], b: list[float], resamples: int = 10_000, s
 
     if len(a) != len(b):
         raise ValueError(f"a paired comparison needs one value of A and one of B per problem; got {len(a)} values "
-                         f"for A and {len(b)} for B. Pass both methods' results on the same problems, in the same order.")
+                         f"for A and {len(b)} for B. Pass both methods' results on the same problems, in the same "
+                         f"order.")
     if not len(a):
         raise ValueError("a paired comparison over no problems says nothing; pass each method's per-problem results "
                          "(at least one problem).")
