@@ -23,18 +23,19 @@ def rows(run_dir: Path) -> list[dict]:
 
 def params(run_dir: Path) -> Optional[int]:
     """N, the parameter count the run's stages recorded (None if none did)."""
-    ns = [r["params"] for r in rows(run_dir) if r.get("params")]
-    return max(ns) if ns else None
+    return load_run(Path(run_dir)).params
 
 
 def iteration_flops(run_dir: Path, stages: Optional[tuple[str, ...]] = None) -> dict[int, float]:
-    """Recorded FLOPs of each iteration >= 1 outside its evaluations; `stages`: only theirs."""
+    """Recorded FLOPs of each iteration >= 1 outside its evaluations (`Run.stage_flops`); `stages`:
+    only theirs."""
+    run = load_run(Path(run_dir))
     out: dict[int, float] = {}
-    for r in rows(run_dir):
+    for r in run.rows:
         it, stage = r["iteration"], r["stage"]
         if it == 0 or stage in EVALUATIONS or (stages is not None and stage not in stages):
             continue
-        out[it] = out.get(it, 0.0) + float(r.get("flops") or 0)
+        out[it] = out.get(it, 0.0) + (run.stage_flops(r) or 0.0)
     return out
 
 

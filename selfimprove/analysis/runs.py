@@ -14,6 +14,8 @@ from typing import Optional
 
 import yaml
 
+from ..compute import COUNTS, flops
+
 
 
 EVALUATIONS = ("evaluate", "evaluate_lengths", "evaluate_turns")  # stages whose rows hold held-out scores
@@ -46,16 +48,34 @@ class Run:
     def seconds_through(self, iteration: int) -> float:
         return sum(r.get("seconds", 0.0) for r in self.rows if r["iteration"] <= iteration)
 
+    @functools.cached_property
+    def params(self) -> Optional[int]:
+        """N, the parameter count the run's stages recorded (None if none did)."""
+        return max((r["params"] for r in self.rows if r.get("params")), default=None)
+
+    def stage_flops(self, row: dict) -> Optional[float]:
+        """A metrics row's FLOPs: its recorded `flops`; for a stage that recorded its token counts
+        but not the parameter count (so the pipeline could not price them: GRPO's stage today),
+        the same formula (compute.flops) with the N the run's other stages recorded."""
+        if isinstance(row.get("flops"), (int, float)):
+            return float(row["flops"])
+        if self.params and any(row.get(k) for k in COUNTS):
+            return float(flops({**row, "params": self.params}))
+        return None
+
     def flops_through(self, iteration: int) -> Optional[float]:
-        """Cumulative FLOPs through `iteration`: the evaluation row's `cum_flops` if the pipeline
-        wrote one, else the sum of the per-stage `flops` (None if no stage reports FLOPs)."""
-        done = [r for r in self.rows if r["iteration"] <= iteration]
-        cum = [r["cum_flops"] for r in done if r.get("stage") in EVALUATIONS and "cum_flops" in r]
-        if cum:
-            return cum[-1]
-        if not any("flops" in r for r in self.rows):
+        """Cumulative FLOPs through `iteration`'s evaluation, every stage's `stage_flops` summed in
+        run order (None if no stage recorded any)."""
+        if not any(self.stage_flops(r) is not None for r in self.rows):
             return None
-        return float(sum(r["flops"] for r in done if isinstance(r.get("flops"), (int, float))))
+        total, at_eval = 0.0, None
+        for r in self.rows:
+            if r["iteration"] > iteration:
+                break
+            total += self.stage_flops(r) or 0.0
+            if r["iteration"] == iteration and r.get("stage") in EVALUATIONS:
+                at_eval = total
+        return at_eval if at_eval is not None else total
 
     def x_at(self, iteration: int, axis: str) -> Optional[float]:
         """The plot's x value for an evaluated iteration: iteration, wall_s or cum_flops."""

@@ -130,3 +130,19 @@ def test_equal_compute_says_why_there_is_no_common_budget(tmp_path, cli):
     assert p.returncode == 2 and "ends at 1e+12 FLOPs, before" in p.stderr and "first iteration (3e+12" in p.stderr
     p = cli(str(tmp_path), "--equal-compute")
     assert p.returncode == 2 and "add --group-by" in p.stderr
+
+
+def test_a_stage_with_tokens_but_no_parameter_count_is_priced_with_the_runs_n(tmp_path):
+    """GRPO's stage records its token counts but no `params`, so the pipeline wrote no `flops` for
+    it: its compute is priced with compute.flops and the N the run's other stages recorded."""
+    from selfimprove.compute import flops
+
+    run = make_run(tmp_path, "grpo", "grpo", 0, [0.2, 0.4], flops=None)
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    rows[0].update(flops=1000, params=10)  # iteration 0's evaluation, as the pipeline prices it
+    tokens = {"tokens_prompt": 5, "tokens_completion": 7, "tokens_trained": 11, "tokens_reference": 11}
+    rows[1] = {"iteration": 1, "stage": "grpo", "seconds": 30.0, **tokens}
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (loaded,) = find_runs([str(run)])
+    assert loaded.flops_through(0) == 1000
+    assert loaded.flops_through(1) == 1000 + flops({**tokens, "params": 10}) == 1000 + 10 * (2 * (5 + 7 + 11) + 6 * 11)
