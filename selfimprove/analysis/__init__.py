@@ -10,7 +10,10 @@ what the scripts under scripts/ (results pages, reports) aggregate. Modules, low
     view       numbers for people: terminal tables, markdown
     plots      curves and heatmaps
     results    the results page (docs/results.md) from a sweep of finished runs
-    reports    smaller reports: one run's intervals, easy-to-hard lengths, FLOPs-matched runs
+    results_plan  which recipes, seeds and sweeps scripts/results.py runs for that page
+    matched    runs matched on training FLOPs (scripts/compare_grpo.py)
+    e2h        easy-to-hard rounds and lengths (scripts/e2h_summary.py)
+    run_report one run's accuracy with intervals over problems, tokens/s (scripts/run_report.py)
 
 Nothing here imports torch.
 """

@@ -1,24 +1,18 @@
 """The results page (selfimprove.analysis.results, driven by scripts/results.py) on run folders
 written the way runs write them (no training): intervals over seeds, finished runs only, the gain
 over train_longer paired by seed model, equal compute past the first iteration, the page."""
-import importlib.util
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from selfimprove.analysis import results
+from selfimprove.analysis.results_plan import SEEDS, commands, default_recipes, recipes_available
 from test_compare_seeds import make_run
 
 ROOT = Path(__file__).parents[2]
 T975_DF2 = 4.302652729911275
-
-
-def script():
-    """scripts/results.py as a module: the part that runs sweeps (its page comes from the package)."""
-    spec = importlib.util.spec_from_file_location("results_script", ROOT / "scripts" / "results.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def args(**kw):
@@ -87,30 +81,30 @@ def test_equal_compute_leaves_out_a_recipe_that_ends_before_the_others_first_ite
 def test_no_run_rebuilds_the_page_from_finished_run_folders(tmp_path):
     sweep(tmp_path)
     out = tmp_path / "docs" / "results.md"
-    code = script().main(["--no-run", "--output-root", str(tmp_path), "--out", str(out),
-                          "--recipes", "star,train_longer,self_rewarding"])
+    p = subprocess.run([sys.executable, str(ROOT / "scripts" / "results.py"), "--no-run", "--output-root",
+                        str(tmp_path), "--out", str(out), "--recipes", "star,train_longer,self_rewarding"],
+                       capture_output=True, text=True)
     text = out.read_text()
-    assert code == 0 and "| `star` | 3 |" in text and "at commit " in text and str(tmp_path) not in text
+    assert p.returncode == 0 and "| `star` | 3 |" in text and "at commit " in text and str(tmp_path) not in text
+    assert "at commit " in p.stdout
 
 
 def test_commands_train_the_seed_models_first_then_groups_of_jobs():
-    s = script()
-    cmds = s.commands(["a", "b", "c"], seeds=2, jobs=2, root=Path("/r"), sweep="results", extra=[])
+    cmds = commands(["a", "b", "c"], seeds=2, jobs=2, root=Path("/r"), sweep="results", extra=[])
     tails = [[x for x in c if x.startswith(("recipe=", "seed=", "iterations="))] for c in cmds]
     assert tails[0] == ["recipe=star", "iterations=0", "seed=0,1"]
     # a group's seeds all run before the next group: cut short, the finished recipes have every seed
     assert tails[1:] == [["recipe=a,b", "seed=0"], ["recipe=a,b", "seed=1"], ["recipe=c", "seed=0"],
                          ["recipe=c", "seed=1"]]
-    one = s.commands(["a"], seeds=3, jobs=1, root=Path("/r"), sweep="results", extra=[])
+    one = commands(["a"], seeds=3, jobs=1, root=Path("/r"), sweep="results", extra=[])
     assert [[x for x in c if x.startswith("seed=")] for c in one[:3]] == [["seed=0"], ["seed=1"], ["seed=2"]]
     assert all("iterations=0" in c for c in one[:3]) and len(one) == 6
     assert all("hydra/launcher=local_parallel" in c and "threads=1" in c for c in cmds)
-    assert s.SEEDS == 5
+    assert SEEDS == 5
 
 
 def test_the_default_recipe_list_leaves_out_recipes_with_their_own_page():
-    s = script()
-    known = s.recipes_available()
-    default = s.default_recipes(known)
+    known = recipes_available()
+    default = default_recipes(known)
     assert "easy_to_hard" in known and "easy_to_hard" not in default
     assert {"star", "vstar", "score", "self_rewarding", "grpo", "train_longer", "gold_sft"} <= set(default)
