@@ -38,9 +38,9 @@ smoke:
 run:
 	selfimprove run recipe=star
 
-# every recipe and both controls over 3 seeds -> docs/results.md (hours on 2 cores; resumable)
+# every recipe and both controls over 5 seeds -> docs/results.md (hours on 2 cores; resumable)
 results:
-	python scripts/results.py --seeds 3
+	python scripts/results.py --seeds 5
 
 bench:
 	python scripts/bench_sampling.py

@@ -3,7 +3,7 @@ import json
 import subprocess
 import sys
 
-from selfimprove.compare import find_runs, status
+from selfimprove.analysis.runs import find_runs, status
 
 QUICK = ["recipe=star", "profile=debug", "iterations=0", "tracking.quiet=true"]
 

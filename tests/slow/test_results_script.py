@@ -15,7 +15,8 @@ def test_results_script_debug_two_seeds(tmp_path):
     assert p.returncode == 0, p.stdout + p.stderr + (tmp_path / "runs" / "results.log").read_text()
     text = out.read_text()
     assert "| `star` | 2 |" in text and "| `train_longer` (control) | 2 |" in text
-    assert "profile=debug" in text and " ± " in text
+    assert "profile=debug" in text and " ± " in text and "at commit " in text
+    assert "## Equal compute" in text and "A-B by seed" in text  # star and train_longer share seed models
     assert (out.parent / "results_iterations.png").stat().st_size > 0
     assert (out.parent / "results_flops.png").stat().st_size > 0
     # the seed models were trained once per seed, in the setup sweep, and reused by both recipes
@@ -26,3 +27,6 @@ def test_results_script_debug_two_seeds(tmp_path):
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
     assert again.returncode == 0, again.stdout + again.stderr
     assert manifests and all(m.stat().st_mtime_ns == t for m, t in manifests.items())
+    # the page alone, from the finished run folders
+    rebuilt = subprocess.run(cmd + ["--no-run"], capture_output=True, text=True, timeout=600)
+    assert rebuilt.returncode == 0 and "Built from finished runs by `python scripts/results.py --no-run" in out.read_text()

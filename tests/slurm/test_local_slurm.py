@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from selfimprove.compare import find_runs, redone_work, status
+from selfimprove.analysis.runs import find_runs, redone_work, status
 
 pytestmark = pytest.mark.slurm
 

@@ -5,7 +5,8 @@ import sys
 
 import pytest
 
-from selfimprove.compare import NotARunError, comparison_rows, find_runs, render, status
+from selfimprove.analysis.runs import NotARunError, find_runs, status
+from selfimprove.analysis.table import comparison_rows, render
 from selfimprove.rundir import RunDir
 
 

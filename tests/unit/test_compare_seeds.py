@@ -13,33 +13,45 @@ import sys
 import pytest
 import yaml
 
-from selfimprove.compare import find_runs
+from selfimprove.analysis.groups import CompareError, check_comparable, group_rows, group_runs
+from selfimprove.analysis.paired import paired_rows
+from selfimprove.analysis.runs import find_runs
+from selfimprove.analysis.stats import holm, paired_comparison, t_interval
 from selfimprove.rundir import describe_files
-from selfimprove.seeds import CompareError, check_comparable, group_rows, group_runs, paired_rows
-from selfimprove.stats import holm, paired_comparison, t_interval
 
 T975_DF2 = 4.302652729911275  # Student t, 97.5% quantile, 2 degrees of freedom (tables)
 TEST = [{"id": f"test-{i}", "question": f"{i}+{i}", "answer": str(2 * i)} for i in range(60)]
 
 
-def make_run(root, name, recipe, seed, rates, task="arithmetic", test=TEST, overrides=(), flops=None):
-    """A finished run whose iteration i gets each test problem right with probability rates[i]."""
+def make_run(root, name, recipe, seed, rates, task="arithmetic", test=TEST, overrides=(), flops=None,
+             status="finished", config=None, seed_model=None, gold=True):
+    """A run whose iteration i gets each test problem right with probability rates[i], with the
+    files a run writes: run.json, config.yaml (`config` adds to it), metrics.jsonl, prepare's test
+    split, the seed model's weights file with its manifest (`seed_model`: what the weights hold;
+    by default one model per seed, shared by every recipe), each iteration's eval.jsonl
+    (`gold=False`: no `correct` field, as for a task without gold answers)."""
     run = root / name
     run.mkdir(parents=True)
     ov = [f"recipe={recipe}", f"seed={seed}", *overrides]
-    (run / "run.json").write_text(json.dumps({"recipe": recipe, "overrides": ov, "status": "finished"}))
-    (run / "config.yaml").write_text(yaml.safe_dump({"seed": seed, "task": {"name": task, "test_size": len(test)},
-                                                     "evaluate": {"split": "test"}}))
+    (run / "run.json").write_text(json.dumps({"recipe": recipe, "overrides": ov, "status": status}))
+    (run / "config.yaml").write_text(yaml.safe_dump({"seed": seed, "run_name": name, "setup": ["prepare", "seed_sft"],
+                                                     "task": {"name": task, "test_size": len(test)},
+                                                     "evaluate": {"split": "test"}, **(config or {})}))
     prep = run / "iter_00" / "prepare"
     prep.mkdir(parents=True)
     (prep / "test.jsonl").write_text("".join(json.dumps(p) + "\n" for p in test))
     (prep / "manifest.json").write_text(json.dumps({"files": describe_files(prep)}))
+    sft = run / "iter_00" / "seed_sft"
+    (sft / "model").mkdir(parents=True)
+    (sft / "model" / "model.safetensors").write_text(seed_model or f"seed model of seed {seed}")
+    (sft / "manifest.json").write_text(json.dumps({"files": describe_files(sft)}))
     rng, rows = random.Random(f"{recipe}{seed}"), []
     for i, rate in enumerate(rates):
         correct = [rng.random() < rate for _ in test]
         ev = run / f"iter_{i:02d}" / "evaluate"
         ev.mkdir(parents=True)
-        (ev / "eval.jsonl").write_text("".join(json.dumps({"prompt_id": p["id"], "mode": "greedy", "correct": c}) + "\n"
+        (ev / "eval.jsonl").write_text("".join(json.dumps({"prompt_id": p["id"], "mode": "greedy",
+                                                           **({"correct": c} if gold else {})}) + "\n"
                                                for p, c in zip(test, correct)))
         if i:
             rows.append({"iteration": i, "stage": "train", "seconds": 30.0, **({"flops": flops} if flops else {})})
@@ -186,7 +198,7 @@ def test_csv_json_and_markdown_carry_the_intervals(tmp_path, cli):
 
 
 def test_plot_bands_against_iterations_seconds_and_flops(tmp_path, cli):
-    from selfimprove.compare import plot
+    from selfimprove.analysis.plots import plot
 
     runs = sweep(tmp_path, flops=2.5e12)
     groups = group_runs(runs, "recipe")

@@ -163,7 +163,8 @@ def test_bad_input_says_what_to_write(override, expected):
 def test_heatmap_grid_from_a_runs_metrics(tmp_path):
     import json
 
-    from selfimprove.compare import heatmap, length_grid, load_run
+    from selfimprove.analysis.plots import heatmap, length_grid
+    from selfimprove.analysis.runs import load_run
 
     run = tmp_path / "r"
     run.mkdir()

@@ -1,116 +1,110 @@
-"""scripts/results.py's aggregation on hand-made run folders (no training): the t-interval, the
-gain over train_longer paired by seed, accuracy at equal compute, and the page with its curves."""
-import importlib.util
-import json
+"""The results page (selfimprove.analysis.results, driven by scripts/results.py) on run folders
+written the way runs write them (no training): intervals over seeds, finished runs only, the gain
+over train_longer paired by seed model, equal compute past the first iteration, the page."""
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-spec = importlib.util.spec_from_file_location("results", Path(__file__).parents[2] / "scripts" / "results.py")
-results = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(results)
+from selfimprove.analysis import results
+from selfimprove.analysis.results_plan import SEEDS, commands, default_recipes, recipes_available
+from test_compare_seeds import make_run
+
+ROOT = Path(__file__).parents[2]
+T975_DF2 = 4.302652729911275
 
 
-def fake_run(root, recipe, seed, accs, flops_per_iter):
-    run = root / f"recipe={recipe},seed={seed}"
-    run.mkdir(parents=True)
-    (run / "run.json").write_text(json.dumps({"recipe": recipe, "status": "finished"}))
-    (run / "config.yaml").write_text(f"seed: {seed}\n")
-    rows = [{"iteration": i, "stage": "evaluate", "accuracy": a, "cum_flops": flops_per_iter * (i + 1),
-             "cum_seconds": 10.0 * (i + 1)} for i, a in enumerate(accs)]
-    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+def args(**kw):
+    base = {"seeds": 5, "profile": "default", "jobs": 2, "output_root": "out", "sweep": "results", "recipes": "",
+            "no_run": False}
+    return type("A", (), {**base, **kw})
 
 
-def test_t_interval_matches_the_textbook_value():
-    m, h = results.t_interval([0.5, 0.6, 0.7])
-    assert m == pytest.approx(0.6) and h == pytest.approx(4.302653 * 0.1 / 3 ** 0.5, rel=1e-5)
-    assert results.t_interval([0.4]) == (0.4, None)
+def sweep(tmp_path):
+    root = tmp_path / "results"
+    for s in range(3):
+        make_run(root, f"recipe=star,seed={s}", "star", s, [0.2, 0.6, 0.8], flops=2e12)
+        make_run(root, f"recipe=train_longer,seed={s}", "train_longer", s, [0.2, 0.4, 0.5], flops=1e12)
+        make_run(root, f"recipe=self_rewarding,seed={s}", "self_rewarding", s, [0.3, 0.4, 0.45], flops=1.5e12,
+                 seed_model=f"M1 of seed {s}")
+    make_run(root, "recipe=star,seed=3", "star", 3, [0.2], status="failed")  # evaluated iteration 0 only
+    return root
 
 
 def test_page_from_finished_runs(tmp_path):
-    sweep = tmp_path / "results"
-    for seed, (a, b) in enumerate([(0.50, 0.40), (0.60, 0.45), (0.70, 0.50)]):
-        fake_run(sweep, "star", seed, [0.2, a], 100)
-        fake_run(sweep, "train_longer", seed, [0.2, b], 50)
-    unfinished = sweep / "recipe=bstar,seed=0"
-    unfinished.mkdir()
-    (unfinished / "run.json").write_text(json.dumps({"recipe": "bstar", "status": "running"}))
-    runs = results.load_runs(sweep)
-    assert sorted(runs) == ["star", "train_longer"] and sorted(runs["star"]) == [0, 1, 2]
-    summary = results.summarize(runs)
-    assert summary["star"]["final"][0] == pytest.approx(0.6)
-    # paired differences 0.10, 0.15, 0.20: mean 15.0, half-width t(0.975, 2) * 0.05 / sqrt(3)
-    assert results.gain_over(summary, "star") == f"+15.0 ± {100 * 4.302653 * 0.05 / 3 ** 0.5:.1f}"
-    # equal compute: train_longer's total (100) is the budget; star's last evaluation within it is iteration 0
-    assert results.at_budget(summary, "star", 100) == "20.0 ± 0.0"
-    args = type("A", (), {"seeds": 3, "profile": "default", "jobs": 2, "output_root": "out", "sweep": "results",
-                         "recipes": "", "no_run": False})
+    by_recipe, unfinished = results.sweep_runs(sweep(tmp_path))
+    assert sorted(by_recipe) == ["self_rewarding", "star", "train_longer"]
+    assert [r.seed for r in by_recipe["star"]] == [0, 1, 2]  # the failed seed is left out, and listed
+    assert unfinished == ["recipe=star,seed=3: failed"]
+    summary = results.summarize(by_recipe)
+    finals = [r.evaluations()[-1]["accuracy"] for r in by_recipe["star"]]
+    mean, half = summary["star"]["final"]
+    assert summary["star"]["final_iteration"] == [2] and mean == pytest.approx(sum(finals) / 3)
+    assert half == pytest.approx(results.t_interval(finals)[1])
+    gain = results.gain_over(summary, "star")
+    diffs = [a.evaluations()[-1]["accuracy"] - b.evaluations()[-1]["accuracy"]
+             for a, b in zip(by_recipe["star"], by_recipe["train_longer"])]
+    m, h = results.t_interval(diffs)
+    assert gain == f"{100 * m:+.1f} ± {100 * h:.1f}"
+    assert results.gain_over(summary, "self_rewarding") == "n/a (own seed model)"
     images = results.plots(summary, tmp_path)
-    text = results.page(summary, args, images)
-    assert "| `star` | 3 | 20.0 ± 0.0 | 60.0 ± 24.8 | +15.0 ± 12.4 |" in text
-    assert "More per method" not in text
-    assert "- [vstar/results.md](vstar/results.md)" in results.page(summary, args, images, more=["vstar/results.md"])
+    text = results.page(summary, args(), images, unfinished, results.paired_lines(summary), commit="abc1234")
+    assert "Regenerated by `python scripts/results.py --seeds 5` on" in text and "at commit abc1234" in text
     assert "`train_longer` (control)" in text and "![results_flops.png](results_flops.png)" in text
-    unfinished = results.unfinished_runs(sweep)
-    assert unfinished == ["recipe=bstar,seed=0: running"]
-    assert "- `recipe=bstar,seed=0: running`" in results.page(summary, args, images, unfinished)
+    assert "- `recipe=star,seed=3: failed`" in text
+    # equal compute: budgets from 2e12 (train_longer's first iteration ends at 1e12, self_rewarding's at
+    # 1.5e12, star's at 2e12) to 2e12 (train_longer's last): one budget, star read at its first iteration
+    section = text.split("## Equal compute")[1].split("## Per iteration")[0]
+    assert "at 2e+12 FLOPs" in section and "| `star` |" in section and "| `self_rewarding` |" in section
+    star = [r.evaluations()[1]["accuracy"] for r in by_recipe["star"]]
+    assert f"{100 * sum(star) / 3:.1f} ± " in section.split("| `star` |")[1].split("\n")[0]
+    assert "paired bootstrap" in text and "n/a (own seed model)" in text
     assert all((tmp_path / name).stat().st_size > 0 for name in images)
-    assert "--recipes" not in text and "subset" not in text
-    args.recipes = "star,train_longer"  # a page over some recipes says so, and which
-    assert "--recipes star,train_longer` on" in results.page(summary, args, images)
-    assert "Regenerated by `python scripts/results.py --seeds 3 --recipes" in results.page(summary, args, images)
-    args.no_run, args.sweep = True, "default"  # a page built from runs made beforehand says so
-    assert "Built from finished runs by `python scripts/results.py --no-run --recipes star,train_longer --sweep default` on" \
-        in results.page(summary, args, images)
+    assert "--recipes" not in text and "More per method" not in text
+    page = results.page(summary, args(recipes="star,train_longer", no_run=True, sweep="default"), images)
+    assert "Built from finished runs by `python scripts/results.py --no-run --recipes star,train_longer " \
+           "--sweep default` on" in page
+
+
+def test_equal_compute_leaves_out_a_recipe_that_ends_before_the_others_first_iteration(tmp_path):
+    root = sweep(tmp_path)
+    for s in range(3):
+        make_run(root, f"recipe=grpo,seed={s}", "grpo", s, [0.2, 0.25, 0.3], flops=0.25e12)
+    summary = results.summarize(results.sweep_runs(root)[0])
+    text = "\n".join(results.equal_compute_lines(summary))
+    assert "| `grpo` |" not in text and "| `star` |" in text and "at 2e+12 FLOPs" in text
+    assert "Left out, as they end before another recipe has finished its first iteration: `grpo` (spends " \
+           "5e+11 FLOPs" in text
+
+
+def test_no_run_rebuilds_the_page_from_finished_run_folders(tmp_path):
+    sweep(tmp_path)
+    out = tmp_path / "docs" / "results.md"
+    p = subprocess.run([sys.executable, str(ROOT / "scripts" / "results.py"), "--no-run", "--output-root",
+                        str(tmp_path), "--out", str(out), "--recipes", "star,train_longer,self_rewarding"],
+                       capture_output=True, text=True)
+    text = out.read_text()
+    assert p.returncode == 0 and "| `star` | 3 |" in text and "at commit " in text and str(tmp_path) not in text
+    assert "at commit " in p.stdout
 
 
 def test_commands_train_the_seed_models_first_then_groups_of_jobs():
-    cmds = results.commands(["a", "b", "c"], seeds=2, jobs=2, root=Path("/r"), sweep="results", extra=[])
+    cmds = commands(["a", "b", "c"], seeds=2, jobs=2, root=Path("/r"), sweep="results", extra=[])
     tails = [[x for x in c if x.startswith(("recipe=", "seed=", "iterations="))] for c in cmds]
     assert tails[0] == ["recipe=star", "iterations=0", "seed=0,1"]
     # a group's seeds all run before the next group: cut short, the finished recipes have every seed
     assert tails[1:] == [["recipe=a,b", "seed=0"], ["recipe=a,b", "seed=1"], ["recipe=c", "seed=0"],
                          ["recipe=c", "seed=1"]]
-    # never more than `jobs` runs at once, the seed models included (the local launcher starts a
-    # sweep's jobs together)
-    one = results.commands(["a"], seeds=3, jobs=1, root=Path("/r"), sweep="results", extra=[])
+    one = commands(["a"], seeds=3, jobs=1, root=Path("/r"), sweep="results", extra=[])
     assert [[x for x in c if x.startswith("seed=")] for c in one[:3]] == [["seed=0"], ["seed=1"], ["seed=2"]]
     assert all("iterations=0" in c for c in one[:3]) and len(one) == 6
     assert all("hydra/launcher=local_parallel" in c and "threads=1" in c for c in cmds)
-
-
-def test_gain_over_train_longer_pairs_only_runs_from_the_same_seed_model(tmp_path):
-    """Self-Rewarding (M1) and SCoRe (a two-turn model) start from their own seed models: their
-    "gain over train_longer" would compare different starting points, so the page says n/a."""
-    from test_compare_seeds import make_run
-
-    sweep = tmp_path / "results"
-    for s in range(3):
-        for recipe, rates, seed_model in (("star", [0.2, 0.8], f"seed-{s}"), ("train_longer", [0.2, 0.5], f"seed-{s}"),
-                                          ("self_rewarding", [0.6, 0.7], f"m1-{s}")):
-            manifest = make_run(sweep, f"recipe={recipe},seed={s}", recipe, s, rates) / "iter_00/seed_sft/manifest.json"
-            manifest.parent.mkdir(parents=True)
-            manifest.write_text(json.dumps({"files": {"model/model.safetensors": {"sha256": seed_model}}}))
-    models = results.seed_models(sweep)
-    assert models[("star", 1)] == models[("train_longer", 1)] != models[("self_rewarding", 1)]
-    summary = results.summarize(results.load_runs(sweep))
-    assert results.gain_over(summary, "self_rewarding", models=models) == "n/a (own seed model)"
-    gain = results.gain_over(summary, "star", models=models)  # the same seed models: every seed is paired
-    assert gain == results.gain_over(summary, "star") and gain.startswith("+")
-    # the paired tests over the same test problems, every two recipes, with the caption
-    text = "\n".join(results.paired_tables(sweep, ["star", "train_longer", "self_rewarding"]))
-    rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line][1:]
-    assert sorted(tuple(c.strip() for c in r.split("|")[1:3]) for r in rows) == [
-        ("self_rewarding", "star"), ("self_rewarding", "train_longer"), ("star", "train_longer")]
-    assert "paired bootstrap" in text
-    # a recipe with one seed so far: no table, and the page says why
-    make_run(sweep, "recipe=bstar,seed=0", "bstar", 0, [0.2, 0.6])
-    text = "\n".join(results.paired_tables(sweep, ["star", "bstar"]))
-    assert "no paired table" in text and "single seed" in text
+    assert SEEDS == 5
 
 
 def test_the_default_recipe_list_leaves_out_recipes_with_their_own_page():
-    known = results.recipes_available()
-    default = results.default_recipes(known)
+    known = recipes_available()
+    default = default_recipes(known)
     assert "easy_to_hard" in known and "easy_to_hard" not in default
     assert {"star", "vstar", "score", "self_rewarding", "grpo", "train_longer", "gold_sft"} <= set(default)

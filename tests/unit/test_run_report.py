@@ -4,7 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from selfimprove.stats import wilson_interval
+from selfimprove.analysis.stats import wilson_interval
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from selfimprove.compare import redone_work, slurm_jobs
+from selfimprove.analysis.runs import redone_work, slurm_jobs
 from selfimprove.slurm import SlurmError, explain_sbatch_refusal, require_sbatch
 
 

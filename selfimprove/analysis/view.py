@@ -1,4 +1,4 @@
-"""How `compare` and `ls` show numbers to people (terminal table, markdown): accuracies as
+"""How `compare`, `ls` and the results pages show numbers to people (terminal table, markdown): accuracies as
 percentages with one decimal, `mean ± half-width` for groups of seeds, and a table that wraps
 instead of cutting a cell. csv and json keep the raw numbers (fractions, full precision)."""
 from __future__ import annotations
@@ -8,6 +8,7 @@ import re
 import sys
 from typing import Optional
 
+from .paired import OWN_SEED_MODEL
 from .stats import INTERVAL
 
 # Metrics that are fractions of problems (or differences of them), shown as percentages.
@@ -68,19 +69,37 @@ def display_paired(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
               f"{100 * r['accuracy_a']:.1f}", f"{100 * r['accuracy_b']:.1f}", f"{100 * r['diff']:+.1f}",
               f"[{100 * r['diff_low']:+.1f}, {100 * r['diff_high']:+.1f}]", str(r["a_better"]), str(r["b_better"]),
               f"{r['p_sign']:.2g}", f"{r['p_holm']:.2g}"] for r in rows]
-    if any(r.get("seed_diff_ci95") is not None for r in rows):
+    if any(r.get("seed_diff") is not None or r.get("seed_note") == OWN_SEED_MODEL for r in rows):
         header.append("A-B by seed")
         for line, r in zip(cells, rows):
             half = r.get("seed_diff_ci95")
-            line.append("" if half is None else f"{100 * r['seed_diff']:+.1f} ± {100 * half:.1f}")
+            line.append(r.get("seed_note", "") if half is None else f"{100 * r['seed_diff']:+.1f} ± {100 * half:.1f}")
     return header, cells
+
+
+def interval_cell(mean: Optional[float], half: Optional[float], pct: bool = True, sign: bool = False) -> str:
+    """`mean ± half` (percent points for fractions); a figure from one seed says so."""
+    if mean is None:
+        return "-"
+    fmt = "+.1f" if sign else ".1f"
+    text = _num(mean, pct, fmt) if pct else f"{mean:.4g}"
+    return text + (" (1 seed)" if half is None else " ± " + (_num(half, pct) if pct else f"{half:.2g}"))
+
+
+def display_budgets(budgets: list[float], table: dict[str, list[tuple]], metric: str,
+                    rows: Optional[list[dict]] = None) -> tuple[list[str], list[list[str]]]:
+    """(header, cells) of `budget.equal_compute`: a row per group, a column per FLOPs budget."""
+    pct = is_fraction(metric, [{metric: m} for cells in table.values() for m, _, _ in cells if m is not None])
+    header = ["group"] + [f"{metric}{' %' if pct else ''} at {b:.3g} FLOPs" for b in budgets]
+    return header, [[label] + [interval_cell(m, h, pct) for m, h, _ in cells] for label, cells in table.items()]
 
 
 PAIRED_CAPTION = ("A-B: accuracy difference in points, each problem's correctness averaged over seeds; 95% CI: "
                   "paired bootstrap over problems; n: problems; A>B, B>A: problems where one is right more "
                   "often; p sign: exact two-sided sign test over those; p Holm: adjusted over all pairs; "
-                  "A-B by seed (groups with the same seeds): 95% t-interval of the per-seed differences, "
-                  "which also covers the spread between seed models.")
+                  "A-B by seed: 95% t-interval of the differences between runs of the same seed that started "
+                  "from the same seed model (which also covers the spread between seed models); n/a where "
+                  "the two start from different seed models or share fewer than 2 seeds.")
 
 
 def markdown(header: list[str], cells: list[list[str]]) -> str:

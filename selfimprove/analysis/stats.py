@@ -1,6 +1,7 @@
-"""The statistics `selfimprove compare` prints: a t-interval over seeds, and a paired comparison of
-two methods on the same test problems (exact sign test, paired bootstrap). scipy does the
-distributions; nothing here imports torch."""
+"""The statistics of every comparison (`selfimprove compare`, the results scripts): the one
+t-interval over seeds, Wilson's interval over problems, and a paired comparison of two methods on
+the same test problems (exact sign test, paired bootstrap, Holm). scipy does the distributions;
+nothing here imports torch."""
 from __future__ import annotations
 
 import math
@@ -16,6 +17,8 @@ def t_interval(values: list[float], level: float = 0.95) -> tuple[float, Optiona
     from scipy import stats
 
     n = len(values)
+    if n == 0:
+        raise ValueError("a t-interval over no values: there is nothing to average (no seed reported this figure)")
     mean = sum(values) / n
     if n < 2:
         return mean, None
@@ -56,6 +59,13 @@ def paired_comparison(a: list[float], b: list[float], resamples: int = 10_000, s
     import numpy as np
     from scipy import stats
 
+    if len(a) != len(b):
+        raise ValueError(f"a paired comparison needs one value of A and one of B per problem; got {len(a)} values "
+                         f"for A and {len(b)} for B. Pass both methods' results on the same problems, in the same "
+                         f"order.")
+    if not len(a):
+        raise ValueError("a paired comparison over no problems says nothing; pass each method's per-problem results "
+                         "(at least one problem).")
     d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
     wins, losses = int((d > 0).sum()), int((d < 0).sum())
     p = float(stats.binomtest(wins, wins + losses, 0.5).pvalue) if wins + losses else 1.0
