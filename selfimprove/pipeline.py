@@ -14,10 +14,12 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from . import __version__, compute
-from .config import RESUMABLE_CHANGES, UNFINGERPRINTED_STAGE_KEYS, ConfigError, validate
+from .config import RESUMABLE_CHANGES, UNFINGERPRINTED_STAGE_KEYS
+from .context import RESUME_DIR, StageContext
+from .errors import ConfigError, StageError
 from .provenance import code_fingerprint, data_files, environment, model_identity
 from .rundir import Manifest, RunDir, StageCache, fingerprint, write_failure, write_json
-from .stages import PERSISTENT, RESUME_DIR, StageContext, StageError, get_stage
+from .stages import PERSISTENT, get_stage
 from .tracking import Console, WandbTracker
 
 
@@ -124,10 +126,10 @@ def stage_plan(cfg) -> list[tuple[int, str]]:
 
 def run_pipeline(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict, console: Console,
                  sweep: str | None = None) -> int:
+    """Run (or resume) `cfg`, a typed config that `config.validate` passed (config.compose.prepared)."""
     from .models import resolve_device
     from .tasks import build_task
 
-    validate(cfg)
     if cfg.threads > 0:
         import torch
 

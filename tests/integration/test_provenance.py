@@ -76,7 +76,7 @@ def test_a_changed_data_file_is_not_reused(tmp_path):
 
 
 def test_the_same_config_on_another_device_is_not_reused(tmp_path, monkeypatch):
-    from selfimprove.cli import compose
+    from selfimprove.config.compose import compose
     from selfimprove.pipeline import run_pipeline
     from selfimprove.tracking import Console
 

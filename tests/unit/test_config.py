@@ -1,6 +1,6 @@
 import pytest
 
-from selfimprove.cli import compose
+from selfimprove.config.compose import compose
 from selfimprove.config import ConfigError, available_recipes
 
 

@@ -7,7 +7,7 @@ import trl
 from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
-from selfimprove.cli import compose
+from selfimprove.config.compose import compose
 from selfimprove.config import ConfigError, ModelConfig, TinyModelConfig
 from selfimprove.stages.grpo import GRPOStageConfig
 from selfimprove.training.options import LoraConfig

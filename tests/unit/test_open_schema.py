@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from selfimprove.cli import compose
+from selfimprove.config.compose import compose
 from selfimprove.config import SHARED_KEYS, ConfigError
 from selfimprove.stages import stage_kinds
 

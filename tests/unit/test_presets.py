@@ -4,7 +4,7 @@ the command line overrides them."""
 import pytest
 from omegaconf import OmegaConf
 
-from selfimprove.cli import compose
+from selfimprove.config.compose import compose
 from selfimprove.config import CONF_DIR, available_recipes
 
 PRETRAINED = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml") if p.stem != "tiny")

@@ -1,4 +1,4 @@
-"""The SCoRe trainer's LoRA policy and reference (stages/score_lora.py) on a real tiny model and real
+"""The SCoRe trainer's LoRA policy and reference (selfimprove/score_lora.py) on a real tiny model and real
 adapter files: which weights are trained, what the KL reference is, and the bad-target error."""
 import pytest
 import torch
@@ -9,7 +9,7 @@ from selfimprove.stages.score_rl import ScoreRLConfig
 from selfimprove.training.options import LoraConfig
 from selfimprove.rundir import write_jsonl
 from selfimprove.stages import StageContext, StageError
-from selfimprove.stages.score_lora import build_policy
+from selfimprove.score_lora import build_policy
 from selfimprove.stages.score_rl import score_rl
 from selfimprove.tracking import Console
 
@@ -122,7 +122,7 @@ def test_lora_with_a_module_the_model_lacks_is_refused_naming_the_real_ones(tmp_
 
 
 def test_score_rl_lora_config_composes():
-    from selfimprove.cli import compose
+    from selfimprove.config.compose import compose
 
     [cfg] = compose(["recipe=score", "score_rl.lora.enabled=true", "score_rl.lora.r=8"])
     assert cfg.score_rl.lora.enabled and cfg.score_rl.lora.r == 8 and cfg.score_rl.lora.target_modules[0] == "q_proj"

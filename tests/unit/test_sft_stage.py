@@ -244,7 +244,7 @@ def test_warmup_stable_decay_holds_the_peak_then_decays_linearly_to_the_floor():
 
 
 def test_warmup_stable_decay_settings_out_of_range_are_refused():
-    from selfimprove.cli import compose
+    from selfimprove.config.compose import compose
     from selfimprove.config import ConfigError
 
     with pytest.raises(ConfigError, match="decay_ratio"):

@@ -13,7 +13,7 @@ from selfimprove.stages.evaluate import BestOfKConfig
 from selfimprove.stages.verifier_pairs import VerifierPairsConfig
 from selfimprove.rundir import read_jsonl, write_jsonl
 from selfimprove.stages import StageContext, StageError, get_stage
-from selfimprove.stages.best_of_k import candidate_metrics
+from selfimprove.best_of_k_eval import candidate_metrics
 from selfimprove.stages.verifier_pairs import build_pairs
 from selfimprove.tasks.arithmetic import Arithmetic
 from selfimprove.tracking import Console
@@ -139,7 +139,7 @@ def test_verifier_log_likelihood_is_the_sum_over_the_solution_tokens(tmp_path):
     (["verifier_pairs.max_pairs_per_problem=0"], "max_pairs_per_problem must be >= 1 or null"),
 ])
 def test_vstar_bad_input_is_rejected_at_startup(override, expected):
-    from selfimprove.cli import compose
+    from selfimprove.config.compose import compose
     from selfimprove.config import ConfigError
 
     with pytest.raises(ConfigError, match=expected):
@@ -147,7 +147,7 @@ def test_vstar_bad_input_is_rejected_at_startup(override, expected):
 
 
 def test_verifier_stages_run_in_the_last_iteration_only():
-    from selfimprove.cli import compose
+    from selfimprove.config.compose import compose
     from selfimprove.pipeline import stage_plan
 
     (cfg,) = compose(["recipe=vstar"])
