@@ -102,7 +102,7 @@ def _hydra_task(cfg) -> float | None:
     hc = HydraConfig.get()
     console = Console(quiet=cfg.tracking.quiet)
     try:
-        cfg = prepared(cfg, hc.runtime.choices.get("recipe"))
+        cfg = prepared(cfg, dict(hc.runtime.choices), list(hc.overrides.task))
         sweep = cfg.sweep_name if hc.mode == RunMode.MULTIRUN else None
         code = run_pipeline(cfg, Path(hc.runtime.output_dir), list(hc.overrides.task),
                             dict(hc.runtime.choices), console, sweep=sweep)

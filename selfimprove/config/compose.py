@@ -12,16 +12,17 @@ from ..errors import ConfigError
 from ..paths import CONF_DIR
 from .explain import explain_config_error
 from .recipes import register_configs
-from .typed import typed_config
+from .typed import later_keys, typed_config
 from .validate import validate
 
 VALIDATED: set[str] = set()  # the YAML of each config validated in this process
 
 
-def prepared(raw, recipe):
-    """The run's typed config from Hydra's composed `raw`, validated unless this process already
-    validated the same config (`compose` below, before Hydra started the job)."""
-    cfg = typed_config(raw, recipe)
+def prepared(raw, choices: dict, overrides: list[str]):
+    """The run's typed config from Hydra's composed `raw` (its group `choices`, its command-line
+    `overrides`), validated unless this process already validated the same config (`compose`
+    below, before Hydra started the job)."""
+    cfg = typed_config(raw, choices.get("recipe"), later_keys(choices, overrides))
     if OmegaConf.to_yaml(cfg) not in VALIDATED:
         validate(cfg)
         VALIDATED.add(OmegaConf.to_yaml(cfg))
@@ -85,10 +86,10 @@ def compose(overrides: list[str]):
                 raw = hydra_compose(config_name="config", overrides=variant, return_hydra_config=True)
             except (HydraException, OmegaConfBaseException) as exc:
                 raise ConfigError(explain_config_error(exc, kinds=_section_kinds(variant)) or str(exc)) from None
-            recipe = raw.hydra.runtime.choices.get("recipe")
+            choices = dict(raw.hydra.runtime.choices)
             with open_dict(raw):
                 del raw["hydra"]
-            cfg = typed_config(raw, recipe)
+            cfg = typed_config(raw, choices.get("recipe"), later_keys(choices, variant))
             validate(cfg)
             VALIDATED.add(OmegaConf.to_yaml(cfg))
             cfgs.append(cfg)
