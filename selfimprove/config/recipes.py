@@ -10,7 +10,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from ..paths import RECIPES_DIR
+from ..paths import CONF_DIR, RECIPES_DIR
 from ..stages import stage_kinds
 from .schema import GROUP_SCHEMAS, SHARED_KEYS, RunConfig
 
@@ -41,9 +41,11 @@ def register_configs() -> None:
         root[f.name] = OmegaConf.structured(RunConfig)._get_node(f.name)
     # An open placeholder per kind, so that `evaluate.num_samples=16` can set a section the recipe
     # file leaves to its defaults; its keys are checked against the kind's schema afterwards.
-    for kind in stage_kinds():
-        root[kind] = OmegaConf.create({})
-        OmegaConf.set_struct(root[kind], False)
+    # The same for the sections of the setup recipes share (conf/seed_model/: `seed_sft.weight_decay=0.1`).
+    shared_sections = [k for f in sorted((CONF_DIR / "seed_model").glob("*.yaml")) for k in OmegaConf.load(f)]
+    for name in [*stage_kinds(), *shared_sections]:
+        root[name] = OmegaConf.create({})
+        OmegaConf.set_struct(root[name], False)
     cs.store(name="run_schema", node=root)
     for (group, name), schema in GROUP_SCHEMAS.items():
         cs.store(group=group, name=name, node=schema)
