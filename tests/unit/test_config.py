@@ -129,3 +129,22 @@ def test_judge_stages_need_a_task_that_can_be_judged(tmp_path):
         compose(["recipe=star", "stages=[generate,judge_quality]", *data])
     (cfg,) = compose(["recipe=star", "stages=[generate,judge_quality]"])  # the built-in task is a JudgingTask
     assert list(cfg.stages) == ["generate", "judge_quality"]
+
+
+def test_a_run_is_composed_and_validated_once_before_it_runs(tmp_path, monkeypatch):
+    """`selfimprove run` validates while composing (for its advice); the Hydra job that then runs
+    the same config hands it to the pipeline without validating it again."""
+    import json
+    import sys
+
+    import selfimprove.config.compose as composing
+    from selfimprove.cli import main
+
+    calls = []
+    real = composing.validate
+    monkeypatch.setattr(composing, "validate", lambda cfg: (calls.append(cfg.seed), real(cfg))[1])
+    monkeypatch.setattr(sys, "argv", list(sys.argv))  # `run` hands its arguments to Hydra through argv
+    main(["run", "recipe=star", "profile=debug", "iterations=0", "setup=[prepare]", "tracking.quiet=true",
+          f"output_root={tmp_path}"])
+    assert json.loads((tmp_path / "star" / "run.json").read_text())["status"] == "finished"
+    assert calls == [0]
