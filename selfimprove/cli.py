@@ -53,91 +53,6 @@ def _overrides(args: list[str]) -> list[str]:
     return out
 
 
-def _expanded(overrides: list[str]) -> list[list[str]]:
-    """One override list per distinct value of every sweep parameter (not the full product):
-    enough to validate each value a sweep will use."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.core.override_parser.types import IntervalSweep
-    from hydra.errors import OverrideParseException
-
-    from .config import ConfigError
-
-    parser = OverridesParser.create()
-    for o in overrides:  # one at a time, so the message can name the one Hydra's grammar rejects
-        try:
-            parser.parse_overrides([o])
-        except OverrideParseException as exc:
-            key, _, value = o.partition("=")
-            raise ConfigError(
-                f"Hydra cannot parse the override {o!r}: {str(exc).splitlines()[0]}\n"
-                f"Characters such as ( ) [ ] {{ }} , : = and spaces are part of Hydra's override grammar. "
-                f"Quote the value, and quote the whole argument for your shell: '{key}=\"{value}\"' "
-                f"(https://hydra.cc/docs/advanced/override_grammar/basic/)."
-            ) from None
-    parsed = parser.parse_overrides(overrides)
-    firsts, sweeps = [], []
-    for o in parsed:
-        if o.is_sweep_override():
-            sweep = o.value()
-            # interval(a,b) (Optuna, Nevergrad) cannot be enumerated: check its two ends
-            values = ([str(sweep.start), str(sweep.end)] if isinstance(sweep, IntervalSweep)
-                      else list(o.sweep_string_iterator()))
-            firsts.append(f"{o.get_key_element()}={values[0]}")
-            sweeps.append((len(firsts) - 1, o.get_key_element(), values[1:]))
-        else:
-            firsts.append(o.input_line)
-    variants = [firsts]
-    for i, key, rest in sweeps:
-        for v in rest:
-            variants.append(firsts[:i] + [f"{key}={v}"] + firsts[i + 1:])
-    return variants
-
-
-def compose(overrides: list[str]):
-    """Compose and validate the config the way `run` will, raising ConfigError with advice."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    from omegaconf import open_dict
-
-    from .config import CONF_DIR, ConfigError, explain_config_error, register_configs, typed_config, validate
-
-    register_configs()
-    GlobalHydra.instance().clear()
-    cfgs = []
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
-        for variant in _expanded([o for o in overrides if not o.startswith(("hydra.", "hydra/"))]):
-            try:
-                raw = hydra_compose(config_name="config", overrides=variant, return_hydra_config=True)
-            except (HydraException, OmegaConfBaseException) as exc:
-                raise ConfigError(explain_config_error(exc, kinds=_section_kinds(variant)) or str(exc)) from None
-            recipe = raw.hydra.runtime.choices.get("recipe")
-            with open_dict(raw):
-                del raw["hydra"]
-            cfg = typed_config(raw, recipe)
-            validate(cfg)
-            cfgs.append(cfg)
-    GlobalHydra.instance().clear()
-    return cfgs
-
-
-def _section_kinds(variant: list[str]) -> dict:
-    """Each stage section's kind in the config the group choices alone compose (recipe=, model=...):
-    an unknown key in `train.` is explained with the valid keys of train's kind (sft)."""
-    from hydra import compose as hydra_compose
-    from omegaconf import OmegaConf
-
-    choices = [o for o in variant if "." not in o.partition("=")[0] and not o.startswith(("+", "~"))]
-    try:
-        raw = hydra_compose(config_name="config", overrides=choices)
-    except Exception:  # the choices themselves are wrong: that error is explained on its own
-        return {}
-    return {k: node.get("kind", k) for k in raw if OmegaConf.is_dict(node := raw._get_node(k))}
-
-
 def check_models(cfgs) -> None:
     """Hub ids that can be neither found in the cache nor reached (once per distinct model)."""
     from .config import ConfigError
@@ -175,18 +90,19 @@ def _hydra_task(cfg) -> float | None:
     from hydra.types import RunMode
 
     from .backends.vllm import BackendUnavailable
-    from .config import ConfigError, typed_config
+    from .config.compose import prepared
+    from .errors import ConfigError
     from .models import ModelNotFoundError
     from .pipeline import run_pipeline
     from .rundir import RunLockedError
-    from .stages import StageError
+    from .errors import StageError
     from .tasks import TaskDataError
     from .tracking import Console
 
     hc = HydraConfig.get()
     console = Console(quiet=cfg.tracking.quiet)
     try:
-        cfg = typed_config(cfg, hc.runtime.choices.get("recipe"))
+        cfg = prepared(cfg, dict(hc.runtime.choices), list(hc.overrides.task))
         sweep = cfg.sweep_name if hc.mode == RunMode.MULTIRUN else None
         code = run_pipeline(cfg, Path(hc.runtime.output_dir), list(hc.overrides.task),
                             dict(hc.runtime.choices), console, sweep=sweep)
@@ -216,10 +132,11 @@ def cmd_run(args: list[str]) -> None:
     import hydra
 
     from .config import CONF_DIR, ConfigError, register_configs
+    from .config.compose import compose
 
     if not set(args) & HYDRA_INFO_FLAGS:
         try:
-            cfgs = compose(_overrides(args))
+            cfgs = compose(_overrides(args))  # composed, typed and validated once, here
             if _cfg_job(args):  # the run's own config: its stage sections typed, the unused ones gone
                 from omegaconf import OmegaConf
 
@@ -247,6 +164,7 @@ def cmd_validate(args: list[str]) -> None:
     from omegaconf import OmegaConf
 
     from .config import ConfigError
+    from .config.compose import compose
 
     try:
         cfgs = compose(_overrides(args))

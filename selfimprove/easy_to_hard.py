@@ -118,7 +118,47 @@ def require_length_task(task, stage: str) -> None:
     from .tasks import LengthTask
 
     if not isinstance(task, LengthTask):
-        from .stages import StageError
+        from .errors import StageError
 
         raise StageError(f"{stage} needs a task that generates problems of any length (task=reverse_addition); "
                          f"task={task.cfg.name} does not.")
+
+
+def schedule_problems(cfg, names: list[str]) -> list[str]:
+    """Startup checks of a reverse_addition run: a start length >= 1, and a schedule whose longest
+    problem (last round, plus the evaluation window) fits the model's positions and the rounds'
+    training `max_length` (config/validate.py calls this for task=reverse_addition)."""
+    from omegaconf import OmegaConf
+
+    from .errors import Problems
+
+    p = Problems()
+    t = cfg.task
+    p.need(t.start_length >= 1, f"task.start_length must be >= 1 (got {t.start_length}): round 0 trains on operand "
+                                f"lengths 1..start_length, e.g. task.start_length=8.")
+    p.need(t.lengths_per_round >= 1, f"task.lengths_per_round must be >= 1 (got {t.lengths_per_round}).")
+    if t.start_length < 1 or t.lengths_per_round < 1:
+        return p
+    trained = longest = t.start_length + cfg.iterations * t.lengths_per_round
+    ev = [cfg[n] for n in names if n in cfg and OmegaConf.is_dict(cfg[n]) and cfg[n].get("kind") == "evaluate_lengths"]
+    for e in ev:
+        p.need(len(e.window) == 2 and e.window[0] <= e.window[1],
+               f"evaluate_lengths.window must be [first, last] relative to the trained length, e.g. [-3, 5] (got {list(e.window)}).")
+        if len(e.window) == 2:
+            longest = max([longest, longest + e.window[1], *e.lengths])
+    positions = positions_of(longest)
+    if cfg.model.name_or_path is None:
+        limit = cfg.model.tiny.max_position_embeddings
+        p.need(positions <= limit,
+               f"the schedule reaches {longest}-digit problems (task.start_length={t.start_length} + iterations="
+               f"{cfg.iterations} x task.lengths_per_round={t.lengths_per_round}, plus the evaluation window), which "
+               f"take {positions} positions, but the model has model.tiny.max_position_embeddings={limit}. Raise it "
+               f"with model.tiny.max_position_embeddings={positions}, or lower iterations.")
+    for name in dict.fromkeys(cfg.stages):  # the rounds' train stages (setup trains on 1..start_length only)
+        s = cfg[name] if name in cfg and OmegaConf.is_dict(cfg[name]) else {}
+        if s.get("kind") == "sft" and s.get("enabled", True):
+            p.need(s.max_length is None or positions_of(trained) <= s.max_length,
+                   f"the schedule trains on {trained}-digit problems ({positions_of(trained)} tokens) but {name}.max_length="
+                   f"{s.max_length} would cut them off; set {name}.max_length={positions_of(trained)} or more, or lower "
+                   f"iterations.")
+    return p

@@ -14,10 +14,12 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from . import __version__, compute
-from .config import RESUMABLE_CHANGES, UNFINGERPRINTED_STAGE_KEYS, ConfigError, validate
+from .config import RESUMABLE_CHANGES, UNFINGERPRINTED_STAGE_KEYS
+from .context import RESUME_DIR, StageContext
+from .errors import ConfigError, StageError
 from .provenance import code_fingerprint, data_files, environment, model_identity
 from .rundir import Manifest, RunDir, StageCache, fingerprint, write_failure, write_json
-from .stages import PERSISTENT, RESUME_DIR, StageContext, StageError, get_stage
+from .stages import PERSISTENT, get_stage
 from .tracking import Console, WandbTracker
 
 
@@ -45,7 +47,7 @@ def _fingerprinted(section) -> dict:
 
 def log_event(rd: RunDir, event: str, **fields) -> None:
     """One line in the run's events.jsonl (append-only): run starts, stage starts and ends, with the
-    Slurm job and restart count. `selfimprove.compare.redone_work` reads what a requeue cost."""
+    Slurm job and restart count. `selfimprove.analysis.runs.redone_work` reads what a requeue cost."""
     import json
 
     row = {"t": round(time.time(), 3), "event": event, **fields}
@@ -124,10 +126,10 @@ def stage_plan(cfg) -> list[tuple[int, str]]:
 
 def run_pipeline(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict, console: Console,
                  sweep: str | None = None) -> int:
+    """Run (or resume) `cfg`, a typed config that `config.validate` passed (config.compose.prepared)."""
     from .models import resolve_device
     from .tasks import build_task
 
-    validate(cfg)
     if cfg.threads > 0:
         import torch
 

@@ -75,7 +75,7 @@ def code_fingerprint() -> str:
     """A hash of the package's sources and its shipped conf/ and recipes/ (~100 small files, a few
     ms). Whole-package rather than per stage: a stage calls helpers all over the package, and a
     finer hash that missed one would serve stale results, which is the bug this exists to prevent."""
-    from .config import CONF_DIR, RECIPES_DIR
+    from .paths import CONF_DIR, RECIPES_DIR
 
     files = list(_code_files(PACKAGE_DIR, "selfimprove"))
     for label, root in (("conf", CONF_DIR), ("recipes", RECIPES_DIR)):

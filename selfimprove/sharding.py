@@ -1,7 +1,7 @@
 """Sampling spread over several jobs (`generate.shards=N`, `evaluate.shards=N`).
 
 A sampling stage already saves its prompts in chunks of `backend.chunk_prompts`, each seeded by
-its index alone (stages/generate.py `run_sampler`). Shards split that list of chunks: shard i
+its index alone (sampling.py `run_sampler`). Shards split that list of chunks: shard i
 samples chunks i, i+N, i+2N, ... into the stage's resume folder, in its own process with its own
 engine, and skips chunks that already exist. The stage then reads every chunk back in order, so
 the merged samples are those of a one-process run with the same seed, whatever N is. A shard that
@@ -153,7 +153,7 @@ def run_shards(ctx, prompts: list[str], params, tag: str, size: int, missing: li
     `sharding.retries` extra rounds (a shard died each time) stop the stage with the shard's log."""
     import torch
 
-    from .stages import StageError
+    from .errors import StageError
 
     sharding = ctx.sharding
     folder = ctx.resume_dir / f"{tag}-shards"

@@ -14,12 +14,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
+from omegaconf import OmegaConf
+
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 PLACEHOLDERS = ("{prompt}", "{response}")
 
 
 class JudgeConfigError(ValueError):
     """A template or score regex that cannot work; the message says what to write instead."""
+
+
+def score_problems(name: str, s) -> list[str]:
+    """A judging stage section's own numbers (its kind's `check` calls this; disabled: none)."""
+    out: list[str] = []
+    if not s.enabled:
+        return out
+    if "samples" in s and s.samples < 1:
+        out.append(f"{name}.samples must be >= 1 (got {s.samples}); the paper judges each response 3 times.")
+    if s.max_score <= s.min_score:
+        out.append(f"{name}.max_score must be above {name}.min_score (got {s.min_score}..{s.max_score}).")
+    return out
 
 
 def template_path(name: str) -> Path:
@@ -100,3 +114,17 @@ def check_regex_on(rx: re.Pattern, judgments: Sequence[str], low: float, high: f
             f"judge.score_regex '{rx.pattern}' reads no score in [{low:g}, {high:g}] from any of the "
             f"{len(judgments)} EFT judgments in {where} (the last one ends: {judgments[-1][-60:]!r}). "
             f"Make the regex match how those judgments write the score, e.g. judge.score_regex='Score: ([0-9.]+)'.")
+
+
+# Every judge stage's section holds `template_sha256: ${template_sha256:${.template}}`: registered
+# here, beside the templates, so any code that resolves a judge section has the resolver.
+def _template_sha256(name: str) -> str:
+    """The judge template file's checksum, part of every judge stage's config: stage fingerprints
+    follow the file's content, not just its name (an edited rubric recomputes what it affects)."""
+    import hashlib
+
+    path = template_path(str(name))
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else "missing"
+
+
+OmegaConf.register_new_resolver("template_sha256", _template_sha256, replace=True)

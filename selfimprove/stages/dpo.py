@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from ..config import Problems
+from ..errors import Problems
 from ..training.fit import fit, training_rows
 from ..training.launch import data_parallel_or
 from ..training.options import TrainerConfig

@@ -11,11 +11,12 @@ from dataclasses import dataclass, field
 from typing import List, Optional
 
 from ..backends import SamplingParams
-from ..config import Problems
+from ..errors import Problems
 from ..metrics import answer_clusters, gold_cluster, majority, mean, pass_at_k
 from ..rundir import write_jsonl
-from . import StageContext, StageResult, best_of_k, register_stage
-from .generate import run_sampler, sample_problems
+from ..sampling import run_sampler, sample_problems
+from .. import best_of_k_eval as best_of_k
+from . import StageContext, StageResult, register_stage
 
 
 @dataclass
@@ -37,6 +38,8 @@ class BestOfKConfig:
 
 @dataclass
 class EvaluateConfig:
+    # it reports on the test split: an objective (what a sweep maximises) must read this instead
+    VAL_OBJECTIVE = "val_accuracy"  # not annotated: a class constant, not a config key
     kind: str = "evaluate"
     enabled: bool = True
     split: str = "test"  # reported only: nothing is chosen by it (choices read `val_split`)

@@ -10,8 +10,8 @@ from ..backends import SamplingParams
 from ..easy_to_hard import longest_at, position_limit, positions_of, require_length_task, scheduled_length
 from ..metrics import mean
 from ..rundir import write_jsonl
+from ..sampling import run_sampler
 from . import StageContext, StageResult, register_stage
-from .generate import run_sampler
 
 
 @dataclass

@@ -7,18 +7,20 @@ from dataclasses import dataclass
 from typing import Optional
 
 from ..backends import SamplingParams
-from ..config import Problems
+from ..errors import Problems
 from ..metrics import mean
 from ..tasks import has_second_turn, second_turn_missing
 from ..rundir import write_jsonl
+from ..sampling import run_sampler, sample_problems
 from . import StageContext, StageResult, register_stage
-from .generate import run_sampler, sample_problems
 
 
 @dataclass
 class TurnsEvalConfig:
     """Two-turn held-out evaluation, greedy as in the paper: Acc@t1, Acc@t2, Δ(t1,t2), Δ i→c, Δ c→i."""
 
+    # it reports on the test split: an objective (what a sweep maximises) must read this instead
+    VAL_OBJECTIVE = "val_acc_t2"  # not annotated: a class constant, not a config key
     kind: str = "evaluate_turns"
     enabled: bool = True
     split: str = "test"  # reported only

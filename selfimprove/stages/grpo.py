@@ -19,7 +19,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
 
-from ..config import Problems, importlib_ok
+from ..errors import Problems, installed
 from ..rundir import read_jsonl
 from ..training.fit import fit
 from ..training.launch import data_parallel_or
@@ -100,16 +100,12 @@ class GRPOStageConfig(TrainerConfig):
              f"so that a resumed stage starts at a freshly sampled batch.")
         p.need(s.vllm.mode in ("colocate", "server"), f"{name}.vllm.mode must be colocate or server (got '{s.vllm.mode}').")
         if s.vllm.enabled:
-            p.need(importlib_ok("vllm"),
+            p.need(installed("vllm"),
                  f"{name}.vllm.enabled needs vLLM, which is not installed: on a CUDA machine run "
                  f"`pip install \"selfimprove[vllm]\"`, or set {name}.vllm.enabled=false (transformers sampling).")
-        if importlib_ok("trl"):
+        if installed("trl"):
             p += check_options(s, name)
         return p
-
-
-class GRPOOptionError(ValueError):
-    """A GRPO option the installed TRL does not have, or a value it does not accept."""
 
 
 # ----------------------------------------------------------------------------- config -> GRPOConfig

@@ -8,11 +8,11 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 from ..backends import SamplingParams
-from ..judges import compile_score_regex, load_template, parse_score
+from ..judges import compile_score_regex, load_template, parse_score, score_problems
 from ..metrics import mean
 from ..rundir import read_jsonl, write_jsonl
+from ..sampling import run_sampler
 from . import StageContext, StageResult, register_stage
-from .generate import run_sampler
 
 
 @dataclass
@@ -30,6 +30,10 @@ class JudgeConfig:
     temperature: float = 0.7
     top_p: float = 0.9
     max_new_tokens: int = 64
+
+    @staticmethod
+    def check(name: str, s, cfg) -> list[str]:
+        return score_problems(name, s)
 
 
 def judge_all(ctx: StageContext, sampler, items: list[tuple[str, str]], label: str) -> list[dict]:

@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from typing import Optional
 
 from ..backends import SamplingParams
-from ..config import Problems
+from ..errors import Problems
+from ..judges import score_problems
 from ..metrics import mean
 from ..rundir import read_jsonl, write_jsonl
+from ..sampling import run_sampler
 from . import StageContext, StageResult, register_stage
-from .generate import run_sampler
 from .judge import judge_all, judgment_metrics
 
 
@@ -48,7 +49,7 @@ class JudgeQualityConfig:
 
     @staticmethod
     def check(name: str, s, cfg) -> list[str]:
-        p = Problems()
+        p = Problems(score_problems(name, s))
         p.need(s.own_samples == 0 or s.own_samples >= 2,
                f"{name}.own_samples must be 0 (off) or >= 2: a right and a wrong answer need two samples "
                f"(got {s.own_samples}); e.g. {name}.own_samples=4.")

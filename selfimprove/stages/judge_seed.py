@@ -11,7 +11,7 @@ import random
 from collections import Counter
 from dataclasses import dataclass
 
-from ..judges import compile_score_regex, load_template, parse_score
+from ..judges import compile_score_regex, load_template, parse_score, score_problems
 from ..rundir import read_jsonl, write_jsonl
 from . import StageContext, StageError, StageResult, register_stage
 
@@ -34,6 +34,14 @@ class JudgeSeedConfig:
     score_regex: str = "${judge.score_regex}"
     min_score: float = "${judge.min_score}"  # type: ignore[assignment]
     max_score: float = "${judge.max_score}"  # type: ignore[assignment]
+
+    @staticmethod
+    def check(name: str, s, cfg) -> list[str]:
+        out = score_problems(name, s)
+        if s.enabled and s.eft_source not in ("seed", "train"):
+            out.append(f"{name}.eft_source must be 'seed' (the worked examples' problems) or 'train' (the training "
+                       f"pool's problems) (got '{s.eft_source}').")
+        return out
 
 
 @register_stage("judge_seed", inputs=lambda cfg: {"seed_data": "seed_data", "seed": "seed", "pool": "train"}, schema=JudgeSeedConfig)

@@ -6,7 +6,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Optional
 
-from ..config import Problems
+from ..errors import Problems
 from ..easy_to_hard import mixture
 from ..rundir import read_jsonl, write_jsonl
 from . import StageContext, StageError, StageResult, register_stage

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from ..backends import SamplingParams
 from ..rundir import read_jsonl, write_jsonl
+from ..sampling import run_sampler
 from . import StageContext, StageResult, register_stage
-from .generate import run_sampler
 
 
 @dataclass

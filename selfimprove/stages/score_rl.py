@@ -34,14 +34,14 @@ import torch
 
 from .. import compute
 from ..backends import SamplingParams, policy_sampler
-from ..config import Problems
+from ..errors import Problems
 from ..metrics import mean
 from ..models import load_tokenizer, render_prompts
 from ..tasks import has_second_turn, second_turn_missing
 from ..rundir import read_jsonl, write_json
 from ..training.options import LoraConfig
+from ..score_lora import build_policy
 from . import StageContext, StageError, StageResult, register_stage
-from .score_lora import build_policy
 
 
 @dataclass
@@ -70,12 +70,13 @@ class ScoreRLConfig:
     save_steps: int = 10  # checkpoint interval (model, optimizer, RNG, step)
     loss_limit: float = 1e4  # |loss| above this (or non-finite) stops the stage
     # LoRA: only an adapter is trained; the KL reference is the adapter-disabled model (one copy of
-    # the base weights); the published model is merged (stages/score_lora.py)
+    # the base weights); the published model is merged (selfimprove/score_lora.py)
     lora: LoraConfig = field(default_factory=LoraConfig)
 
     @staticmethod
     def check(name: str, s, cfg) -> list[str]:
         p = Problems()
+        p.not_test(name, s.split)
         p.need(s.alpha >= 0, f"{name}.alpha must be >= 0 (got {s.alpha}); the paper's value is 10.")
         p.need(s.beta1 >= 0 and s.beta2 >= 0, f"{name}.beta1 and {name}.beta2 must be >= 0 (got {s.beta1}, "
                                               f"{s.beta2}); the paper's values are 0.01 and 0.1.")

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from typing import List, Optional
 
 from ..backends import SamplingParams
+from ..errors import Problems
 from ..rundir import read_jsonl, write_jsonl
+from ..sampling import run_sampler
 from . import StageContext, StageError, StageResult, register_stage
-from .generate import run_sampler
 
 
 @dataclass
@@ -33,6 +34,18 @@ class SelfInstructConfig:
     temperature: float = 0.6
     top_p: float = 0.9
     max_new_tokens: int = 24
+
+    @staticmethod
+    def check(name: str, s, cfg) -> list[str]:
+        p = Problems()
+        if not s.enabled:
+            return p
+        p.need(s.num_prompts >= 1 and s.shots >= 1, f"{name}.num_prompts and {name}.shots must be >= 1.")
+        w = s.difficulty_weights
+        p.need(w is None or (len(w) and min(w) >= 0 and sum(w) > 0),
+               f"{name}.difficulty_weights must be non-negative shares per difficulty 1, 2, ... with a positive sum, "
+               f"e.g. [0, 0, 0, 1] for 4-digit problems only, or null to keep all (got {list(w or [])}).")
+        return p
 
 
 @register_stage("self_instruct", inputs=lambda cfg: {"model": "policy", "pool": "train", "test": "test", "val": "val"}, schema=SelfInstructConfig)

@@ -14,14 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..backends import SamplingParams
-from ..config import Problems
+from ..errors import Problems
 from ..easy_to_hard import (accelerated_lengths, agreement, length_filter, position_limit, positions_of,
                             require_length_task, scheduled_length)
 from ..metrics import mean
 from ..rundir import write_json, write_jsonl
+from ..sampling import run_sampler
 from . import StageContext, StageResult, register_stage
 from .evaluate_lengths import greedy_exact_match
-from .generate import run_sampler
 
 
 @dataclass

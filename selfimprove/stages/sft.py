@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import Problems
+from ..errors import Problems
 from ..rundir import write_json
 from ..training.fit import fit, training_rows
 from ..training.launch import data_parallel_or

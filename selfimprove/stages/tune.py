@@ -8,8 +8,8 @@ from typing import List
 
 from ..backends import SamplingParams
 from ..rundir import write_json
+from ..sampling import run_sampler, sample_problems
 from . import StageContext, StageResult, register_stage
-from .generate import run_sampler, sample_problems
 from .score import SCORERS, monitors
 
 

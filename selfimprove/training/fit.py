@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from ..compute import count_params
 from ..models import load_model, load_tokenizer
 from ..rundir import read_jsonl
-from ..stages import StageContext, StageError
-from ..stages.lengths import check_max_length
+from ..context import StageContext
+from ..errors import StageError
+from .lengths import check_max_length
 from .checkpoints import last_complete_checkpoint
 from .lora import lora_config
 

@@ -5,23 +5,25 @@ Run as a module, this file is that worker: accelerate launch ... -m selfimprove.
 """
 from __future__ import annotations
 
+import importlib
 import json
 import os
 from pathlib import Path
 
 from ..rundir import write_json
-from ..stages import StageContext, StageError, StageResult, get_stage
+from ..context import StageContext, StageResult
+from ..errors import StageError
 from .fit import initial_weights
 
 
 def data_parallel_or(train, ctx: StageContext) -> StageResult:
     """`train(ctx)` here, or under torchrun in `num_processes` processes (each runs `train`)."""
     if ctx.cfg.num_processes > 1 and "LOCAL_RANK" not in os.environ:
-        return _launch_data_parallel(ctx)
+        return _launch_data_parallel(train, ctx)
     return train(ctx)
 
 
-def _launch_data_parallel(ctx: StageContext) -> StageResult:
+def _launch_data_parallel(train, ctx: StageContext) -> StageResult:
     """Run this stage's training in `num_processes` processes under `accelerate launch`, with the
     shipped accelerate config named by `distributed` (conf/accelerate/: ddp, fsdp, deepspeed_*).
     Each process gets batch_size / num_processes sequences per step, so the global batch and the
@@ -32,10 +34,12 @@ def _launch_data_parallel(ctx: StageContext) -> StageResult:
 
     from omegaconf import OmegaConf
 
-    from ..config import CONF_DIR
+    from ..paths import CONF_DIR
 
     init = initial_weights(ctx)  # built once, before the workers start
-    spec = {"name": ctx.name, "iteration": ctx.iteration, "seed": ctx.seed, "device": ctx.device,
+    # the workers import `train` by name: the one place training/ reaches a stage's code, at run
+    # time (a stage module imports training/, so training/ cannot import it back)
+    spec = {"train": f"{train.__module__}:{train.__qualname__}", "name": ctx.name, "iteration": ctx.iteration, "seed": ctx.seed, "device": ctx.device,
             "inputs": {**ctx.inputs, "init": init}, "out": str(ctx.out),
             "cfg": OmegaConf.to_container(ctx.cfg, resolve=True),
             "model_cfg": OmegaConf.to_container(ctx.model_cfg, resolve=True),
@@ -78,9 +82,9 @@ def _worker(spec_path: str) -> None:
     ctx = StageContext(name=spec["name"], iteration=spec["iteration"], seed=spec["seed"], cfg=cfg, task=task,
                        model_cfg=OmegaConf.create(spec["model_cfg"]), backend_cfg=None, device=spec["device"],
                        inputs=spec["inputs"], out=Path(spec["out"]), ui=Console(quiet=True))
-    # the stage's own function: accelerate sets LOCAL_RANK, so its data_parallel_or trains here
-    # instead of launching again
-    result = get_stage(cfg.kind).fn(ctx)
+    # the stage's own training function, found by the name the launcher recorded
+    module, _, name = spec["train"].partition(":")
+    result = getattr(importlib.import_module(module), name)(ctx)
     if rank() == 0:
         write_json(ctx.out / "result.json", {"artifacts": result.artifacts, "metrics": result.metrics})
 

@@ -1,7 +1,7 @@
 """LoRA adapters: the PEFT config for a stage's `lora` section, checked against the model."""
 from __future__ import annotations
 
-from ..stages import StageError
+from ..errors import StageError
 
 
 def lora_config(cfg, model, init: str, section: str = "train"):

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import List, Optional
 
-from ..config import CONF_DIR, Problems, importlib_ok
+from ..errors import Problems, installed
+from ..paths import CONF_DIR
 
 
 @dataclass
@@ -88,7 +89,7 @@ class TrainerConfig:
         shipped = sorted(f.stem for f in (CONF_DIR / "accelerate").glob("*.yaml"))
         p.need(s.distributed in shipped, f"{name}.distributed must be one of {', '.join(shipped)} (got '{s.distributed}').")
         if s.num_processes > 1 and s.distributed.startswith("deepspeed"):
-            p.need(importlib_ok("deepspeed"),
+            p.need(installed("deepspeed"),
                    f"{name}.distributed={s.distributed} needs DeepSpeed: `pip install deepspeed` on the GPU machine.")
         if s.num_processes > 1 and s.distributed != "ddp":
             import torch

@@ -9,7 +9,7 @@ from pathlib import Path
 from .. import compute
 from ..models import load_model
 from ..rundir import read_jsonl, write_json
-from ..stages import StageContext
+from ..context import StageContext
 from .launch import barrier, rank
 
 

@@ -12,13 +12,13 @@ import os
 import re
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from selfimprove.rundir import KILL_WHILE_WRITING
 from tests.integration.sigkill import comparable, resumed_from, sigkill_when_written, stage_mtimes
+from tests.helpers import CLI
 
 pytestmark = pytest.mark.faults
 
@@ -88,7 +88,7 @@ VARIANTS["easy_to_hard_vote"] = ["recipe=easy_to_hard", "seed_sft.replicas=2", "
 
 
 def command(recipe, root, name):
-    return [sys.executable, "-m", "selfimprove.cli", "run", *VARIANTS.get(recipe, [f"recipe={recipe}"]), *ARGS,
+    return [*CLI, "run", *VARIANTS.get(recipe, [f"recipe={recipe}"]), *ARGS,
             f"output_root={root}", f"run_name={name}"]
 
 

@@ -5,11 +5,11 @@ from the base only in the LoRA target modules. A run SIGKILLed inside Stage II r
 last adapter checkpoint and ends with the uninterrupted run's metrics and weights, bit for bit."""
 import json
 import subprocess
-import sys
 
 import torch
 from safetensors.torch import load_file
 from tests.integration.sigkill import comparable, resumed_from, sigkill_when_written
+from tests.helpers import CLI
 
 # As test_score_recipe.py, with 16 problems per step: the debug model then gets some turn-2
 # rewards in Stage I too, so both stages' adapters really move (seed 0).
@@ -21,7 +21,7 @@ TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")  # LoraConfig's default targe
 
 
 def command(root, name):
-    return [sys.executable, "-m", "selfimprove.cli", "run", *ARGS, f"output_root={root}", f"run_name={name}"]
+    return [*CLI, "run", *ARGS, f"output_root={root}", f"run_name={name}"]
 
 
 def changed(a: dict, b: dict) -> set:

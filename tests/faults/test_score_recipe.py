@@ -3,12 +3,12 @@ episodes; then a run SIGKILLed inside Stage II resumes from its last RL checkpoi
 the uninterrupted run's metrics and weights, bit for bit."""
 
 import subprocess
-import sys
 
 from safetensors.torch import load_file
 from tests.integration.sigkill import comparable, resumed_from, sigkill_when_written
 
 from selfimprove.rundir import read_jsonl
+from tests.helpers import CLI, metrics_by_stage
 
 # Mostly 1-digit problems, a longer seed stage and more episodes per step than profile=debug: the
 # debug model then answers a few of them, so both RL stages get non-zero advantages and really
@@ -19,13 +19,13 @@ KILL_AT = "iter_02/.score_rl.partial/checkpoints/step-000004/state.json"  # Stag
 
 
 def command(root, name):
-    return [sys.executable, "-m", "selfimprove.cli", "run", *ARGS, f"output_root={root}", f"run_name={name}"]
+    return [*CLI, "run", *ARGS, f"output_root={root}", f"run_name={name}"]
 
 
 def test_score_two_stages_then_kill_and_resume_inside_stage2(tmp_path):
     subprocess.run(command(tmp_path, "ref"), check=True, capture_output=True, timeout=600)
     ref = tmp_path / "ref"
-    rows = {(r["iteration"], r["stage"]): r for r in read_jsonl(ref / "metrics.jsonl")}
+    rows = metrics_by_stage(ref)
     for it in (0, 1, 2):  # the paper's five columns for the base model, Stage I and Stage II
         m = rows[(it, "evaluate_turns")]
         assert {"acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i"} <= set(m)

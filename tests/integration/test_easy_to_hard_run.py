@@ -3,11 +3,11 @@ vote across two seeded models), the monitors, the heatmap, and the proof that no
 task.start_length enters training: a run whose longer gold answers are all corrupted trains on
 byte-identical data and ends with bit-identical weights."""
 import subprocess
-import sys
 
 import pytest
 
 from selfimprove.rundir import read_jsonl
+from tests.helpers import CLI, metrics_by_stage
 
 # Both votes run (2 samples, 2 seeded models); near-greedy samples and a 1-of-2 model quorum keep
 # the debug model's labels, so the training data holds self-labels to compare
@@ -17,7 +17,7 @@ SMALL = "task.seed_examples=2000"  # round 0's 100,000 rows are sized for the re
 
 
 def run(root, name, *extra):
-    p = subprocess.run([sys.executable, "-m", "selfimprove.cli", "run", "recipe=easy_to_hard", "profile=debug",
+    p = subprocess.run([*CLI, "run", "recipe=easy_to_hard", "profile=debug",
                         "tracking.quiet=true", "cache=false", "threads=1", f"output_root={root}", f"run_name={name}",
                         SMALL, *VOTES, *extra], capture_output=True, text=True, timeout=900)
     assert p.returncode == 0, p.stdout + p.stderr
@@ -33,7 +33,7 @@ def runs(tmp_path_factory):
 
 
 def test_rounds_report_filters_monitors_and_lengths(runs):
-    m = {(r["iteration"], r["stage"]): r for r in read_jsonl(runs / "clean" / "metrics.jsonl")}
+    m = metrics_by_stage(runs / "clean")
     for it in (1, 2):
         label = m[(it, "self_label")]
         assert label["length"] == 8 + it and label["problems"] == 32 and label["voters"] == 1
@@ -70,7 +70,7 @@ def test_no_gold_beyond_start_length_enters_training(runs):
 def test_rerun_does_nothing_and_heatmap(runs, tmp_path):
     assert "Nothing to do" in run(runs, "clean")
     out = tmp_path / "heat.png"
-    p = subprocess.run([sys.executable, "-m", "selfimprove.cli", "compare", str(runs / "clean"), str(runs / "poisoned"),
+    p = subprocess.run([*CLI, "compare", str(runs / "clean"), str(runs / "poisoned"),
                         "--heatmap", str(out)], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     assert out.stat().st_size > 1000
@@ -81,13 +81,13 @@ def test_accelerated_schedule_carries_its_length_to_the_evaluation_and_the_next_
     chose, and records L in its `schedule` artifact, which the evaluation window and the next round
     read. The one-minute model solves nothing, so each round takes one length, as the paper's (the
     standard schedule would take task.lengths_per_round=2)."""
-    p = subprocess.run([sys.executable, "-m", "selfimprove.cli", "run", "recipe=easy_to_hard", "profile=debug",
+    p = subprocess.run([*CLI, "run", "recipe=easy_to_hard", "profile=debug",
                         "tracking.quiet=true", "cache=false", "threads=1", f"output_root={tmp_path}", "run_name=fast", SMALL,
                         "self_label.schedule=accelerated", "self_label.accelerate_problems=8",
                         "self_label.num_problems=16", "mix.rows=64", "train.steps=4", "task.lengths_per_round=2"],
                        capture_output=True, text=True, timeout=900)
     assert p.returncode == 0, p.stdout + p.stderr
-    m = {(r["iteration"], r["stage"]): r for r in read_jsonl(tmp_path / "fast" / "metrics.jsonl")}
+    m = metrics_by_stage(tmp_path / "fast")
     for it in (1, 2):
         label = m[(it, "self_label")]
         assert label["length"] == 8 + it and f"probe_accuracy_d{8 + it}" in label

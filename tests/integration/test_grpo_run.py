@@ -3,12 +3,14 @@ evaluate stage, from the same seed model as STaR (the stage cache shares it)."""
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 from selfimprove.rundir import read_jsonl
+from tests.helpers import CLI, metrics_by_stage
 
 
 def run(root, *extra):
-    p = subprocess.run([sys.executable, "-m", "selfimprove.cli", "run", "profile=debug", "tracking.quiet=true",
+    p = subprocess.run([*CLI, "run", "profile=debug", "tracking.quiet=true",
                         "threads=1", f"output_root={root}", *extra], capture_output=True, text=True, timeout=900)
     assert p.returncode == 0, p.stdout + p.stderr
     return p.stdout
@@ -16,7 +18,7 @@ def run(root, *extra):
 
 def test_grpo_recipe_runs_and_shares_the_seed_model_with_star(tmp_path):
     out = run(tmp_path, "recipe=grpo")
-    m = {(r["iteration"], r["stage"]): r for r in read_jsonl(tmp_path / "grpo" / "metrics.jsonl")}
+    m = metrics_by_stage(tmp_path / "grpo")
     assert {(0, "seed_sft"), (0, "evaluate"), (1, "grpo"), (1, "evaluate"), (2, "grpo"), (2, "evaluate")} <= set(m)
     g = m[(2, "grpo")]
     assert g["steps"] == 6 and g["samples"] == 6 * 16  # profile=debug: 6 steps of 4 problems x k=4

@@ -4,13 +4,13 @@ Each test first shows the reuse happening, so that it could fail if reuse were s
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
 import selfimprove
 from selfimprove import provenance
+from tests.helpers import CLI
 
 REPO = Path(selfimprove.__file__).resolve().parent.parent
 PREPARE_ONLY = ["profile=debug", "iterations=0", "setup=[prepare]", "tracking.quiet=true"]
@@ -22,7 +22,7 @@ def run(root, name, *extra, src=None, expect=0):
         import os
 
         env = dict(os.environ, PYTHONPATH=str(src))
-    p = subprocess.run([sys.executable, "-m", "selfimprove.cli", "run", "recipe=star", *PREPARE_ONLY,
+    p = subprocess.run([*CLI, "run", "recipe=star", *PREPARE_ONLY,
                         f"output_root={root}", f"run_name={name}", *extra],
                        capture_output=True, text=True, timeout=300, env=env, cwd=root)
     assert p.returncode == expect, p.stdout + p.stderr
@@ -76,7 +76,7 @@ def test_a_changed_data_file_is_not_reused(tmp_path):
 
 
 def test_the_same_config_on_another_device_is_not_reused(tmp_path, monkeypatch):
-    from selfimprove.cli import compose
+    from selfimprove.config.compose import compose
     from selfimprove.pipeline import run_pipeline
     from selfimprove.tracking import Console
 

@@ -3,11 +3,11 @@ with the tiny model: the data path, prompts, checkers and rationalization hints 
 tasks through the same pipeline a GPU user runs (there with model.name_or_path=...)."""
 import json
 import subprocess
-import sys
 
 import pytest
 
 from selfimprove.rundir import read_jsonl
+from tests.helpers import CLI, metrics_by_stage
 
 
 def write(path, rows):
@@ -29,13 +29,13 @@ def math_rows(n, offset=0):
 @pytest.mark.parametrize("name,rows", [("gsm8k", gsm8k_rows), ("math", math_rows)])
 def test_star_runs_on_a_real_data_task(tmp_path, name, rows):
     train, test = write(tmp_path / "train.jsonl", rows(40)), write(tmp_path / "test.jsonl", rows(8, offset=100))
-    p = subprocess.run([sys.executable, "-m", "selfimprove.cli", "run", "recipe=star", "profile=debug",
+    p = subprocess.run([*CLI, "run", "recipe=star", "profile=debug",
                         f"task={name}", f"task.train_path={train}", f"task.test_path={test}", "task.fewshot=false",
                         "task.num_fewshot=16", "task.val_size=4", "iterations=1", "tracking.quiet=true",
                         f"output_root={tmp_path}"], capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stdout + p.stderr
     run = tmp_path / "star"
-    m = {(r["iteration"], r["stage"]): r for r in read_jsonl(run / "metrics.jsonl")}
+    m = metrics_by_stage(run)
     assert m[(0, "prepare")]["seed_problems"] == 16 and m[(0, "prepare")]["test_problems"] == 8
     assert "accuracy" in m[(1, "evaluate")]
     hinted = read_jsonl(run / "iter_01/rationalize/rationalized.jsonl")[0]["hinted_prompt"]

@@ -1,17 +1,17 @@
 """Every other recipe end to end under profile=debug, checking what makes it that recipe."""
 import json
 import subprocess
-import sys
 
 from selfimprove.rundir import read_jsonl
+from tests.helpers import CLI, metrics_by_stage
 
 
 def run(recipe, root, *extra):
-    p = subprocess.run([sys.executable, "-m", "selfimprove.cli", "run", f"recipe={recipe}", "profile=debug",
+    p = subprocess.run([*CLI, "run", f"recipe={recipe}", "profile=debug",
                         "tracking.quiet=true", f"output_root={root}", *extra], capture_output=True, text=True,
                        timeout=900)
     assert p.returncode == 0, p.stdout + p.stderr
-    return {(r["iteration"], r["stage"]): r for r in read_jsonl(root / recipe / "metrics.jsonl")}
+    return metrics_by_stage(root / recipe)
 
 
 def test_rest_em_selects_checkpoint_by_validation_reward(tmp_path):

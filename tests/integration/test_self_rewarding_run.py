@@ -5,15 +5,15 @@ resumed to the uninterrupted run's metrics and weights, is one of the fault tier
 (tests/faults, `make test-faults`)."""
 import json
 import subprocess
-import sys
 
 from selfimprove.rundir import read_jsonl
+from tests.helpers import CLI, metrics_by_stage
 
 ARGS = ["recipe=self_rewarding", "profile=debug", "tracking.quiet=true", "threads=1"]
 
 
 def cli(*args, check=True):
-    p = subprocess.run([sys.executable, "-m", "selfimprove.cli", "run", *ARGS, *args], capture_output=True, text=True,
+    p = subprocess.run([*CLI, "run", *ARGS, *args], capture_output=True, text=True,
                        timeout=900)
     if check:
         assert p.returncode == 0, p.stdout + p.stderr
@@ -23,7 +23,7 @@ def cli(*args, check=True):
 def test_debug_run(tmp_path):
     proc = cli(f"output_root={tmp_path}", "run_name=sr")
     ref = tmp_path / "sr"
-    m = {(r["iteration"], r["stage"]): r for r in read_jsonl(ref / "metrics.jsonl")}
+    m = metrics_by_stage(ref)
     for it in (1, 2):
         si, gen, judge, pairs, dpo = (m[(it, s)] for s in ("self_instruct", "generate", "judge", "pairs", "dpo"))
         assert si["attempted"] == 48 and si["kept"] + si["invalid"] + si["duplicate"] + si["copied"] + \
@@ -63,7 +63,7 @@ def test_prompts_only_task_runs_without_gold(tmp_path):
     cli(f"output_root={tmp_path}", "run_name=p", "iterations=1", "task=prompts", f"task.path={prompts}",
         f"task.seed_path={seed}", "task.test_size=24", "self_instruct.enabled=false", "generate.split=train",
         f"task.judge_pairs_path={pairs}", "judge_quality.max_pairs=2")
-    m = {(r["iteration"], r["stage"]): r for r in read_jsonl(tmp_path / "p/metrics.jsonl")}
+    m = metrics_by_stage(tmp_path / "p")
     assert "accuracy" not in m[(1, "evaluate")] and m[(1, "evaluate")]["mean_chars"] > 0
     assert m[(0, "judge_quality")]["pairs"] == 2  # the file's pairs, capped by judge_quality.max_pairs
     assert m[(1, "dpo")]["pairs"] > 0 and m[(0, "judge_seed")]["eft_rows"] == 800

@@ -1,11 +1,11 @@
 """Runs in one output root reuse each other's identical finished stages, and only those."""
 import json
 import subprocess
-import sys
+from tests.helpers import CLI
 
 
 def run(root, name, *extra):
-    p = subprocess.run([sys.executable, "-m", "selfimprove.cli", "run", "recipe=star", "profile=debug",
+    p = subprocess.run([*CLI, "run", "recipe=star", "profile=debug",
                         "iterations=1", "tracking.quiet=true", f"output_root={root}", f"run_name={name}", *extra],
                        capture_output=True, text=True, timeout=900)
     assert p.returncode == 0, p.stdout + p.stderr

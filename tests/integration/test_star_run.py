@@ -3,7 +3,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
@@ -11,12 +10,13 @@ import pytest
 from sigkill import comparable, resumed_from, sigkill_when_written, stage_mtimes  # tests/integration is on the path
 
 from selfimprove.rundir import RunDir, read_jsonl
+from tests.helpers import CLI, metrics_by_stage
 
 DEBUG = ["recipe=star", "profile=debug", "tracking.quiet=true"]
 
 
 def selfimprove(*args, cwd=None, check=True, timeout=600):
-    proc = subprocess.run([sys.executable, "-m", "selfimprove.cli", *args], cwd=cwd, capture_output=True,
+    proc = subprocess.run([*CLI, *args], cwd=cwd, capture_output=True,
                           text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"selfimprove {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
@@ -67,7 +67,7 @@ def test_second_invocation_skips_everything(reference, tmp_path):
 
 def test_sigkill_during_training_then_resume_matches_uninterrupted_run(reference, tmp_path):
     ref, _ = reference
-    args = [sys.executable, "-m", "selfimprove.cli", "run", *DEBUG, f"output_root={tmp_path}", "run_name=killed"]
+    args = [*CLI, "run", *DEBUG, f"output_root={tmp_path}", "run_name=killed"]
     partial = RunDir(tmp_path / "killed").partial_dir(2, "train") / "checkpoints" / "checkpoint-5"
     # kill between checkpoints: once checkpoint-5 is complete (its trainer_state.json is written last)
     sigkill_when_written(args, partial / "trainer_state.json", timeout=400)
@@ -146,7 +146,7 @@ def test_disk_full_stops_the_stage_with_the_path_and_keeps_finished_stages(tmp_p
     def limit():
         resource.setrlimit(resource.RLIMIT_FSIZE, (96 << 10, 96 << 10))
 
-    args = [sys.executable, "-m", "selfimprove.cli", "run", *DEBUG, "iterations=1", f"output_root={tmp_path}"]
+    args = [*CLI, "run", *DEBUG, "iterations=1", f"output_root={tmp_path}"]
     p = subprocess.run(args, capture_output=True, text=True, preexec_fn=limit, timeout=300)
     assert p.returncode == 2, p.stderr
     assert "iter 0 seed_sft: a write under" in p.stderr and ".seed_sft.partial failed" in p.stderr
@@ -162,7 +162,7 @@ def test_disk_full_stops_the_stage_with_the_path_and_keeps_finished_stages(tmp_p
 
 def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
     # a seed model long enough (2000 steps) that Ctrl-C surely lands inside its training
-    args = [sys.executable, "-m", "selfimprove.cli", "run", *DEBUG, "seed_sft.steps=2000", f"output_root={tmp_path}",
+    args = [*CLI, "run", *DEBUG, "seed_sft.steps=2000", f"output_root={tmp_path}",
             "run_name=int"]
     # Ctrl-C as a terminal delivers it. A shell starts a background job (`pytest ... &`) with SIGINT
     # ignored, and a child inherits an ignored signal: the run then ignored it and finished.
@@ -220,7 +220,7 @@ def test_score_with_a_chat_template_runs_two_turn_conversations(tmp_path):
                 "model.chat_template=true", "seed_sft.enabled=false", "iterations=1", "score_rl.steps=2",
                 "score_rl.problems_per_step=2", "score_rl.k=2", "score_rl.save_steps=1", "task.test_size=8",
                 "task.val_size=4", f"output_root={tmp_path}", "run_name=chat_score")
-    m = {(r["iteration"], r["stage"]): r for r in read_jsonl(tmp_path / "chat_score/metrics.jsonl")}
+    m = metrics_by_stage(tmp_path / "chat_score")
     assert m[(1, "score_rl")]["steps"] == 2 and m[(1, "score_rl")]["tokens_trained"] > 0
     assert {"acc_t1", "acc_t2"} <= set(m[(1, "evaluate_turns")])
     turns = read_jsonl(tmp_path / "chat_score/iter_01/evaluate_turns/turns.jsonl")

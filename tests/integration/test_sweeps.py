@@ -1,15 +1,15 @@
 """Sweeps through real Hydra launchers, wandb offline tracking."""
 import json
 import subprocess
-import sys
 
 from selfimprove.analysis.runs import find_runs, status
+from tests.helpers import CLI
 
 QUICK = ["recipe=star", "profile=debug", "iterations=0", "tracking.quiet=true"]
 
 
 def selfimprove(*args):
-    return subprocess.run([sys.executable, "-m", "selfimprove.cli", *args], capture_output=True, text=True,
+    return subprocess.run([*CLI, *args], capture_output=True, text=True,
                           timeout=900)
 
 

@@ -3,7 +3,7 @@ sft stage, `polish`, after STaR's `train`), and `selfimprove run` runs it like a
 import json
 import os
 import subprocess
-import sys
+from tests.helpers import CLI
 
 RECIPE = """# STaR, then a short polishing pass of the new policy on the same filtered data
 setup: [prepare, seed_sft, evaluate]
@@ -26,7 +26,7 @@ def test_a_recipe_declares_and_runs_a_second_sft_stage(tmp_path):
     (tmp_path / "recipes").mkdir()
     (tmp_path / "recipes" / "polished.yaml").write_text(RECIPE)
     env = os.environ | {"SELFIMPROVE_RECIPE_PATH": str(tmp_path / "recipes"), "OMP_NUM_THREADS": "1"}
-    p = subprocess.run([sys.executable, "-m", "selfimprove.cli", "run", "recipe=polished", "profile=debug", "threads=1",
+    p = subprocess.run([*CLI, "run", "recipe=polished", "profile=debug", "threads=1",
                         "tracking.quiet=true", f"output_root={tmp_path / 'out'}"], capture_output=True, text=True,
                        env=env, timeout=900)
     assert p.returncode == 0, p.stdout + p.stderr

@@ -4,22 +4,22 @@ test split and, for choices, on the validation split. A
 SIGKILL during the verifier's DPO training, resumed to the uninterrupted run's weights and
 metrics, is one of the fault tier's kill points (tests/faults, `make test-faults`)."""
 import subprocess
-import sys
 
 from selfimprove.rundir import read_jsonl
+from tests.helpers import CLI, metrics_by_stage
 
 ARGS = ["recipe=vstar", "profile=debug", "tracking.quiet=true", "threads=1"]
 
 
 def command(root, name, *extra):
-    return [sys.executable, "-m", "selfimprove.cli", "run", *ARGS, f"output_root={root}", f"run_name={name}", *extra]
+    return [*CLI, "run", *ARGS, f"output_root={root}", f"run_name={name}", *extra]
 
 
 def test_vstar_debug_run(tmp_path):
     ref = subprocess.run(command(tmp_path, "ref"), capture_output=True, text=True, timeout=600)
     assert ref.returncode == 0, ref.stdout + ref.stderr
     run = tmp_path / "ref"
-    m = {(r["iteration"], r["stage"]): r for r in read_jsonl(run / "metrics.jsonl")}
+    m = metrics_by_stage(run)
     assert m[(2, "verifier")]["steps"] == 8
     # the verifier is trained once, after the last iteration, on pairs from the whole buffer
     assert (1, "verifier") not in m and (1, "verifier_pairs") not in m

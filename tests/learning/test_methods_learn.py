@@ -7,7 +7,6 @@ SELFIMPROVE_LEARNING_SEEDS=0,1,2 runs every seed (how the margins were measured)
 import math
 import os
 import subprocess
-import sys
 from collections import defaultdict
 from dataclasses import replace
 
@@ -15,6 +14,7 @@ import pytest
 import torch
 
 from selfimprove.rundir import read_jsonl
+from tests.helpers import CLI, metrics_by_stage
 
 pytestmark = pytest.mark.learning
 SEEDS = [int(s) for s in os.environ.get("SELFIMPROVE_LEARNING_SEEDS", "0").split(",")]
@@ -28,10 +28,10 @@ SCORE = ["recipe=score", "iterations=1", "seed_sft.steps=1200", "score_rl.steps=
 
 
 def run(root, name, *args):
-    p = subprocess.run([sys.executable, "-m", "selfimprove.cli", "run", *args, *COMMON, f"output_root={root}",
+    p = subprocess.run([*CLI, "run", *args, *COMMON, f"output_root={root}",
                         f"run_name={name}"], capture_output=True, text=True, timeout=1800)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
-    return {(r["iteration"], r["stage"]): r for r in read_jsonl(root / name / "metrics.jsonl")}
+    return metrics_by_stage(root / name)
 
 
 def report(record_property, name, **numbers):

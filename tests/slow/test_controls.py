@@ -3,17 +3,17 @@ they start from STaR's seed model (shared through the stage cache), `gold_sft` t
 solutions of the problems STaR draws, and `train_longer` adds STaR's train steps on the seed data."""
 import json
 import subprocess
-import sys
 
 from selfimprove.rundir import read_jsonl
+from tests.helpers import CLI, metrics_by_stage
 
 
 def run(recipe, root):
-    p = subprocess.run([sys.executable, "-m", "selfimprove.cli", "run", f"recipe={recipe}", "profile=debug",
+    p = subprocess.run([*CLI, "run", f"recipe={recipe}", "profile=debug",
                         "tracking.quiet=true", "threads=1", f"output_root={root}"], capture_output=True, text=True,
                        timeout=900)
     assert p.returncode == 0, p.stdout + p.stderr
-    return {(r["iteration"], r["stage"]): r for r in read_jsonl(root / recipe / "metrics.jsonl")}
+    return metrics_by_stage(root / recipe)
 
 
 def test_controls_share_star_seed_model_and_match_its_budget(tmp_path):

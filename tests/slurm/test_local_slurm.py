@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from selfimprove.analysis.runs import find_runs, redone_work, status
+from tests.helpers import CLI
 
 pytestmark = pytest.mark.slurm
 
@@ -36,12 +36,12 @@ ENV = os.environ | {"COLUMNS": "250", "OMP_NUM_THREADS": "1"}
 
 
 def selfimprove(*args, timeout=1200):
-    return subprocess.run([sys.executable, "-m", "selfimprove.cli", *args], capture_output=True, text=True,
+    return subprocess.run([*CLI, *args], capture_output=True, text=True,
                           timeout=timeout, env=ENV)
 
 
 def start(*args):
-    return subprocess.Popen([sys.executable, "-m", "selfimprove.cli", *args], stdout=subprocess.PIPE,
+    return subprocess.Popen([*CLI, *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=ENV)
 
 

@@ -8,16 +8,14 @@ from omegaconf import OmegaConf
 from selfimprove import compute
 from selfimprove.backends import SamplingParams
 from selfimprove.backends.hf import batched_generate
-from selfimprove.config import ModelConfig, TinyModelConfig
 from selfimprove.stages.dpo import DPOConfig
 from selfimprove.stages.sft import SFTConfig
 from selfimprove.models import load_model, load_tokenizer
 from selfimprove.rundir import write_jsonl
-from selfimprove.stages import StageContext, get_stage
+from selfimprove.stages import get_stage
 from selfimprove.tasks.arithmetic import Arithmetic, solution
-from selfimprove.tracking import Console
+from tests.helpers import TINY, stage_context
 
-TINY = TinyModelConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
 PROMPTS = ["Q: 1+2\nA:", "Q: 345+67\nA:", "Q: 9+9\nA:"]
 
 
@@ -98,9 +96,7 @@ def test_flops_formula_and_cumulative_rows():
 
 
 def _ctx(tmp_path, name, cfg, inputs):
-    return StageContext(name=name, iteration=1, seed=0, cfg=cfg, task=Arithmetic(SimpleNamespace()),
-                        model_cfg=OmegaConf.structured(ModelConfig(tiny=TINY)), backend_cfg=None, device="cpu",
-                        inputs=inputs, out=tmp_path / "out", ui=Console(quiet=True))
+    return stage_context(name, cfg, tmp_path / "out", task=Arithmetic(SimpleNamespace()), inputs=inputs)
 
 
 def test_sft_tokens_trained_match_a_hand_count(tmp_path):

@@ -1,14 +1,56 @@
 import pytest
+from omegaconf import OmegaConf
 
-from selfimprove.cli import compose
-from selfimprove.config import ConfigError, available_recipes
+from selfimprove.config import CONF_DIR, ConfigError, available_recipes
+from selfimprove.config.compose import compose
+from selfimprove.stages import stage_kinds
+
+
+def _leaves(node, prefix=""):
+    for key, value in node.items():
+        if isinstance(value, dict):
+            yield from _leaves(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
 
 
 @pytest.mark.parametrize("recipe", sorted(available_recipes()))
 @pytest.mark.parametrize("profile", ["default", "debug"])
-def test_every_recipe_composes_and_validates(recipe, profile):
+def test_every_recipe_composes_to_what_its_file_and_the_profile_say(recipe, profile):
     (cfg,) = compose([f"recipe={recipe}", f"profile={profile}"])
-    assert cfg.iterations >= 1 and cfg.stages
+    file = OmegaConf.to_container(OmegaConf.load(available_recipes()[recipe]))
+    file.pop("defaults", None)
+    shrunk = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "profile" / f"{profile}.yaml")) or {}
+    assert list(cfg.setup) == file["setup"] and list(cfg.stages) == file["stages"]
+    kinds = stage_kinds()
+    for name in [*file["setup"], *file["stages"]]:  # every listed stage is a typed section of a real kind
+        assert cfg[name].kind in kinds and "enabled" in cfg[name], name
+    for key, value in _leaves({k: v for k, v in file.items() if k not in ("setup", "stages")}):
+        if isinstance(value, str) and "${" in value:
+            continue
+        top, _, rest = key.partition(".")
+        if OmegaConf.select(OmegaConf.create(shrunk), key, default="<unset>") != "<unset>":
+            value = OmegaConf.select(OmegaConf.create(shrunk), key)  # the profile's budget wins
+        got = OmegaConf.select(cfg, key)
+        assert got == (type(got)(value) if isinstance(got, float) and value is not None else value), key
+
+
+def test_recipes_share_the_seed_model_and_say_why_they_differ():
+    shared = OmegaConf.load(CONF_DIR / "seed_model" / "scratch.yaml").seed_sft
+    differing = []
+    for name, path in available_recipes().items():
+        text = path.read_text()
+        assert "- /seed_model: scratch" in text, name
+        (cfg,) = compose([f"recipe={name}"])
+        own = OmegaConf.load(path).get("seed_sft")
+        for key in ("kind", "init", "data", "steps"):
+            want = own[key] if own is not None and key in own else shared[key]
+            assert cfg.seed_sft[key] == want, (name, key)
+        if own is not None:  # a deliberate difference names the shared file and why
+            line = next(ln for ln in text.splitlines() if ln.startswith("seed_sft:"))
+            assert "differs from conf/seed_model/scratch.yaml on purpose" in line, name
+            differing.append(name)
+    assert sorted(differing) == ["easy_to_hard", "score"]
 
 
 def test_overrides_apply():
@@ -87,3 +129,22 @@ def test_judge_stages_need_a_task_that_can_be_judged(tmp_path):
         compose(["recipe=star", "stages=[generate,judge_quality]", *data])
     (cfg,) = compose(["recipe=star", "stages=[generate,judge_quality]"])  # the built-in task is a JudgingTask
     assert list(cfg.stages) == ["generate", "judge_quality"]
+
+
+def test_a_run_is_composed_and_validated_once_before_it_runs(tmp_path, monkeypatch):
+    """`selfimprove run` validates while composing (for its advice); the Hydra job that then runs
+    the same config hands it to the pipeline without validating it again."""
+    import json
+    import sys
+
+    import selfimprove.config.compose as composing
+    from selfimprove.cli import main
+
+    calls = []
+    real = composing.validate
+    monkeypatch.setattr(composing, "validate", lambda cfg: (calls.append(cfg.seed), real(cfg))[1])
+    monkeypatch.setattr(sys, "argv", list(sys.argv))  # `run` hands its arguments to Hydra through argv
+    main(["run", "recipe=star", "profile=debug", "iterations=0", "setup=[prepare]", "tracking.quiet=true",
+          f"output_root={tmp_path}"])
+    assert json.loads((tmp_path / "star" / "run.json").read_text())["status"] == "finished"
+    assert calls == [0]

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import pytest
 from omegaconf import OmegaConf
 
-from selfimprove.cli import compose
+from selfimprove.config.compose import compose
 from selfimprove.config import ConfigError
 from selfimprove.stages.generate import GenerateConfig
 from selfimprove.rundir import read_jsonl, write_jsonl

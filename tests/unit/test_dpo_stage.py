@@ -7,15 +7,14 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from selfimprove.config import ModelConfig, TinyModelConfig
 from selfimprove.stages.dpo import DPOConfig
 from selfimprove.models import load_model, load_tokenizer
 from selfimprove.rundir import write_jsonl
-from selfimprove.stages import StageContext, StageError, get_stage
+from selfimprove.stages import StageError, get_stage
 from selfimprove.tasks.arithmetic import Arithmetic, solution
 from selfimprove.tracking import Console
+from tests.helpers import TINY, stage_context
 
-TINY = TinyModelConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
 
 
 def context(tmp_path, rows=None, **dpo):
@@ -28,10 +27,8 @@ def context(tmp_path, rows=None, **dpo):
     write_jsonl(tmp_path / "pairs.jsonl", rows)
     cfg = OmegaConf.structured(DPOConfig(**{"steps": 6, "batch_size": 4, "learning_rate": 1e-2, "save_steps": 3,
                                             **dpo}))
-    ctx = StageContext(name="dpo", iteration=1, seed=0, cfg=cfg, task=Arithmetic(SimpleNamespace()),
-                       model_cfg=OmegaConf.structured(ModelConfig(tiny=TINY)), backend_cfg=None, device="cpu",
-                       inputs={"data": str(tmp_path / "pairs.jsonl"), "init": str(base)}, out=tmp_path / "out",
-                       ui=Console(quiet=True))
+    ctx = stage_context("dpo", cfg, tmp_path / "out", task=Arithmetic(SimpleNamespace()),
+                        inputs={"data": str(tmp_path / "pairs.jsonl"), "init": str(base)})
     ctx.out.mkdir()
     return ctx, base
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from selfimprove.cli import compose
+from selfimprove.config.compose import compose
 from selfimprove.config import ConfigError, ReverseAdditionTaskConfig, TinyModelConfig
 from selfimprove.easy_to_hard import agreement, length_filter, longest_at, mixture, trained_length
 from selfimprove.tasks import TaskDataError

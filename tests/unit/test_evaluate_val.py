@@ -5,14 +5,13 @@ from types import SimpleNamespace
 import pytest
 from omegaconf import OmegaConf
 
-from selfimprove.config import HFBackendConfig, ModelConfig, TinyModelConfig
+from selfimprove.config import HFBackendConfig
 from selfimprove.stages.evaluate import EvaluateConfig
 from selfimprove.rundir import read_jsonl, write_jsonl
-from selfimprove.stages import StageContext, get_stage
+from selfimprove.stages import get_stage
 from selfimprove.tasks.arithmetic import Arithmetic
-from selfimprove.tracking import Console
+from tests.helpers import TINY, stage_context
 
-TINY = TinyModelConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
 
 
 @pytest.fixture(scope="module")
@@ -33,11 +32,9 @@ def run_evaluate(tmp_path, model, gold=True, **options):
     paths = {"policy": str(model), "test": str(tmp_path / "test.jsonl"), "val": str(tmp_path / "val.jsonl")}
     out = tmp_path / "out"
     out.mkdir()
-    ctx = StageContext(name="evaluate", iteration=1, seed=5, cfg=cfg, task=Arithmetic(SimpleNamespace()),
-                       model_cfg=OmegaConf.structured(ModelConfig(tiny=TINY)),
-                       backend_cfg=OmegaConf.structured(HFBackendConfig(batch_size=4)), device="cpu",
-                       inputs={role: paths[art.rstrip("?")] for role, art in roles.items()}, out=out,
-                       ui=Console(quiet=True))
+    ctx = stage_context("evaluate", cfg, out, seed=5, task=Arithmetic(SimpleNamespace()),
+                        backend_cfg=OmegaConf.structured(HFBackendConfig(batch_size=4)),
+                        inputs={role: paths[art.rstrip("?")] for role, art in roles.items()})
     return roles, kind.fn(ctx), out
 
 

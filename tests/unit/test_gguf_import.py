@@ -17,6 +17,7 @@ from selfimprove.cli import main  # noqa: E402
 from selfimprove.models.gguf_import import RECORD, ImportErrorWithAdvice, import_gguf  # noqa: E402
 from tests.gguf_tiny import write_tiny_llama_gguf  # noqa: E402
 from tests.cli_errors import cli_fails  # noqa: E402
+from tests.helpers import CLI
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,7 +28,7 @@ def tiny(tmp_path_factory):
     src = write_tiny_llama_gguf(d / "tiny.gguf")
     out = d / "tiny-hf"
     # the command a user types, in a fresh process
-    proc = subprocess.run([sys.executable, "-m", "selfimprove.cli", "models", "import-gguf", str(src), "--out", str(out)],
+    proc = subprocess.run([*CLI, "models", "import-gguf", str(src), "--out", str(out)],
                           capture_output=True, text=True, cwd=d, env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 0, proc.stderr
     return src, out, proc
@@ -91,7 +92,7 @@ def test_a_killed_import_leaves_no_model_and_the_next_one_cleans_up(tmp_path):
 
     src = write_tiny_llama_gguf(tmp_path / "t.gguf")
     out = tmp_path / "model"
-    cmd = [sys.executable, "-m", "selfimprove.cli", "models", "import-gguf", str(src), "--out", str(out)]
+    cmd = [*CLI, "models", "import-gguf", str(src), "--out", str(out)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     killed = subprocess.run(cmd, capture_output=True, text=True, env=env | {KILL_WHILE_WRITING: RECORD})
     assert killed.returncode == -9, killed.stderr

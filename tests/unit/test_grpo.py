@@ -7,17 +7,16 @@ import trl
 from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
-from selfimprove.cli import compose
-from selfimprove.config import ConfigError, ModelConfig, TinyModelConfig
+from selfimprove.config.compose import compose
+from selfimprove.config import ConfigError
 from selfimprove.stages.grpo import GRPOStageConfig
 from selfimprove.training.options import LoraConfig
 from selfimprove.rundir import write_jsonl
-from selfimprove.stages import StageContext, StageError, get_stage
+from selfimprove.stages import StageError, get_stage
 from selfimprove.stages.grpo import _groups, check_options, grpo_args, task_reward
 from selfimprove.tasks.arithmetic import Arithmetic
-from selfimprove.tracking import Console
+from tests.helpers import TINY, stage_context
 
-TINY = TinyModelConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
 
 
 # ----------------------------------------------------------------------------- config
@@ -136,11 +135,8 @@ def context(tmp_path, task=None, **grpo):
     cfg = OmegaConf.structured(GRPOStageConfig(**{"steps": 4, "batch_size": 8, "num_generations": 4,
                                                   "learning_rate": 1e-3, "save_steps": 2, "max_new_tokens": 16,
                                                   **grpo}))
-    ctx = StageContext(name="grpo", iteration=1, seed=0, cfg=cfg,
-                       task=task or SeesTheLastDigit(SimpleNamespace(name="arithmetic")),
-                       model_cfg=OmegaConf.structured(ModelConfig(tiny=TINY)), backend_cfg=None, device="cpu",
-                       inputs={"data": str(tmp_path / "train.jsonl"), "init": str(base)}, out=tmp_path / "out",
-                       ui=Console(quiet=True))
+    ctx = stage_context("grpo", cfg, tmp_path / "out", task=task or SeesTheLastDigit(SimpleNamespace(name="arithmetic")),
+                        inputs={"data": str(tmp_path / "train.jsonl"), "init": str(base)})
     ctx.out.mkdir(parents=True)
     return ctx, base
 

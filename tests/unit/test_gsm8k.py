@@ -138,7 +138,7 @@ def test_config_schema_is_registered_and_task_builds(data):
     assert GROUP_SCHEMAS[("task", "gsm8k_schema")] is GSM8KTaskConfig
     assert GSM8KTaskConfig().name == "gsm8k" and "gsm8k" in TASKS
     train, test = data
-    from selfimprove.cli import compose
+    from selfimprove.config.compose import compose
 
     (cfg,) = compose(["task=gsm8k", f"task.train_path={train}", f"task.test_path={test}", "task.num_fewshot=2",
                      "task.val_size=5"])
@@ -297,7 +297,7 @@ def test_star_trains_on_the_bare_question_and_samples_with_the_exemplars(tmp_pat
     training prompts are the sampling prompts with the exemplar prefix removed, nothing else."""
     import json
 
-    from selfimprove.cli import compose
+    from selfimprove.config.compose import compose
     from selfimprove.tasks import build_task
 
     train = tmp_path / "train.jsonl"

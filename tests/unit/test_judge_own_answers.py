@@ -4,7 +4,7 @@ metrics and the pairs file come out. The task is the built-in one with a reward 
 model meets about half the time (an even-length answer), so that pairs exist at all."""
 from omegaconf import OmegaConf
 
-from selfimprove.cli import compose
+from selfimprove.config.compose import compose
 from selfimprove.pipeline import _resolved
 from selfimprove.rundir import read_jsonl, write_jsonl
 from selfimprove.stages import StageContext, get_stage

@@ -99,7 +99,7 @@ def test_bad_rows_name_file_and_line(tmp_path):
 def test_majority_voting_groups_equivalent_answers(tmp_path):
     """maj@k and the self-consistency scorer vote with the task's equivalence: `1/2`, `0.5` and
     `\\frac{1}{2}` are one answer (3 votes) and beat `3` (2 votes); string counting would pick `3`."""
-    from selfimprove.stages.best_of_k import candidate_metrics
+    from selfimprove.best_of_k_eval import candidate_metrics
     from selfimprove.stages.evaluate import sampled_metrics
     from selfimprove.stages.score import SCORERS
 

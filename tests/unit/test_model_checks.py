@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from selfimprove.cli import compose
+from selfimprove.config.compose import compose
 from selfimprove.config import ConfigError, TinyModelConfig
 from selfimprove.models.tiny import save_tiny
 from tests.cli_errors import cli_fails

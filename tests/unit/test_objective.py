@@ -2,11 +2,11 @@
 no stage wrote is an error listing the metrics that exist."""
 import json
 import subprocess
-import sys
 
 import pytest
 
 from selfimprove.cli import _objective
+from tests.helpers import CLI
 
 
 def run_dir(tmp_path):
@@ -34,7 +34,7 @@ def test_objective_no_stage_wrote_lists_the_metrics_that_exist(tmp_path, capsys)
 
 
 def test_objective_must_name_a_stage_and_a_metric(tmp_path):
-    p = subprocess.run([sys.executable, "-m", "selfimprove.cli", "validate", "recipe=star", "profile=debug",
+    p = subprocess.run([*CLI, "validate", "recipe=star", "profile=debug",
                         "objective=val_accuracy", f"output_root={tmp_path}"], capture_output=True, text=True)
     assert p.returncode == 2 and "objective must be '<stage>.<metric>'" in p.stderr and "Traceback" not in p.stderr
 
@@ -44,6 +44,6 @@ def test_objective_must_name_a_stage_and_a_metric(tmp_path):
     ("generate.split=test", "generate reads the test split"),
 ])
 def test_choices_and_training_data_never_read_the_test_split(tmp_path, override, message):
-    p = subprocess.run([sys.executable, "-m", "selfimprove.cli", "validate", "recipe=star", "profile=debug",
+    p = subprocess.run([*CLI, "validate", "recipe=star", "profile=debug",
                         override, f"output_root={tmp_path}"], capture_output=True, text=True)
     assert p.returncode == 2 and message in p.stderr and "reporting only" in p.stderr

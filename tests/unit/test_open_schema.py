@@ -3,14 +3,14 @@ name, may declare a second instance of a kind under any name, and still gets eve
 refused with the valid keys listed."""
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from selfimprove.cli import compose
+from selfimprove.config.compose import compose
 from selfimprove.config import SHARED_KEYS, ConfigError
 from selfimprove.stages import stage_kinds
+from tests.helpers import CLI
 
 LISTS = "setup: [prepare, seed_sft, evaluate]\nstages: [generate, score, filter, train, polish, evaluate]\n"
 SEED = "seed_sft: {kind: sft, init: scratch, data: seed_data}\ntrain: {kind: sft, init: base}\n"
@@ -36,7 +36,7 @@ def test_a_run_holds_only_the_sections_its_stage_lists_name():
 
 
 def test_cfg_job_prints_the_typed_config_of_the_run():
-    out = subprocess.run([sys.executable, "-m", "selfimprove.cli", "run", "recipe=star", "--cfg", "job"],
+    out = subprocess.run([*CLI, "run", "recipe=star", "--cfg", "job"],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     keys = re.findall(r"^(\w+):", out.stdout, re.M)

@@ -4,7 +4,7 @@ the command line overrides them."""
 import pytest
 from omegaconf import OmegaConf
 
-from selfimprove.cli import compose
+from selfimprove.config.compose import compose
 from selfimprove.config import CONF_DIR, available_recipes
 
 PRETRAINED = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml") if p.stem != "tiny")
@@ -20,7 +20,11 @@ def declared(preset: str):
     return OmegaConf.merge(OmegaConf.load(CONF_DIR / "finetune" / "pretrained.yaml"), own)
 
 
-def test_there_are_pretrained_presets():
+def test_every_pretrained_preset_sets_the_optimizer_of_each_training_kind():
+    for preset in PRETRAINED:
+        by_kind = declared(preset).by_kind
+        assert set(by_kind) == {"sft", "dpo", "score_rl", "grpo"}, preset
+        assert all(by_kind[k].learning_rate < 1e-4 for k in by_kind), preset  # fine-tuning rates, not tiny's 3e-3
     assert {"smollm2-135m-instruct", "qwen2.5-0.5b-instruct", "llama3.1-8b-instruct"} <= set(PRETRAINED)
 
 
@@ -31,11 +35,19 @@ def compose_all(combos):
     from hydra.core.global_hydra import GlobalHydra
 
     from selfimprove.config import register_configs
+    from selfimprove.config.typed import later_keys, typed_config
+    from omegaconf import open_dict
 
     register_configs()
     GlobalHydra.instance().clear()
+    out = {}
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
-        out = {c: hydra_compose(config_name="config", overrides=list(c)) for c in combos}
+        for c in combos:
+            raw = hydra_compose(config_name="config", overrides=list(c), return_hydra_config=True)
+            choices = dict(raw.hydra.runtime.choices)
+            with open_dict(raw):
+                del raw["hydra"]
+            out[c] = typed_config(raw, choices["recipe"], later_keys(choices, list(c)))
     GlobalHydra.instance().clear()
     return out
 
@@ -46,16 +58,18 @@ def test_every_training_section_of_every_recipe_gets_the_presets_settings(profil
     presets = PRETRAINED if profile == "default" else ["smollm2-135m-instruct"]
     combos = [(f"recipe={r}", f"model={m}", f"profile={profile}") for r in sorted(available_recipes()) for m in presets]
     for combo, cfg in compose_all(combos).items():
-        want = declared(combo[1].split("=")[1])
+        want = declared(combo[1].split("=")[1]).by_kind
         checked = 0
         for section in TRAIN_SECTIONS:
+            if section not in cfg:
+                continue
             for key in KEYS:
-                expected = OmegaConf.select(want, f"{section}.{key}", default="unset")
+                expected = OmegaConf.select(want, f"{cfg[section].kind}.{key}", default="unset")
                 if expected == "unset" or (profile == "debug" and key == "batch_size"):  # debug shrinks budgets only
                     continue
                 assert OmegaConf.select(cfg, f"{section}.{key}") == expected, f"{combo}: {section}.{key}"
                 checked += 1
-        assert checked >= 20
+        assert checked >= 4
 
 
 def test_the_command_line_still_wins():
@@ -82,3 +96,40 @@ def test_recipes_still_size_the_tiny_model():
     assert (star.seed_sft.steps, star.train.learning_rate, star.train.adam_beta2) == (1000, 3e-3, 0.99)
     (dbg,) = compose(["recipe=vstar", "profile=debug"])
     assert dbg.train.batch_size == 16 and dbg.verifier.learning_rate == 1e-3  # the tiny preset's verifier rate
+
+
+USER_RECIPE = """
+setup: [prepare, seed_sft, evaluate]
+stages: [generate, score, filter, polish, prefer, evaluate]
+seed_sft: {kind: sft, init: scratch, data: seed_data}
+polish: {kind: sft, init: base, learning_rate: 3e-3, max_length: 192}
+prefer: {kind: dpo, data: pairs, learning_rate: 1e-3}
+"""
+
+
+@pytest.fixture
+def user_recipe(tmp_path, monkeypatch):
+    (tmp_path / "polished.yaml").write_text(USER_RECIPE)
+    monkeypatch.setenv("SELFIMPROVE_RECIPE_PATH", str(tmp_path))
+    return "recipe=polished"
+
+
+def test_a_user_section_gets_its_kinds_preset_whatever_its_name(user_recipe):
+    (cfg,) = compose([user_recipe, "model=qwen2.5-0.5b-instruct"])
+    assert (cfg.polish.learning_rate, cfg.polish.max_length, cfg.polish.batch_size) == (1e-5, None, 8)
+    assert (cfg.prefer.learning_rate, cfg.prefer.adam_beta2) == (5e-7, 0.999)
+    (big,) = compose([user_recipe, "model=llama3.1-8b-instruct"])
+    assert (big.polish.learning_rate, big.polish.batch_size) == (5e-6, 4)  # the preset's own size beats the shared file
+
+
+def test_profile_and_command_line_win_over_the_kind_preset(user_recipe):
+    (cfg,) = compose([user_recipe, "model=qwen2.5-0.5b-instruct", "profile=debug", "polish.learning_rate=2e-4",
+                      "polish.lora.learning_rate=3e-4", "prefer.weight_decay=0.1"])
+    assert (cfg.polish.learning_rate, cfg.polish.lora.learning_rate) == (2e-4, 3e-4)
+    assert cfg.prefer.learning_rate == 5e-7 and cfg.prefer.weight_decay == 0.1
+    assert cfg.seed_sft.batch_size == 16  # the debug profile's budget, over the preset's 8
+
+
+def test_the_tiny_model_keeps_the_user_recipes_values(user_recipe):
+    (cfg,) = compose([user_recipe])
+    assert (cfg.polish.learning_rate, cfg.polish.max_length, cfg.prefer.learning_rate) == (3e-3, 192, 1e-3)

@@ -7,14 +7,14 @@ import pytest
 from omegaconf import OmegaConf
 
 from selfimprove import compute
-from selfimprove.config import HFBackendConfig, ModelConfig, TinyModelConfig
+from selfimprove.config import HFBackendConfig
 from selfimprove.stages.generate import GenerateConfig
 from selfimprove.rundir import read_jsonl, write_jsonl
-from selfimprove.stages import StageContext, get_stage
+from selfimprove.stages import get_stage
 from selfimprove.tasks.arithmetic import Arithmetic
 from selfimprove.tracking import Console
+from tests.helpers import TINY, stage_context
 
-TINY = TinyModelConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
 
 
 class Killed(Exception):
@@ -43,11 +43,9 @@ def context(tmp_path, model, ui, chunk):
     cfg = OmegaConf.structured(GenerateConfig(k=2, temperature=1.0, max_new_tokens=12))
     out = tmp_path / "out"
     out.mkdir(exist_ok=True)
-    return StageContext(name="generate", iteration=1, seed=5, cfg=cfg, task=Arithmetic(SimpleNamespace()),
-                        model_cfg=OmegaConf.structured(ModelConfig(tiny=TINY)),
-                        backend_cfg=OmegaConf.structured(HFBackendConfig(batch_size=4, chunk_prompts=chunk)),
-                        device="cpu", inputs={"model": str(model), "problems": str(tmp_path / "problems.jsonl")},
-                        out=out, ui=ui)
+    return stage_context("generate", cfg, out, seed=5, task=Arithmetic(SimpleNamespace()),
+                         backend_cfg=OmegaConf.structured(HFBackendConfig(batch_size=4, chunk_prompts=chunk)),
+                         inputs={"model": str(model), "problems": str(tmp_path / "problems.jsonl")}, ui=ui)
 
 
 @pytest.fixture(scope="module")

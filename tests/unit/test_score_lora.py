@@ -1,19 +1,19 @@
-"""The SCoRe trainer's LoRA policy and reference (stages/score_lora.py) on a real tiny model and real
+"""The SCoRe trainer's LoRA policy and reference (selfimprove/score_lora.py) on a real tiny model and real
 adapter files: which weights are trained, what the KL reference is, and the bad-target error."""
 import pytest
 import torch
 from omegaconf import OmegaConf
 
-from selfimprove.config import ArithmeticCorrectionTaskConfig, HFBackendConfig, ModelConfig, TinyModelConfig
+from selfimprove.config import ArithmeticCorrectionTaskConfig, HFBackendConfig, ModelConfig
 from selfimprove.stages.score_rl import ScoreRLConfig
 from selfimprove.training.options import LoraConfig
 from selfimprove.rundir import write_jsonl
-from selfimprove.stages import StageContext, StageError
-from selfimprove.stages.score_lora import build_policy
+from selfimprove.stages import StageError
+from selfimprove.score_lora import build_policy
 from selfimprove.stages.score_rl import score_rl
 from selfimprove.tracking import Console
+from tests.helpers import TINY, stage_context
 
-TINY = TinyModelConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
 IDS = torch.tensor([[1, 30, 40, 50, 60, 70]])
 
 
@@ -35,9 +35,9 @@ def context(tmp_path, inputs, **lora):
     cfg = OmegaConf.structured(ScoreRLConfig(steps=2, problems_per_step=2, k=2, max_new_tokens=8,
                                              lora=LoraConfig(enabled=True, **lora)))
     (tmp_path / "out").mkdir(exist_ok=True)
-    return StageContext(name="score_rl", iteration=2, seed=0, cfg=cfg, task=task, model_cfg=OmegaConf.structured(ModelConfig()),
-                        backend_cfg=OmegaConf.structured(HFBackendConfig()), device="cpu", out=tmp_path / "out", ui=Log(),
-                        inputs={"problems": str(tmp_path / "train.jsonl"), **inputs})
+    return stage_context("score_rl", cfg, tmp_path / "out", iteration=2, task=task,
+                         model_cfg=OmegaConf.structured(ModelConfig()), backend_cfg=OmegaConf.structured(HFBackendConfig()),
+                         ui=Log(), inputs={"problems": str(tmp_path / "train.jsonl"), **inputs})
 
 
 def logits(model):
@@ -122,7 +122,7 @@ def test_lora_with_a_module_the_model_lacks_is_refused_naming_the_real_ones(tmp_
 
 
 def test_score_rl_lora_config_composes():
-    from selfimprove.cli import compose
+    from selfimprove.config.compose import compose
 
     [cfg] = compose(["recipe=score", "score_rl.lora.enabled=true", "score_rl.lora.r=8"])
     assert cfg.score_rl.lora.enabled and cfg.score_rl.lora.r == 8 and cfg.score_rl.lora.target_modules[0] == "q_proj"

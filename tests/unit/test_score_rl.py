@@ -129,7 +129,7 @@ def test_correction_demonstrations_follow_the_configured_shares():
     ("task=gsm8k;task.correction_template=null", "Use task=arithmetic_correction, or give task=gsm8k one"),
 ])
 def test_bad_score_config_is_rejected_with_advice(override, message):
-    from selfimprove.cli import compose
+    from selfimprove.config.compose import compose
     from selfimprove.config import ConfigError
 
     compose(["recipe=score"])  # the recipe itself is valid
@@ -177,7 +177,7 @@ def test_chat_episodes_are_scored_as_the_sampler_rendered_them(tmp_path):
     """With a chat template the second turn is a conversation (question, first attempt as the
     assistant's turn, the instruction as a new user turn); the scorer's segments join up to exactly
     the text the sampler rendered, and each turn's log-probability is that of its tokens there."""
-    from selfimprove.cli import compose
+    from selfimprove.config.compose import compose
     from selfimprove.config import TinyModelConfig
     from selfimprove.models import load_model, load_tokenizer, render_prompts
     from selfimprove.models.tiny import save_tiny
@@ -214,7 +214,7 @@ def test_chat_episodes_are_scored_as_the_sampler_rendered_them(tmp_path):
 
 
 def test_a_template_that_rewrites_the_first_attempt_is_refused(tmp_path):
-    from selfimprove.cli import compose
+    from selfimprove.config.compose import compose
     from selfimprove.config import TinyModelConfig
     from selfimprove.models import load_tokenizer
     from selfimprove.models.tiny import save_tiny

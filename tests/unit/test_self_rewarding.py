@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from selfimprove.cli import compose
+from selfimprove.config.compose import compose
 from selfimprove.config import ConfigError
 from selfimprove.judges import (JudgeConfigError, check_regex_on, compile_score_regex, load_template, parse_score)
 from selfimprove.stages.pairs import build_pairs

@@ -7,15 +7,13 @@ import torch
 from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
-from selfimprove.config import ModelConfig, TinyModelConfig
 from selfimprove.stages.sft import SFTConfig
 from selfimprove.training.options import LoraConfig
 from selfimprove.rundir import write_jsonl
-from selfimprove.stages import StageContext, StageError, get_stage
+from selfimprove.stages import StageError, get_stage
 from selfimprove.tasks.arithmetic import Arithmetic, solution
-from selfimprove.tracking import Console
+from tests.helpers import TINY, stage_context
 
-TINY = TinyModelConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
 
 
 def context(tmp_path, **sft):
@@ -29,9 +27,7 @@ def context(tmp_path, **sft):
     cfg = OmegaConf.structured(SFTConfig(**{"steps": 4, "batch_size": 4, "learning_rate": 1e-2, "save_steps": 2,
                                             "lora": lora, **sft}))
     inputs = {"data": str(tmp_path / "data.jsonl"), "init": str(base), "val": str(tmp_path / "val.jsonl")}
-    return StageContext(name="train", iteration=1, seed=0, cfg=cfg, task=Arithmetic(SimpleNamespace()),
-                        model_cfg=OmegaConf.structured(ModelConfig(tiny=TINY)), backend_cfg=None, device="cpu",
-                        inputs=inputs, out=tmp_path / "out", ui=Console(quiet=True)), base
+    return stage_context("train", cfg, tmp_path / "out", task=Arithmetic(SimpleNamespace()), inputs=inputs), base
 
 
 def test_lora_trains_only_the_targets_and_saves_merged_weights(tmp_path):
@@ -244,7 +240,7 @@ def test_warmup_stable_decay_holds_the_peak_then_decays_linearly_to_the_floor():
 
 
 def test_warmup_stable_decay_settings_out_of_range_are_refused():
-    from selfimprove.cli import compose
+    from selfimprove.config.compose import compose
     from selfimprove.config import ConfigError
 
     with pytest.raises(ConfigError, match="decay_ratio"):

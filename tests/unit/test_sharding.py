@@ -7,15 +7,15 @@ import pytest
 from omegaconf import OmegaConf
 
 from selfimprove import sharding
-from selfimprove.config import HFBackendConfig, ModelConfig, ShardingConfig, TinyModelConfig
+from selfimprove.config import HFBackendConfig, ShardingConfig
 from selfimprove.stages.evaluate import EvaluateConfig
 from selfimprove.stages.generate import GenerateConfig
 from selfimprove.rundir import read_jsonl, write_jsonl
-from selfimprove.stages import StageContext, get_stage
+from selfimprove.stages import get_stage
 from selfimprove.tasks.arithmetic import Arithmetic
 from selfimprove.tracking import Console
+from tests.helpers import TINY, stage_context
 
-TINY = TinyModelConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
 
 
 class Recording(Console):
@@ -43,12 +43,10 @@ def context(tmp_path, model, shards, chunk=3, kind="generate", n=10, ui=None):
         cfg = OmegaConf.structured(EvaluateConfig(num_samples=0, pass_k=[], max_new_tokens=12, shards=shards))
     out = tmp_path / "out"
     out.mkdir(parents=True, exist_ok=True)
-    return StageContext(name=kind, iteration=1, seed=5, cfg=cfg, task=Arithmetic(SimpleNamespace()),
-                        model_cfg=OmegaConf.structured(ModelConfig(tiny=TINY)),
-                        backend_cfg=OmegaConf.structured(HFBackendConfig(batch_size=4, chunk_prompts=chunk)),
-                        device="cpu", inputs={"model": str(model), "problems": str(tmp_path / "problems.jsonl")},
-                        out=out, ui=ui or Recording(),
-                        sharding=OmegaConf.structured(ShardingConfig(launcher="local", threads=1)))
+    return stage_context(kind, cfg, out, seed=5, task=Arithmetic(SimpleNamespace()),
+                         backend_cfg=OmegaConf.structured(HFBackendConfig(batch_size=4, chunk_prompts=chunk)),
+                         inputs={"model": str(model), "problems": str(tmp_path / "problems.jsonl")}, ui=ui or Recording(),
+                         sharding=OmegaConf.structured(ShardingConfig(launcher="local", threads=1)))
 
 
 def test_two_local_shards_sample_what_one_process_samples(tmp_path, model):

@@ -4,10 +4,10 @@ sbatch's own words (Slurm 22.05), checked by hand against the real local Slurm."
 import json
 import os
 import subprocess
-import sys
 
 from selfimprove.analysis.runs import redone_work, slurm_jobs
 from selfimprove.slurm import SlurmError, explain_sbatch_refusal, require_sbatch
+from tests.helpers import CLI
 
 
 def test_gres_refusal_says_to_drop_gpus():
@@ -40,7 +40,7 @@ def test_slurm_launcher_without_sbatch_on_path(tmp_path):
     bindir = tmp_path / "bin"
     bindir.mkdir()
     env = os.environ | {"PATH": str(bindir)}
-    p = subprocess.run([sys.executable, "-m", "selfimprove.cli", "run", "-m", "hydra/launcher=slurm_cpu",
+    p = subprocess.run([*CLI, "run", "-m", "hydra/launcher=slurm_cpu",
                         "recipe=star", "profile=debug", "seed=0,1", f"output_root={tmp_path / 'out'}"],
                        capture_output=True, text=True, env=env, timeout=300)
     assert p.returncode == 2 and "Traceback" not in p.stderr
@@ -52,7 +52,7 @@ def test_ls_lists_a_job_still_in_the_queue(tmp_path):
     run.mkdir(parents=True)
     (run / "slurm.json").write_text(json.dumps({"job_id": "999999_0", "overrides": ["recipe=star", "seed=0"]}))
     assert slurm_jobs(str(tmp_path))[run.resolve()]["job_id"] == "999999_0"
-    p = subprocess.run([sys.executable, "-m", "selfimprove.cli", "ls", str(tmp_path)], capture_output=True,
+    p = subprocess.run([*CLI, "ls", str(tmp_path)], capture_output=True,
                        text=True, env=os.environ | {"COLUMNS": "200"}, timeout=120)
     assert p.returncode == 0, p.stderr
     row = next(line for line in p.stdout.splitlines() if "recipe=star,seed=0" in line)

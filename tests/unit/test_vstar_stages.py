@@ -7,18 +7,17 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from selfimprove.config import ModelConfig, TinyModelConfig
+from selfimprove.config import ModelConfig
 from selfimprove.stages.buffer import BufferConfig
 from selfimprove.stages.evaluate import BestOfKConfig
 from selfimprove.stages.verifier_pairs import VerifierPairsConfig
 from selfimprove.rundir import read_jsonl, write_jsonl
 from selfimprove.stages import StageContext, StageError, get_stage
-from selfimprove.stages.best_of_k import candidate_metrics
+from selfimprove.best_of_k_eval import candidate_metrics
 from selfimprove.stages.verifier_pairs import build_pairs
 from selfimprove.tasks.arithmetic import Arithmetic
-from selfimprove.tracking import Console
+from tests.helpers import TINY, stage_context
 
-TINY = TinyModelConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
 
 
 def row(pid, text, reward):
@@ -28,9 +27,7 @@ def row(pid, text, reward):
 def context(tmp_path: Path, name, cfg, inputs) -> StageContext:
     out = tmp_path / name
     out.mkdir()
-    return StageContext(name=name, iteration=1, seed=0, cfg=OmegaConf.structured(cfg), task=Arithmetic(None),
-                        model_cfg=OmegaConf.structured(ModelConfig(tiny=TINY)), backend_cfg=None, device="cpu",
-                        inputs=inputs, out=out, ui=Console(quiet=True))
+    return stage_context(name, cfg, out, task=Arithmetic(None), inputs=inputs)
 
 
 # ----------------------------------------------------------------------------- pairs
@@ -139,7 +136,7 @@ def test_verifier_log_likelihood_is_the_sum_over_the_solution_tokens(tmp_path):
     (["verifier_pairs.max_pairs_per_problem=0"], "max_pairs_per_problem must be >= 1 or null"),
 ])
 def test_vstar_bad_input_is_rejected_at_startup(override, expected):
-    from selfimprove.cli import compose
+    from selfimprove.config.compose import compose
     from selfimprove.config import ConfigError
 
     with pytest.raises(ConfigError, match=expected):
@@ -147,7 +144,7 @@ def test_vstar_bad_input_is_rejected_at_startup(override, expected):
 
 
 def test_verifier_stages_run_in_the_last_iteration_only():
-    from selfimprove.cli import compose
+    from selfimprove.config.compose import compose
     from selfimprove.pipeline import stage_plan
 
     (cfg,) = compose(["recipe=vstar"])

@@ -7,7 +7,7 @@ the rows as TRL will tokenize them (chat template included) and stop with the nu
 """
 from __future__ import annotations
 
-from . import StageError
+from ..errors import StageError
 
 
 def row_tokens(tokenizer, rows: list[dict]) -> list[int]:

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import torch
 
-from ..models import load_model
-from ..training.lora import lora_config
+from .models import load_model
+from .training.lora import lora_config
 
 
 class Policy:

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from ..bestofk import best_of_k, majority_at_k, pairwise_accuracy
-from ..metrics import answer_clusters, gold_cluster, mean, pass_at_k
-from ..rundir import read_jsonl, write_jsonl
-from . import StageContext, StageError, StageResult
+from .bestofk import best_of_k, majority_at_k, pairwise_accuracy
+from .metrics import answer_clusters, gold_cluster, mean, pass_at_k
+from .rundir import read_jsonl, write_jsonl
+from .context import StageContext, StageResult
+from .errors import StageError
 
 
 def roles(cfg) -> dict[str, str]:
@@ -52,7 +53,7 @@ def add_best_of_k(ctx: StageContext, result: StageResult, problems: list[dict]) 
     """Score the candidates that `evaluate` sampled and wrote to eval.jsonl (and val_eval.jsonl),
     all in one pass of the verifier, add the scores to those rows and the Best-of-k metrics
     (`val_` ones for the validation candidates) to the result."""
-    from ..verifier import verifier_scores
+    from .verifier import verifier_scores
 
     b = ctx.cfg.best_of
     files = {prefix: ctx.out / result.artifacts[name]
