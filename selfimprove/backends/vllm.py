@@ -6,11 +6,7 @@ iterations). The argument mapping is kept in pure functions so it is tested with
 """
 from __future__ import annotations
 
-from . import Progress, SamplingParams
-
-
-class BackendUnavailable(RuntimeError):
-    pass
+from . import BackendUnavailable, Progress, SamplingParams  # noqa: F401 (BackendUnavailable: imported from here)
 
 
 def engine_kwargs(model_path: str, backend_cfg, model_cfg, seed: int = 0) -> dict:
