@@ -14,7 +14,7 @@ from transformers.cache_utils import DynamicLayer
 from .. import compute
 from ..models import load_model, load_tokenizer, render_prompts
 from . import Progress, SamplingParams, SamplingRefused
-from .decoding import reserved_cache, sampling_processors
+from .decoding import inverse_cdf, reserved_cache, sampling_processors
 
 
 @torch.inference_mode()
@@ -37,8 +37,7 @@ def batched_generate(model, tokenizer, prompts: list[str], params: SamplingParam
     was_training = model.training
     model.eval()
     compute.note_params(compute.count_params(model))
-    eos = tokenizer.eos_token_id
-    eos_ids = [int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos]) if e is not None]
+    eos_ids = _eos_ids(tokenizer)
     prefix = SharedPrefix(model, ids if share_prefix and not plain else [])
     compute.add(tokens_prompt=prefix.length)  # computed once for the call
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_ids[0]
@@ -127,13 +126,57 @@ def _sample_batch(model, tokenizer, texts, ids, prefix: SharedPrefix, params: Sa
                              eos_token_id=tokenizer.eos_token_id, use_cache=True)
         return out, enc["input_ids"].shape[1], int(enc["attention_mask"].sum()) * params.n
     input_ids, mask = _layout(ids, prefix, pad, model.device)
-    # greedy in generate's eyes: the last processor has drawn the token (InverseCDFSampler)
-    out = model.generate(**_prefilled(model, input_ids, mask, prefix, params.n, params.max_new_tokens),
-                         do_sample=False, logits_processor=sampling_processors(params.temperature, params.top_k,
-                                                                               params.top_p),
-                         temperature=None, top_p=None, top_k=None, max_new_tokens=params.max_new_tokens,
-                         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, use_cache=True)
+    out = _decode(model, **_prefilled(model, input_ids, mask, prefix, params.n, params.max_new_tokens), params=params,
+                  eos_ids=_eos_ids(tokenizer), pad=pad)
     return out, input_ids.shape[1], sum(len(x) for x in ids) - prefix.length * len(ids)
+
+
+def _eos_ids(tokenizer) -> list[int]:
+    eos = tokenizer.eos_token_id
+    return [int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos]) if e is not None]
+
+
+def _decode(model, input_ids, attention_mask, cache, params: SamplingParams, eos_ids: list[int], pad: int):
+    """generate's sampling loop for prefilled prompts (the cache holds all but each row's last
+    token), less its work on finished rows: generate runs every row until the last one ends, and
+    with short answers in a batch most row-steps were spent on rows already past their EOS. Here
+    the rows that ended leave the batch (their cache rows too) once they are a quarter of it.
+
+    The samples are generate's: the same warpers (decoding.sampling_processors), greedy = the
+    argmax of the float32 logits, each sampling step draws one uniform per row of the whole
+    batch, finished rows included, as InverseCDFSampler in generate does, and a row's computation
+    does not depend on which other rows are in the batch. Returns generate's output: the prompt
+    ids, then each row's tokens up to its EOS, then `pad`."""
+    rows, width = input_ids.shape
+    processors = sampling_processors(params.temperature, params.top_k, params.top_p)
+    warpers, sample = list(processors)[:-1], bool(len(processors))
+    new = input_ids.new_full((rows, params.max_new_tokens), pad)
+    mask = torch.cat([attention_mask, attention_mask.new_ones(rows, params.max_new_tokens)], 1)
+    eos = torch.tensor(eos_ids, device=input_ids.device)
+    present = torch.arange(rows, device=input_ids.device)  # the batch's rows, by original index
+    alive = torch.ones(rows, dtype=torch.bool, device=input_ids.device)  # of present: not ended yet
+    tokens = input_ids[:, -1:]
+    positions = attention_mask.sum(-1, keepdim=True) - 1  # generate's rule: real tokens before, counted
+    for step in range(params.max_new_tokens):
+        logits = model(input_ids=tokens, attention_mask=mask[present, :width + step], position_ids=positions,
+                       cache=cache, use_cache=True, logits_to_keep=1).logits[:, -1, :].float()
+        if sample:
+            rand = torch.rand(rows, 1, device=logits.device)  # every row's draw, as generate makes them
+            for warp in warpers:
+                logits = warp(None, logits)
+            token = inverse_cdf(logits, rand[present])[:, 0]
+        else:
+            token = logits.argmax(-1)
+        new[present[alive], step] = token[alive]
+        alive &= ~torch.isin(token, eos)
+        if not alive.any():
+            break
+        if (~alive).sum() * 4 >= len(present):  # compact: copying the cache costs about one step
+            keep = alive.nonzero()[:, 0]
+            cache.batch_select_indices(keep)
+            present, alive, token, positions = present[keep], alive[keep], token[keep], positions[keep]
+        tokens, positions = token[:, None], positions + 1
+    return torch.cat([input_ids, new], 1)
 
 
 def _layout(ids: list[list[int]], prefix: SharedPrefix, pad: int, device):

@@ -39,21 +39,23 @@ def test_sample_counts_stop_at_the_first_eos():
     assert compute.sample_counts(mask, seqs, 3, prefills=2, eos_ids=[eos]) == (10, 2 + 2 + 4 + 1)
 
 
-def test_sampling_counts_match_a_hand_count(tmp_path):
+def test_sampling_counts_match_a_hand_count(tmp_path, monkeypatch):
     """Batched, left-padded sampling with k=2 counts what one-prompt-at-a-time generation shows,
     less what is shared: every prompt token once (the k samples share its prefill, the prompts
     their common prefix), and each completion up to and including its eos."""
     _, model, tok = tiny(tmp_path)
     params = SamplingParams(n=2, temperature=1.0, max_new_tokens=12, seed=3)
-    generated = []  # each generate call's new tokens, as plain lists
-    real_generate = model.generate
+    from selfimprove.backends import hf
 
-    def recording_generate(**kwargs):
-        out = real_generate(**kwargs)
-        generated.extend(row[kwargs["input_ids"].shape[1]:] for row in out.tolist())
+    generated = []  # each decoding loop's new tokens, as plain lists
+    real_decode = hf._decode
+
+    def recording_decode(model, input_ids, *args, **kwargs):
+        out = real_decode(model, input_ids, *args, **kwargs)
+        generated.extend(row[input_ids.shape[1]:] for row in out.tolist())
         return out
 
-    model.generate = recording_generate
+    monkeypatch.setattr(hf, "_decode", recording_decode)
     with compute.metering() as meter:
         outs = batched_generate(model, tok, PROMPTS, params, batch_size=64)
     # every prompt token once, and the part all prompts share ("Q: ") once for the call

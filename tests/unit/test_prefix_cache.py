@@ -90,23 +90,24 @@ def test_prefix_is_what_the_tokenizations_share_when_the_text_ends_inside_a_toke
         batched_generate(model, tok, prompts, params, batch_size=9, share_prefix=False)
 
 
-def test_a_prompt_past_the_context_is_refused_before_sampling(tiny):
+def test_a_prompt_past_the_context_is_refused_before_sampling(tiny, monkeypatch):
+    from selfimprove.backends import hf
+
     model, tok = tiny
     limit = model.config.max_position_embeddings
     long_prompt = SHOTS * (limit // len(SHOTS) + 1) + QUESTIONS[0]
-    calls = []
-    model.generate, real = (lambda **kw: calls.append(kw)), model.generate
-    try:
-        with pytest.raises(SamplingRefused, match=rf"1 of 2 prompts.*max_new_tokens=16.*max_position_embeddings="
-                                                  rf"{limit}.*task.num_fewshot.*generate.max_new_tokens"):
-            batched_generate(model, tok, [QUESTIONS[0], long_prompt], SamplingParams(max_new_tokens=16), batch_size=4)
-    finally:
-        model.generate = real
-    assert not calls  # refused before any batch ran
+    batches = []
+    real = hf._sample_batch
+    monkeypatch.setattr(hf, "_sample_batch", lambda *args: batches.append(args) or real(*args))
+    with pytest.raises(SamplingRefused, match=rf"1 of 2 prompts.*max_new_tokens=16.*max_position_embeddings="
+                                              rf"{limit}.*task.num_fewshot.*generate.max_new_tokens"):
+        batched_generate(model, tok, [QUESTIONS[0], long_prompt], SamplingParams(max_new_tokens=16), batch_size=1)
+    assert not batches  # refused before any batch ran, also the short prompt's
     # exactly at the limit is allowed
     fits = "x" * (limit - 16 - len(tok("")["input_ids"]))  # the special tokens count too
     assert len(tok(fits)["input_ids"]) + 16 == limit
     batched_generate(model, tok, [fits], SamplingParams(max_new_tokens=16), batch_size=4)
+    assert len(batches) == 1
 
 
 MEMORY_SCRIPT = r"""
