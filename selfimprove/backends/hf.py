@@ -103,7 +103,7 @@ class SharedPrefix:
             return
         length = min(len(os.path.commonprefix(ids)), min(len(x) for x in ids) - 1)
         cache = DynamicCache(config=model.config)
-        if length <= 0 or any(type(layer) is not DynamicLayer for layer in cache.layers):
+        if length <= 0 or not cache.layers or any(type(layer) is not DynamicLayer for layer in cache.layers):
             return
         self.tokens = ids[0][:length]
         tokens = torch.tensor([self.tokens], device=model.device)
@@ -134,6 +134,9 @@ def _sample_batch(model, tokenizer, texts, ids, prefix: SharedPrefix, params: Sa
 def _eos_ids(tokenizer) -> list[int]:
     eos = tokenizer.eos_token_id
     return [int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos]) if e is not None]
+
+
+DROP_ENDED_ROWS = True  # False: keep every row to the end, as generate does (for measuring what dropping buys)
 
 
 def _decode(model, input_ids, attention_mask, cache, params: SamplingParams, eos_ids: list[int], pad: int):
@@ -171,7 +174,7 @@ def _decode(model, input_ids, attention_mask, cache, params: SamplingParams, eos
         alive &= ~torch.isin(token, eos)
         if not alive.any():
             break
-        if (~alive).sum() * 4 >= len(present):  # compact: copying the cache costs about one step
+        if DROP_ENDED_ROWS and (~alive).sum() * 4 >= len(present):  # copying the cache costs about a step
             keep = alive.nonzero()[:, 0]
             cache.batch_select_indices(keep)
             present, alive, token, positions = present[keep], alive[keep], token[keep], positions[keep]
