@@ -400,13 +400,18 @@ def test_shared_prefix_samples_are_the_unshared_ones(smollm2):
     from selfimprove.tasks import build_task
 
     task = build_task(OmegaConf.structured(GSM8KTaskConfig(train_path=str(DATA / "gsm8k_train.jsonl"),
-                                                           test_path=str(DATA / "gsm8k_test.jsonl"), num_fewshot=2)))
-    prompts = [task.prompt(p) for p in task.splits()["test"][:12]]
+                                                           test_path=str(DATA / "gsm8k_test.jsonl"), num_fewshot=2,
+                                                           val_size=4)))
+    prompts = [task.prompt(p) for p in task.splits()["test"][:8]]
+    import torch
+
+    if int(os.environ.get("REALMODEL_THREADS", "0")):  # this test samples in the pytest process itself
+        torch.set_num_threads(int(os.environ["REALMODEL_THREADS"]))
     model, tok = load_model(str(smollm2), "float32", "cpu"), load_tokenizer(str(smollm2), padding_side="left")
     ids = tok(render_prompts(tok, prompts, True), add_special_tokens=False)["input_ids"]
     assert SharedPrefix(model, ids).length > 0.6 * min(map(len, ids))  # most of each prompt is shared
-    for params, batch_size in ((SamplingParams(n=1, max_new_tokens=40), 8),
-                               (SamplingParams(n=2, temperature=0.7, max_new_tokens=40, seed=1), 8)):
+    for params, batch_size in ((SamplingParams(n=1, max_new_tokens=32), 4),
+                               (SamplingParams(n=2, temperature=0.7, max_new_tokens=32, seed=1), 8)):
         shared = batched_generate(model, tok, prompts, params, batch_size, chat=True)
         assert shared == batched_generate(model, tok, prompts, params, batch_size, chat=True, share_prefix=False)
         assert_clean([t for texts in shared for t in texts])
