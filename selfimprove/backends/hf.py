@@ -1,7 +1,9 @@
-"""transformers `generate` as a sampling engine: batched, KV-cached, k samples per prompt, each
+"""transformers models as a sampling engine: batched, KV-cached, k samples per prompt, each
 prompt prefilled once, the prefix all prompts of a call share (few-shot exemplars, a chat
-template's system part, a judge's template) prefilled once for the whole call, with a reserved KV
-cache and an inverse-CDF draw (decoding.py)."""
+template's system part, a judge's template) prefilled once for the whole call, a decoding loop
+that drops rows once they ended, with a reserved KV cache and an inverse-CDF draw (decoding.py).
+The samples are those of transformers' `generate` on each prompt (tests/unit/test_hf_sampling.py,
+test_prefix_cache.py; on SmolLM2 tests/realmodel)."""
 from __future__ import annotations
 
 import gc
@@ -21,7 +23,7 @@ from .decoding import inverse_cdf, reserved_cache, sampling_processors
 def batched_generate(model, tokenizer, prompts: list[str], params: SamplingParams, batch_size: int,
                      progress: Progress = None, chat: bool = False, plain: bool = False,
                      share_prefix: bool = True) -> list[list[str]]:
-    """k completions per prompt, `batch_size` sequences per `generate` call. The tokenizer must pad
+    """k completions per prompt, `batch_size` sequences per batch. The tokenizer must pad
     on the left. Also used on in-memory models (validation during training). plain=True (benchmarks
     and tests only) is transformers' own path: `num_return_sequences=k`, which prefills every
     sample's copy of its prompt, the concatenating cache and `torch.multinomial`. share_prefix=False
@@ -52,9 +54,10 @@ def batched_generate(model, tokenizer, prompts: list[str], params: SamplingParam
                 raise
             failed = str(err).strip().splitlines()[0][:200]
         if out is None:  # outside the except block, so the failed batch's tensors are freed first
+            advice = _memory_advice(model, tokenizer, [prompts[i] for i in idx], [ids[i] for i in idx], prefix, params,
+                                    b, pad, chat, plain, batch_size, failed)
             model.train(was_training)
-            raise SamplingRefused(_memory_advice(model, tokenizer, [prompts[i] for i in idx], [ids[i] for i in idx],
-                                                 prefix, params, b, pad, chat, plain, batch_size, failed))
+            raise SamplingRefused(advice)
         _, completion_tokens = compute.sample_counts(torch.ones(1, 0), out, width, 1, eos_ids)
         compute.add(tokens_prompt=prompt_tokens, tokens_completion=completion_tokens)
         texts = tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
