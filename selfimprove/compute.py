@@ -4,8 +4,10 @@ Stages do not count anything themselves. The pipeline opens a `metering()` block
 stage; the sampler (`backends/hf.py`, `backends/vllm.py`) and the shared trainer (`training/fit.py`)
 add what they processed to the innermost open meter. Counted, per stage:
 
-  tokens_prompt      prompt tokens fed to the model when sampling, once per returned sample
-                     (transformers' generate expands each prompt n times before prefill)
+  tokens_prompt      prompt tokens prefilled when sampling: what was run, not what was read.
+                     The transformers backend runs each prompt once for its n samples and the
+                     prefix a call's prompts share (few-shot exemplars) once for the call; vLLM
+                     takes off what its prefix cache held
   tokens_completion  generated tokens up to and including the end-of-sequence token; what the
                      task cuts off afterwards was still generated, so it counts
   tokens_trained     non-pad tokens through forward + backward, summed over optimizer steps

@@ -15,6 +15,16 @@ class SamplingParams:
     seed: int = 0
 
 
+class BackendUnavailable(RuntimeError):
+    """A sampling engine cannot run (not installed, no GPU) or cannot run this input: the message
+    says why and what to change. The CLI prints it without a traceback."""
+
+
+class SamplingRefused(BackendUnavailable):
+    """Input the engine would fail on (a prompt longer than the model's context, a batch that does
+    not fit in memory), refused with the numbers and the setting to change."""
+
+
 Progress = Optional[Callable[[int], None]]  # called with the number of prompts just finished
 
 

@@ -25,10 +25,16 @@ class InverseCDFSampler(LogitsProcessor):
     top-p) adds nothing to the cumulative sum, so it is never the first to reach u > 0."""
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        cdf = scores.float().softmax(-1).cumsum_(-1)
-        u = (1.0 - torch.rand(cdf.shape[0], 1, device=cdf.device)) * cdf[:, -1:]
-        token = torch.searchsorted(cdf, u).clamp_(max=cdf.shape[-1] - 1)
+        token = inverse_cdf(scores, torch.rand(scores.shape[0], 1, device=scores.device))
         return torch.full_like(scores, float("-inf")).scatter_(1, token, 0.0)
+
+
+def inverse_cdf(scores: torch.Tensor, rand: torch.Tensor) -> torch.Tensor:
+    """The [rows, 1] tokens InverseCDFSampler draws from `scores` given its uniforms `rand` in
+    [0, 1) ([rows, 1]): a decoding loop that skips finished rows passes the same draws."""
+    cdf = scores.float().softmax(-1).cumsum_(-1)
+    u = (1.0 - rand) * cdf[:, -1:]
+    return torch.searchsorted(cdf, u).clamp_(max=cdf.shape[-1] - 1)
 
 
 def sampling_processors(temperature: float, top_k: int, top_p: float) -> LogitsProcessorList:
@@ -74,6 +80,16 @@ class ReservedLayer(DynamicLayer):
         values[..., filled:end, :] = value_states
         self.keys, self.values = keys[..., :end, :], values[..., :end, :]
         return self.keys, self.values
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        """Keep these rows (finished ones dropped by the decoding loop), buffer room included, so
+        that the next step writes in place again."""
+        if self._buffers is None or not self.get_seq_length():
+            return super().batch_select_indices(indices)
+        filled = self.get_seq_length()
+        keys, values = (buffer.index_select(0, indices) for buffer in self._buffers)
+        self._buffers = keys, values
+        self.keys, self.values = keys[..., :filled, :], values[..., :filled, :]
 
 
 def reserved_cache(model, reserve: int) -> DynamicCache:

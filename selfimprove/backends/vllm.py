@@ -6,11 +6,7 @@ iterations). The argument mapping is kept in pure functions so it is tested with
 """
 from __future__ import annotations
 
-from . import Progress, SamplingParams
-
-
-class BackendUnavailable(RuntimeError):
-    pass
+from . import BackendUnavailable, Progress, SamplingParams  # noqa: F401 (BackendUnavailable: imported from here)
 
 
 def engine_kwargs(model_path: str, backend_cfg, model_cfg, seed: int = 0) -> dict:
@@ -23,6 +19,10 @@ def engine_kwargs(model_path: str, backend_cfg, model_cfg, seed: int = 0) -> dic
         "trust_remote_code": model_cfg.trust_remote_code,
         "enforce_eager": backend_cfg.enforce_eager,
         "seed": seed,
+        # prompts of a stage share their few-shot exemplars / template: their KV blocks are computed
+        # once and reused (vLLM's automatic prefix caching; on by default in recent versions, said
+        # here so that older ones do it too)
+        "enable_prefix_caching": True,
     }
     if backend_cfg.max_model_len:
         kwargs["max_model_len"] = backend_cfg.max_model_len
@@ -39,6 +39,14 @@ def sampling_kwargs(params: SamplingParams, prompt_index: int) -> dict:
     if params.temperature > 0 and params.top_k > 0:
         kwargs["top_k"] = params.top_k
     return kwargs
+
+
+def prompt_tokens_run(inputs: list[dict], outputs) -> int:
+    """Prompt tokens vLLM prefilled: each request's prompt once (its n samples share it) less the
+    tokens it found in the prefix cache (`num_cached_tokens`, None or absent where a version does
+    not report it: then nothing is taken off)."""
+    return sum(len(i["prompt_token_ids"]) - int(getattr(o, "num_cached_tokens", None) or 0)
+               for i, o in zip(inputs, outputs))
 
 
 def checkpoint_params(model_path) -> int | None:
@@ -88,9 +96,9 @@ class VLLMSampler:
         outputs = self.llm.generate(inputs, sps, use_tqdm=False)  # vLLM batches and schedules itself
         from .. import compute
 
-        # counted as the transformers backend counts: the prompt once per returned sample, every
-        # generated token (vLLM's token_ids include the stop token when it ended on one)
-        compute.add(tokens_prompt=sum(len(i["prompt_token_ids"]) * params.n for i in inputs),
+        # counted as the transformers backend counts: the prompt tokens prefilled, every generated
+        # token (vLLM's token_ids include the stop token when it ended on one)
+        compute.add(tokens_prompt=prompt_tokens_run(inputs, outputs),
                     tokens_completion=sum(len(c.token_ids) for o in outputs for c in o.outputs))
         if self.params is not None:
             compute.note_params(self.params)

@@ -1,5 +1,6 @@
 """Compute accounting: the token counts of sampling and training match a hand count on a real
 tiny model with known prompts and rows, and the pipeline's FLOPs formula is the documented one."""
+import os
 from types import SimpleNamespace
 
 import torch
@@ -36,25 +37,29 @@ def test_sample_counts_stop_at_the_first_eos():
     assert compute.sample_counts(mask, seqs, 3, prefills=2, eos_ids=[eos]) == (10, 2 + 2 + 4 + 1)
 
 
-def test_sampling_counts_match_a_hand_count(tmp_path):
-    """Batched, left-padded sampling with k=2 counts what one-prompt-at-a-time generation shows:
-    every prompt token once (the k samples share its prefill), and each completion up to and
-    including its eos."""
+def test_sampling_counts_match_a_hand_count(tmp_path, monkeypatch):
+    """Batched, left-padded sampling with k=2 counts what one-prompt-at-a-time generation shows,
+    less what is shared: every prompt token once (the k samples share its prefill, the prompts
+    their common prefix), and each completion up to and including its eos."""
     _, model, tok = tiny(tmp_path)
     params = SamplingParams(n=2, temperature=1.0, max_new_tokens=12, seed=3)
-    generated = []  # each generate call's new tokens, as plain lists
-    real_generate = model.generate
+    from selfimprove.backends import hf
 
-    def recording_generate(**kwargs):
-        out = real_generate(**kwargs)
-        generated.extend(row[kwargs["input_ids"].shape[1]:] for row in out.tolist())
+    generated = []  # each decoding loop's new tokens, as plain lists
+    real_decode = hf._decode
+
+    def recording_decode(model, input_ids, *args, **kwargs):
+        out = real_decode(model, input_ids, *args, **kwargs)
+        generated.extend(row[input_ids.shape[1]:] for row in out.tolist())
         return out
 
-    model.generate = recording_generate
+    monkeypatch.setattr(hf, "_decode", recording_decode)
     with compute.metering() as meter:
         outs = batched_generate(model, tok, PROMPTS, params, batch_size=64)
-    prompt_tokens = sum(len(tok(p)["input_ids"]) for p in PROMPTS)
-    assert meter.counts["tokens_prompt"] == prompt_tokens
+    # every prompt token once, and the part all prompts share ("Q: ") once for the call
+    ids = tok(PROMPTS)["input_ids"]
+    shared = len(os.path.commonprefix(ids))
+    assert shared > 0 and meter.counts["tokens_prompt"] == sum(map(len, ids)) - shared * (len(ids) - 1)
     # hand count of the completions: each row up to and including its first eos, else all of it
     # (re-encoding the returned texts would miss special tokens an untrained model samples, which
     # decoding drops, and the eos)

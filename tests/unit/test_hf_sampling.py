@@ -65,6 +65,27 @@ def test_shared_prefill_in_a_chat_template(tiny, tmp_path):
         tok.chat_template = None
 
 
+@pytest.mark.parametrize("temperature,top_p", [(1.0, 1.0), (0.7, 0.9)])
+def test_rows_that_ended_leave_the_batch_without_changing_any_sample(tiny, temperature, top_p):
+    """The EOS logit raised (a hook on the output layer) so that rows end at different steps: the
+    decoding loop drops ended rows from the batch and its cache as it goes, and every sample is
+    still the one transformers' generate draws with all rows kept to the end. (Greedy decoding
+    takes the same path with an argmax; an untrained model's greedy rows all end alike.)"""
+    model, tok = tiny
+    bias = torch.zeros(model.config.vocab_size)
+    bias[tok.eos_token_id] = 3.0
+    hook = model.lm_head.register_forward_hook(lambda module, args, out: out + bias)
+    try:
+        prompts = PROMPTS * 3
+        params = SamplingParams(n=2, temperature=temperature, top_p=top_p, max_new_tokens=16, seed=7)
+        got = batched_generate(model, tok, prompts, params, batch_size=64)
+        assert got == expanded(model, tok, prompts, params)
+    finally:
+        hook.remove()
+    lengths = [len(t) for texts in got for t in texts]
+    assert min(lengths) < max(lengths) and max(lengths) > 0  # rows did end at different steps
+
+
 def test_greedy_decoding_is_transformers_own(tiny):
     model, tok = tiny
     params = SamplingParams(n=1, temperature=0.0, max_new_tokens=12, seed=0)

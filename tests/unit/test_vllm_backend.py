@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from selfimprove.backends import SamplingParams, build_sampler
-from selfimprove.backends.vllm import BackendUnavailable, engine_kwargs, sampling_kwargs
+from selfimprove.backends.vllm import BackendUnavailable, engine_kwargs, prompt_tokens_run, sampling_kwargs
 from selfimprove.config import ModelConfig, VLLMBackendConfig
 
 
@@ -23,7 +23,18 @@ def test_engine_mapping():
     assert kw["model"] == kw["tokenizer"] == "/ckpt" and kw["tensor_parallel_size"] == 2
     assert kw["gpu_memory_utilization"] == 0.5 and kw["max_model_len"] == 2048 and kw["dtype"] == "bfloat16"
     assert kw["trust_remote_code"] is False
+    assert kw["enable_prefix_caching"] is True  # a stage's prompts share their exemplars
     assert "max_model_len" not in engine_kwargs("/ckpt", VLLMBackendConfig(), ModelConfig())
+
+
+def test_prompt_tokens_count_what_the_prefix_cache_did_not_hold():
+    """vLLM's RequestOutput.num_cached_tokens: prompt tokens found in the prefix cache, not run."""
+    from types import SimpleNamespace as Output  # the two attributes read, as vLLM's RequestOutput has them
+
+    inputs = [{"prompt_token_ids": list(range(10))}, {"prompt_token_ids": list(range(12))},
+              {"prompt_token_ids": list(range(7))}]
+    outputs = [Output(num_cached_tokens=0), Output(num_cached_tokens=8), Output(num_cached_tokens=None)]
+    assert prompt_tokens_run(inputs, outputs) == 10 + (12 - 8) + 7
 
 
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is not None and torch.cuda.is_available(),
