@@ -54,7 +54,7 @@ def main() -> None:
     from selfimprove import compute
     from selfimprove.backends import SamplingParams
     from selfimprove.backends.hf import HFSampler
-    from selfimprove.cli import compose
+    from selfimprove.config.compose import compose
     from selfimprove.tasks import build_task
 
     cfg = compose(readme_overrides(args.model, data) + args.overrides)[0]
