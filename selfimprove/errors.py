@@ -4,6 +4,8 @@ At the bottom of the package: every layer raises these, and cli.py prints them a
 """
 from __future__ import annotations
 
+import sys
+
 
 class ConfigError(ValueError):
     """A user-facing configuration problem; its message says what to write instead."""
@@ -31,3 +33,9 @@ def installed(module: str) -> bool:
     import importlib.util
 
     return importlib.util.find_spec(module) is not None
+
+
+def fail(message: str, code: int = 2) -> None:
+    """The command line's clean exit: one line on stderr, no traceback."""
+    print(f"selfimprove: error: {message}", file=sys.stderr)
+    sys.exit(code)
