@@ -266,6 +266,8 @@ def _train(ctx: StageContext) -> StageResult:
     return StageResult({"policy": "model"}, {**step_metrics(run.history, c, run.tokens_seen),
                                              "steps": run.steps, "resumed_from_step": run.resumed_from,
                                              "problems": len(problems),
+                                             # N for the pipeline's FLOPs: without it GRPO's compute went uncounted
+                                             "params": run.extra["params"],
                                              "steps_per_s": round((run.steps - run.resumed_from)
                                                                   / max(run.seconds, 1e-9), 3)})
 

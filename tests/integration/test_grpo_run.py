@@ -39,7 +39,8 @@ def test_grpo_recipe_runs_and_shares_the_seed_model_with_star(tmp_path):
     assert [a for _, a in curve] == [m[(i, "evaluate")]["accuracy"] for i in (0, 1, 2)]
     expected = n * (2 * (g["tokens_prompt"] + g["tokens_completion"]) + 6 * g["tokens_trained"]
                     + 2 * g["tokens_reference"])
-    # (the stage records its tokens but no parameter count: priced with the N its other stages recorded)
+    # the stage records N beside its tokens, so the pipeline prices its compute (it once went uncounted)
+    assert g["params"] == n and g["flops"] == expected
     assert curve[0][0] == 0 and curve[2][0] - curve[1][0] == expected
     # the report: a row per run, then the first label against each other one on the same problems
     # (here GRPO after 2 iterations against STaR's seed model: the difference is their accuracies')
