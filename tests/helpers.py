@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -45,3 +46,13 @@ def cli(*args: str, **kw) -> subprocess.CompletedProcess:
 def metrics_by_stage(run_dir: Path) -> dict[tuple[int, str], dict]:
     """A run's metrics.jsonl as {(iteration, stage): row}."""
     return {(r["iteration"], r["stage"]): r for r in read_jsonl(Path(run_dir) / "metrics.jsonl")}
+
+
+@contextmanager
+def chat_template(tokenizer, template: str):
+    """The tokenizer with `template` as its chat template for the block (the tiny one has none)."""
+    tokenizer.chat_template = template
+    try:
+        yield tokenizer
+    finally:
+        tokenizer.chat_template = None

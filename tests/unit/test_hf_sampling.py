@@ -11,6 +11,7 @@ from selfimprove.backends.decoding import InverseCDFSampler, sampling_processors
 from selfimprove.backends.hf import batched_generate
 from selfimprove.config import TinyModelConfig
 from selfimprove.models import load_model, load_tokenizer, render_prompts
+from tests.helpers import chat_template
 
 PROMPTS = ["Q: 1+2\nA:", "Q: 345+67\nA:", "Q: 9+9\nA:", "Q: 12345+678\nA:"]
 
@@ -55,14 +56,12 @@ def test_shared_prefill_samples_what_expanded_prompts_sample(tiny, temperature, 
 
 def test_shared_prefill_in_a_chat_template(tiny, tmp_path):
     model, tok = tiny
-    tok.chat_template = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}{% endfor %}"
-                         "{% if add_generation_prompt %}<|assistant|>{% endif %}")
-    try:
-        params = SamplingParams(n=2, temperature=1.0, max_new_tokens=8, seed=1)
+    template = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}{% endfor %}"
+                "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+    params = SamplingParams(n=2, temperature=1.0, max_new_tokens=8, seed=1)
+    with chat_template(tok, template):
         assert batched_generate(model, tok, PROMPTS, params, batch_size=64, chat=True) == \
             expanded(model, tok, PROMPTS, params, chat=True)
-    finally:
-        tok.chat_template = None
 
 
 @pytest.mark.parametrize("temperature,top_p", [(1.0, 1.0), (0.7, 0.9)])

@@ -16,6 +16,7 @@ from selfimprove import compute
 from selfimprove.backends import SamplingParams, SamplingRefused
 from selfimprove.backends.hf import SharedPrefix, batched_generate
 from selfimprove.config import TinyModelConfig
+from tests.helpers import chat_template
 from selfimprove.models import load_model, load_tokenizer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,14 +56,12 @@ def test_shared_prefix_samples_what_unshared_prefill_samples(tiny, temperature, 
 
 def test_shared_prefix_in_a_chat_template(tiny):
     model, tok = tiny
-    tok.chat_template = ("<|system|>You add numbers.{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}"
-                         "{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}")
-    try:
-        params = SamplingParams(n=2, temperature=1.0, max_new_tokens=8, seed=1)
+    template = ("<|system|>You add numbers.{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}"
+                "{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}")
+    params = SamplingParams(n=2, temperature=1.0, max_new_tokens=8, seed=1)
+    with chat_template(tok, template):
         assert batched_generate(model, tok, PROMPTS, params, batch_size=4, chat=True) == \
             batched_generate(model, tok, PROMPTS, params, batch_size=4, chat=True, share_prefix=False)
-    finally:
-        tok.chat_template = None
 
 
 def test_prefix_is_what_the_tokenizations_share_when_the_text_ends_inside_a_token(tmp_path):
