@@ -1,7 +1,8 @@
 """Slow tier (`make test-learning`, run by CI after the default suite): would a broken learner be
 caught? Each test runs a method on small real budgets, with real filtering (only correct samples
-are kept), and requires that it learns by a margin set from runs over several seeds (the measured
-gains are in each test's docstring), not by a guess.
+are kept), and requires that it learns: STaR and SCoRe by at least 2 standard errors of their own
+effect (each CPU trains its own seed model, so a gain measured on one machine is no margin for
+another), DPO by a margin set from runs over several seeds (in its docstring).
 
 SELFIMPROVE_LEARNING_SEEDS=0,1,2 runs every seed (how the margins were measured); CI runs seed 0."""
 import math
