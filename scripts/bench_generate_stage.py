@@ -3,7 +3,7 @@
     python scripts/bench_generate_stage.py --model ~/.cache/selfimprove/models/SmolLM2-135M-Instruct
     python scripts/bench_generate_stage.py --model DIR --problems 400 -- generate.k=4 generate.temperature=0.7
 
-The config is the README's SmolLM2 STaR command (a measured self-improvement of
+The config is the SmolLM2 STaR command of docs/real-models.md (a measured self-improvement of
 SmolLM2-135M-Instruct: sums of two 2-digit numbers in GSM8K's format, a 4-shot prompt in the chat
 template, greedy, 48 new tokens, backend.batch_size=16, threads=1), composed as `selfimprove run`
 composes it; anything after `--` is added as overrides. The problems are the first --problems of
@@ -40,7 +40,7 @@ def main() -> None:
     ap.add_argument("--model", required=True, help="a model folder (e.g. the fetched SmolLM2)")
     ap.add_argument("--problems", type=int, default=64, help="problems of the stage's draw to sample")
     ap.add_argument("--repeats", type=int, default=1, help="off/on pairs, alternating")
-    ap.add_argument("--data", type=Path, help="a GSM8K-format folder (default: the README's sums-2x2, written here)")
+    ap.add_argument("--data", type=Path, help="a GSM8K-format folder (default: the docs' sums-2x2, written here)")
     ap.add_argument("overrides", nargs="*", help="more config overrides (after --)")
     args = ap.parse_args()
 

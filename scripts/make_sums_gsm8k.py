@@ -1,7 +1,7 @@
 """Write a multi-term addition task in GSM8K's JSONL format (`task=gsm8k` reads it as is): each
 question is "What is 47 + 38 + 12?", each answer a worked solution that adds one term a line and
 ends in "#### N". Two knobs set the difficulty: digits per term and number of terms. The real-model
-result in the README (SmolLM2-135M-Instruct) chose them on the validation split.
+result in docs/real-models.md (SmolLM2-135M-Instruct) chose them on the validation split.
 
     python scripts/make_sums_gsm8k.py --digits 2 --terms 3 --out data/sums-2x3
     selfimprove run recipe=star model=smollm2-135m-instruct model.name_or_path=DIR task=gsm8k \\

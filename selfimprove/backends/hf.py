@@ -139,9 +139,6 @@ def _eos_ids(tokenizer) -> list[int]:
     return [int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos]) if e is not None]
 
 
-DROP_ENDED_ROWS = True  # False: keep every row to the end, as generate does (for measuring what dropping buys)
-
-
 def _decode(model, input_ids, attention_mask, cache, params: SamplingParams, eos_ids: list[int], pad: int):
     """generate's sampling loop for prefilled prompts (the cache holds all but each row's last
     token), less its work on finished rows: generate runs every row until the last one ends, and
@@ -177,7 +174,7 @@ def _decode(model, input_ids, attention_mask, cache, params: SamplingParams, eos
         alive &= ~torch.isin(token, eos)
         if not alive.any():
             break
-        if DROP_ENDED_ROWS and (~alive).sum() * 4 >= len(present):  # copying the cache costs about a step
+        if (~alive).sum() * 4 >= len(present):  # copying the cache costs about a step
             keep = alive.nonzero()[:, 0]
             cache.batch_select_indices(keep)
             present, alive, token, positions = present[keep], alive[keep], token[keep], positions[keep]
