@@ -234,7 +234,10 @@ def _out_of_memory(err: BaseException) -> bool:
 def _memory_advice(model, tokenizer, texts, ids, prefix, params, b, pad, chat, plain, batch_size, failed) -> str:
     """The refusal for a batch that did not fit, with a batch size that does: the same batch's
     first half, quarter, ... is sampled until one fits (nothing of it is kept; the stage's
-    finished chunks are already saved, and a rerun with the new size resumes after them)."""
+    finished chunks are already saved, and a rerun with the new size resumes after them). The
+    advice is half the size that fitted: that trial ran on one batch, and the next batch can need
+    more (longer prompts, a heap fragmented by the batches before it; a rerun at exactly the size
+    that fitted was once refused again at its second batch)."""
     rows = len(ids)
     fits = None
     while rows > 1 and fits is None:
@@ -252,7 +255,8 @@ def _memory_advice(model, tokenizer, texts, ids, prefix, params, b, pad, chat, p
     tail = ("Chunks of the stage already sampled are saved; rerunning the same command with the new setting resumes "
             "after them.")
     if fits:
-        return f"{lead} {fits} sequences fit: set backend.batch_size={fits} (or lower). {tail}"
+        advice = max(params.n, fits // 2)
+        return f"{lead} {fits} sequences fit in a trial: set backend.batch_size={advice} (or lower). {tail}"
     return (f"{lead} Even one prompt's {params.n} samples do not fit: lower the samples per prompt (generate.k) or "
             f"max_new_tokens, or use a machine with more memory. {tail}")
 
