@@ -92,6 +92,34 @@ def test_greedy_decoding_is_transformers_own(tiny):
         batched_generate(model, tok, PROMPTS, params, batch_size=64, plain=True)
 
 
+def test_greedy_rows_that_end_at_different_steps_are_transformers_own(tiny):
+    """Greedy decoding through the loop that drops ended rows, on rows that end at different steps
+    and whose tokens depend on their context. An untrained model at its initial scale writes the
+    same token everywhere, so a copy has its weights scaled up 20x (its greedy text then differs by
+    prompt and position), and the EOS logit is raised (a hook on the output layer) by the first
+    amount at which transformers' own greedy rows end at three or more different steps. At that
+    amount every row must be transformers' own."""
+    import copy
+
+    base, tok = tiny
+    model = copy.deepcopy(base)
+    with torch.no_grad():
+        for name, weight in model.named_parameters():
+            if "norm" not in name:
+                weight.mul_(20.0)
+    prompts, params = PROMPTS * 3, SamplingParams(n=1, temperature=0.0, max_new_tokens=16, seed=0)
+    bias = torch.zeros(model.config.vocab_size)
+    model.lm_head.register_forward_hook(lambda module, args, out: out + bias)
+    for amount in [a / 2 for a in range(41)]:
+        bias[tok.eos_token_id] = amount
+        reference = batched_generate(model, tok, prompts, params, batch_size=64, plain=True)
+        if len({len(texts[0]) for texts in reference}) >= 3:
+            break
+    else:
+        pytest.fail("no EOS bias up to 20 made greedy rows end at three different steps")
+    assert batched_generate(model, tok, prompts, params, batch_size=64) == reference
+
+
 def test_inverse_cdf_draws_follow_the_softmax_and_skip_cut_tokens():
     # token 0 has probability 0 (cut by top-k or top-p: -inf), the rest 0.1 / 0.2 / 0.3 / 0.4
     probs = torch.tensor([0.0, 0.1, 0.2, 0.3, 0.4])

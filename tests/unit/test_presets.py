@@ -93,7 +93,7 @@ def test_recipes_still_size_the_tiny_model():
     (score,) = compose(["recipe=score"])
     assert score.seed_sft.steps == 1200 and score.score_rl.learning_rate == 2e-4
     (star,) = compose(["recipe=star"])
-    assert (star.seed_sft.steps, star.train.learning_rate, star.train.adam_beta2) == (3000, 3e-3, 0.99)
+    assert (star.seed_sft.steps, star.train.learning_rate, star.train.adam_beta2) == (1000, 3e-3, 0.99)
     (dbg,) = compose(["recipe=vstar", "profile=debug"])
     assert dbg.train.batch_size == 16 and dbg.verifier.learning_rate == 1e-3  # the tiny preset's verifier rate
 
