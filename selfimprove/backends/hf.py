@@ -255,7 +255,7 @@ def _memory_advice(model, tokenizer, texts, ids, prefix, params, b, pad, chat, p
     tail = ("Chunks of the stage already sampled are saved; rerunning the same command with the new setting resumes "
             "after them.")
     if fits:
-        advice = max(params.n, fits // 2)
+        advice = max(params.n, fits // 2)  # never below one prompt's samples, the smallest batch
         return f"{lead} {fits} sequences fit in a trial: set backend.batch_size={advice} (or lower). {tail}"
     return (f"{lead} Even one prompt's {params.n} samples do not fit: lower the samples per prompt (generate.k) or "
             f"max_new_tokens, or use a machine with more memory. {tail}")
