@@ -136,15 +136,15 @@ def paired_lines(summary: dict) -> list[str]:
     return lines + ([PAIRED_CAPTION, ""] if any(line.startswith("|") for line in lines) else [])
 
 
-def plots(summary: dict, out_dir: Path) -> list[str]:
+def plots(summary: dict, out_dir: Path, stem: str = "results") -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     names = []
-    for xkey, xlabel, fname in (("iteration", "iteration", "results_iterations.png"),
-                                ("cum_flops", "cumulative FLOPs (recorded by the stages)", "results_flops.png")):
+    for xkey, xlabel, fname in (("iteration", "iteration", f"{stem}_iterations.png"),
+                                ("cum_flops", "cumulative FLOPs (recorded by the stages)", f"{stem}_flops.png")):
         fig, ax = plt.subplots(figsize=(8.5, 4.5))
         for recipe, s in sorted(summary.items()):
             pts = [p for p in s["per_iter"] if p[xkey] is not None]
@@ -172,25 +172,35 @@ def plots(summary: dict, out_dir: Path) -> list[str]:
 
 def command_line(args) -> str:
     """The scripts/results.py call that wrote the page (a --no-run page is built from runs made beforehand)."""
-    return ("python scripts/results.py" + (" --no-run" if args.no_run else f" --seeds {args.seeds}")
+    setting = getattr(args, "setting", "tiny")
+    return ("python scripts/results.py" + (f" --setting {setting}" if setting != "tiny" else "")
+            + (" --no-run" if args.no_run else f" --seeds {args.seeds}")
             + (f" --profile {args.profile}" if args.profile != "default" else "")
             + (f" --recipes {args.recipes}" if args.recipes else "")
-            + (f" --sweep {args.sweep}" if args.sweep != "results" else ""))
+            + (f" --sweep {args.sweep}" if args.sweep != default_sweep(setting) else ""))
+
+
+def default_sweep(setting: str) -> str:
+    """The sweep folder of a setting's runs: one output root holds every setting's."""
+    return "results" if setting == "tiny" else f"results-{setting}"
 
 
 def page(summary: dict, args, images: list[str], unfinished: list[str] = (), paired: list[str] = (),
-         more: list[str] = (), commit: Optional[str] = None) -> str:
+         more: list[str] = (), commit: Optional[str] = None, setting=None) -> str:
+    """The page's Markdown. `setting` (results_plan.Setting): a real model's page, with its title
+    and its paragraph on the model, task and budgets in place of the seed-model sentence."""
     seeds = sorted({s for v in summary.values() for s in v["seeds"]})
     versions = sorted({r.info.get("code_version") for v in summary.values() for r in v["runs"]} - {None})
     lines = [
-        "# Results",
+        f"# {setting.title if setting else 'Results'}",
         "",
         f"{'Built from finished runs' if args.no_run else 'Regenerated'} by `{command_line(args)}` on "
         f"{time.strftime('%Y-%m-%d')}" + (f" at commit {commit}" if commit else "")
         + (" (a subset of the recipes: the others have no row here)." if args.recipes else "."),
         (f"Runs made by selfimprove {', '.join(versions)} (run.json's code_version). " if versions else "")
-        + f"Seeds: {', '.join(map(str, seeds))}. Each seed is a separate run of the whole recipe, seed model "
-        "included; runs with the same seed share their seed model through the stage cache.",
+        + f"Seeds: {', '.join(map(str, seeds))}. "
+        + (setting.about if setting else "Each seed is a separate run of the whole recipe, seed model included; runs "
+           "with the same seed share their seed model through the stage cache."),
         "",
         "Accuracy: greedy accuracy on the held-out test split (SCoRe: turn-2 accuracy), in percent. "
         "Intervals: two-sided 95% t-interval over seeds, mean ± t(0.975, n-1)·s/√n; a figure from one "

@@ -1,9 +1,15 @@
-"""What scripts/results.py runs for the results page: which recipes (every recipe and both
-controls, but not those with a page of their own), how many seeds, and the `selfimprove run -m`
-sweeps, seed models first so that every recipe with the same setup reuses them."""
+"""What scripts/results.py runs for a results page: which recipes, how many seeds, and the runs,
+seed models (or the prompted model's evaluation) first so that every recipe reuses them.
+
+Two settings. `tiny` (docs/results.md): the embedded default, every recipe and both controls,
+as `selfimprove run -m` sweeps through the local parallel launcher. `smollm2`
+(docs/results-smollm2.md): SmolLM2-135M-Instruct on sums, where each recipe needs budgets of its
+own (a Hydra sweep gives every job the same overrides), so each (recipe, seed) is one
+`selfimprove run`, `jobs` at a time."""
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 SEEDS = 5  # seeds per recipe by default: 3 left intervals too wide to tell most recipes apart
@@ -39,3 +45,79 @@ def commands(recipes: list[str], seeds: int, jobs: int, root: Path, sweep: str, 
         for seed in range(seeds):
             cmds.append(base + [f"sweep_name={sweep}", f"recipe={','.join(recipes[i:i + jobs])}", f"seed={seed}"])
     return cmds
+
+
+# ----------------------------------------------------------------------------- the SmolLM2 page
+@dataclass(frozen=True)
+class Setting:
+    """A results page on a real model: the recipes it runs, the overrides every run gets (with
+    `{model}` and `{data}`: the model folder and the task's data folder, known only at run time)
+    and those of one recipe (its budgets)."""
+    name: str
+    page: str
+    title: str
+    about: str  # the page's paragraph on the model, the task and how the budgets were set
+    recipes: tuple[str, ...]
+    common: tuple[str, ...]
+    per_recipe: dict = field(default_factory=dict)
+
+    def overrides(self, recipe: str, model: str, data: str) -> list[str]:
+        return [o.format(model=model, data=data) for o in self.common + self.per_recipe.get(recipe, ())]
+
+
+# STaR's fine-tune in the docs' SmolLM2 command, shared by every SFT recipe on the page; every SFT
+# recipe trains on the bare question (no exemplars), as STaR's code does: on a CPU the 4-shot
+# prompt would make each training row ~4x longer
+_SFT = ("train.steps=50", "train.batch_size=8", "train.save_steps=25", "filter.fewshot_exemplars=false")
+# GRPO's learning rate for 135M, chosen on the validation split (docs/measurements.md): TRL's 1e-6
+# default, sized for models 10-100x larger, barely moves this one in a CPU budget of steps
+GRPO_LR, GRPO_STEPS = "1e-5", 40
+_SAMPLED = ("generate.num_problems=200", "generate.k=4", "generate.max_new_tokens=48")
+SMOLLM2 = Setting(
+    name="smollm2",
+    page="docs/results-smollm2.md",
+    title="Results on a real model: SmolLM2-135M-Instruct on 2-digit sums",
+    about=("The model is SmolLM2-135M-Instruct (`selfimprove models fetch-smollm2`), prompted 4-shot in its chat "
+           "template; it has no seed model, so every recipe starts from the same prompted model and iteration 0 "
+           "is the same for every seed. The task is sums of two 2-digit numbers in GSM8K's format "
+           "(`scripts/make_sums_gsm8k.py --digits 2 --terms 2`: 400 training, 100 validation and 300 test "
+           "problems), chosen on the validation split as the one the prompted model gets right 10-40% of the "
+           "time (docs/measurements.md). One iteration per recipe, sized for a 2-core CPU: STaR samples the 400 "
+           "training problems greedily (rationalizing the misses), ReST-EM and self-consistency 4 samples at "
+           "T=0.7 for 200 of them, gold SFT takes STaR's problems with their gold worked solutions, and each "
+           "fine-tunes the prompted model for 50 steps of batch 8 (SFT at the preset's 2e-5, on the bare "
+           "question); `train_longer` spends the same 50 steps on the few-shot exemplars (the only data the "
+           f"prompted model had); GRPO takes {GRPO_STEPS} steps of 4 problems x 4 completions at the learning "
+           f"rate chosen on validation ({GRPO_LR}). Seeds vary sampling and data order only."),
+    recipes=("star", "rest_em", "self_consistency", "gold_sft", "train_longer", "grpo"),
+    common=("model=smollm2-135m-instruct", "model.name_or_path={model}", "task=gsm8k",
+            "task.train_path={data}/train.jsonl", "task.test_path={data}/test.jsonl", "task.val_size=100",
+            "task.train_size=400", "task.test_size=300", "iterations=1", "evaluate.max_new_tokens=48",
+            "evaluate.num_samples=0", "backend.batch_size=16"),
+    per_recipe={
+        "star": _SFT + ("generate.num_problems=400", "generate.max_new_tokens=48", "rationalize.max_new_tokens=48"),
+        "rest_em": _SFT + _SAMPLED + ("train.val_max_new_tokens=48",),
+        "self_consistency": _SFT + _SAMPLED,
+        "gold_sft": _SFT + ("generate.num_problems=400",),
+        "train_longer": _SFT[:3],
+        "grpo": (f"grpo.steps={GRPO_STEPS}", "grpo.batch_size=16", "grpo.num_generations=4", "grpo.max_new_tokens=48",
+                 "grpo.temperature=0.7", f"grpo.learning_rate={GRPO_LR}", "grpo.save_steps=10"),
+    },
+)
+SETTINGS = {"smollm2": SMOLLM2}
+
+
+def run_commands(setting: Setting, recipes: list[str], seeds: int, root: Path, sweep: str, model: str, data: str,
+                 extra: list[str]) -> list[list[list[str]]]:
+    """Two phases of single `selfimprove run` calls, each phase run `jobs` at a time: the prompted
+    model's evaluation for each seed (STaR's setup, which every recipe of that seed then reuses
+    through the stage cache), then every (recipe, seed), recipe by recipe, so that a call cut short
+    leaves whole recipes over all seeds."""
+    base = [sys.executable, "-m", "selfimprove.cli", "run", "threads=1", "tracking.quiet=true", f"output_root={root}",
+            *extra]
+    setup = [base + [f"run_name={sweep}-setup/seed{s}", "recipe=star", f"seed={s}",
+                     *(o for o in setting.overrides("star", model, data) if not o.startswith("iterations=")),
+                     "iterations=0"] for s in range(seeds)]
+    runs = [base + [f"run_name={sweep}/{r}-seed{s}", f"recipe={r}", f"seed={s}", *setting.overrides(r, model, data)]
+            for r in recipes for s in range(seeds)]
+    return [setup, runs]
