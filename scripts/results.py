@@ -27,8 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from selfimprove.analysis import results  # noqa: E402
-from selfimprove.analysis.results_plan import (OWN_PAGE, SEEDS, SETTINGS, commands, default_recipes,  # noqa: E402
-                                              recipes_available, run_commands)
+from selfimprove.analysis.results_plan import (OWN_PAGE, SEEDS, SETTINGS, choice, commands,  # noqa: E402
+                                              default_recipes, first_phase, recipes_available, second_phase)
 
 
 # ----------------------------------------------------------------------------- running
@@ -48,9 +48,9 @@ def run_all(cmds: list[list[str]], log: Path) -> list[str]:
     return failed
 
 
-def run_pool(phases: list[list[list[str]]], jobs: int, logs: Path) -> list[str]:
-    """Single runs, `jobs` at a time, phase after phase; each run's output in its own log file.
-    Returns the failed commands (the others still count)."""
+def run_pool(cmds: list[list[str]], jobs: int, logs: Path) -> list[str]:
+    """Single runs, `jobs` at a time; each run's output in its own log file. Returns the failed
+    commands (the others still count)."""
     logs.mkdir(parents=True, exist_ok=True)
 
     def one(cmd: list[str]) -> str | None:
@@ -62,11 +62,8 @@ def run_pool(phases: list[list[list[str]]], jobs: int, logs: Path) -> list[str]:
             ok = subprocess.run(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT).returncode == 0
         return None if ok else " ".join(cmd[2:])
 
-    failed = []
-    for phase in phases:
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            failed += [c for c in pool.map(one, phase) if c]
-    return failed
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        return [c for c in pool.map(one, cmds) if c]
 
 
 def real_model_inputs(root: Path) -> tuple[str, str]:
@@ -126,8 +123,11 @@ def main(argv: list[str] | None = None) -> int:
     failed = []
     if not args.no_run and setting:
         model, data = real_model_inputs(root)
-        failed = run_pool(run_commands(setting, recipes, args.seeds, root, args.sweep, model, data, extra), args.jobs,
-                          root / f"{args.sweep}-logs")
+        logs = root / f"{args.sweep}-logs"
+        failed = run_pool(first_phase(setting, args.seeds, root, args.sweep, model, data, extra), args.jobs, logs)
+        chosen, _ = choice(setting, root, args.sweep)
+        failed += run_pool(second_phase(setting, recipes, args.seeds, root, args.sweep, model, data, extra, chosen),
+                           args.jobs, logs)
     elif not args.no_run:
         failed = run_all(commands(recipes, args.seeds, args.jobs, root, args.sweep, extra), root / f"{args.sweep}.log")
     by_recipe, unfinished = results.sweep_runs(root / args.sweep)
@@ -140,8 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     images = results.plots(summary, out.parent, stem=out.stem)
     # the method pages beside docs/results.md are about the embedded default, not a real model's page
     more = [] if setting else sorted(str(p.relative_to(out.parent)) for p in out.parent.glob("*/results.md"))
+    tuned = results.tuned_lines(setting.tuned, *choice(setting, root, args.sweep)) if setting and setting.tuned else []
     out.write_text(results.page(summary, args, images, unfinished, results.paired_lines(summary), more, commit(),
-                                setting))
+                                setting, tuned))
     print(f"[results] wrote {out} ({len(summary)} recipes, images {', '.join(images)}) at commit {commit()}")
     if failed:
         logs = root / (args.sweep + ("-logs/" if setting else ".log"))

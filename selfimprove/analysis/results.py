@@ -185,10 +185,20 @@ def default_sweep(setting: str) -> str:
     return "results" if setting == "tiny" else f"results-{setting}"
 
 
+def tuned_lines(tuned, chosen: Optional[str], table: list) -> list[str]:
+    """What a real model's page chose on validation before its runs (results_plan.Tuned): each
+    candidate's validation accuracy and the winner."""
+    cells = ", ".join(f"`{v}`: " + ("not finished" if acc is None else f"{100 * acc:.1f}%") for v, acc in table)
+    return [f"**Chosen on validation** (one run each, seed 0, {tuned.recipe} evaluated on the 100 validation "
+            f"problems only): `{tuned.key}` {cells}; " + (f"the runs below use `{chosen}`." if chosen else
+                                                         f"not chosen yet, so `{tuned.recipe}` has no row."), ""]
+
+
 def page(summary: dict, args, images: list[str], unfinished: list[str] = (), paired: list[str] = (),
-         more: list[str] = (), commit: Optional[str] = None, setting=None) -> str:
+         more: list[str] = (), commit: Optional[str] = None, setting=None, tuned: list[str] = ()) -> str:
     """The page's Markdown. `setting` (results_plan.Setting): a real model's page, with its title
-    and its paragraph on the model, task and budgets in place of the seed-model sentence."""
+    and its paragraph on the model, task and budgets in place of the seed-model sentence; `tuned`:
+    the lines of what it chose on validation (`tuned_lines`)."""
     seeds = sorted({s for v in summary.values() for s in v["seeds"]})
     versions = sorted({r.info.get("code_version") for v in summary.values() for r in v["runs"]} - {None})
     lines = [
@@ -215,6 +225,7 @@ def page(summary: dict, args, images: list[str], unfinished: list[str] = (), pai
     if args.profile != "default":
         lines += [f"**profile={args.profile}: every budget is shrunk; these numbers test the plumbing and mean "
                   "nothing about the methods.**", ""]
+    lines += list(tuned)
     lines += ["## Final iteration", "",
               "| recipe | seeds | iteration 0 | final | gain over train_longer | FLOPs | wall time |",
               "|---|---|---|---|---|---|---|"]

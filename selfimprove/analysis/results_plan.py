@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 SEEDS = 5  # seeds per recipe by default: 3 left intervals too wide to tell most recipes apart
 SETUP_RECIPE = "star"  # its setup (prepare, seed_sft, evaluate) is shared by most recipes
@@ -49,6 +50,19 @@ def commands(recipes: list[str], seeds: int, jobs: int, root: Path, sweep: str, 
 
 # ----------------------------------------------------------------------------- the SmolLM2 page
 @dataclass(frozen=True)
+class Tuned:
+    """One setting of one recipe chosen on the validation split before the page's runs: a run per
+    candidate (seed 0, evaluated on validation only: `evaluate.split=val`), the highest accuracy
+    wins, the first listed on a tie. The page's runs of that recipe then use the winner."""
+    recipe: str
+    key: str
+    candidates: tuple[str, ...]
+
+    def run_name(self, sweep: str, value: str) -> str:
+        return f"{sweep}-tune/{self.recipe}-{self.key.rsplit('.', 1)[-1]}-{value}"
+
+
+@dataclass(frozen=True)
 class Setting:
     """A results page on a real model: the recipes it runs, the overrides every run gets (with
     `{model}` and `{data}`: the model folder and the task's data folder, known only at run time)
@@ -60,6 +74,7 @@ class Setting:
     recipes: tuple[str, ...]
     common: tuple[str, ...]
     per_recipe: dict = field(default_factory=dict)
+    tuned: Optional[Tuned] = None
 
     def overrides(self, recipe: str, model: str, data: str) -> list[str]:
         return [o.format(model=model, data=data) for o in self.common + self.per_recipe.get(recipe, ())]
@@ -69,9 +84,7 @@ class Setting:
 # recipe trains on the bare question (no exemplars), as STaR's code does: on a CPU the 4-shot
 # prompt would make each training row ~4x longer
 _SFT = ("train.steps=50", "train.batch_size=8", "train.save_steps=25", "filter.fewshot_exemplars=false")
-# GRPO's learning rate for 135M, chosen on the validation split (docs/measurements.md): TRL's 1e-6
-# default, sized for models 10-100x larger, barely moves this one in a CPU budget of steps
-GRPO_LR, GRPO_STEPS = "1e-5", 40
+GRPO_STEPS = 10  # ~2x the FLOPs of STaR's iteration here: each step trains on 16 4-shot prompts
 _SAMPLED = ("generate.num_problems=200", "generate.k=4", "generate.max_new_tokens=48")
 SMOLLM2 = Setting(
     name="smollm2",
@@ -87,8 +100,8 @@ SMOLLM2 = Setting(
            "T=0.7 for 200 of them, gold SFT takes STaR's problems with their gold worked solutions, and each "
            "fine-tunes the prompted model for 50 steps of batch 8 (SFT at the preset's 2e-5, on the bare "
            "question); `train_longer` spends the same 50 steps on the few-shot exemplars (the only data the "
-           f"prompted model had); GRPO takes {GRPO_STEPS} steps of 4 problems x 4 completions at the learning "
-           f"rate chosen on validation ({GRPO_LR}). Seeds vary sampling and data order only."),
+           f"prompted model had); GRPO takes {GRPO_STEPS} steps of 4 problems x 4 completions at T=0.7, "
+           "at the learning rate chosen on validation (below): TRL's default 1e-6 was sized for larger models. Seeds vary sampling and data order only."),
     recipes=("star", "rest_em", "self_consistency", "gold_sft", "train_longer", "grpo"),
     common=("model=smollm2-135m-instruct", "model.name_or_path={model}", "task=gsm8k",
             "task.train_path={data}/train.jsonl", "task.test_path={data}/test.jsonl", "task.val_size=100",
@@ -101,23 +114,60 @@ SMOLLM2 = Setting(
         "gold_sft": _SFT + ("generate.num_problems=400",),
         "train_longer": _SFT[:3],
         "grpo": (f"grpo.steps={GRPO_STEPS}", "grpo.batch_size=16", "grpo.num_generations=4", "grpo.max_new_tokens=48",
-                 "grpo.temperature=0.7", f"grpo.learning_rate={GRPO_LR}", "grpo.save_steps=10"),
+                 "grpo.temperature=0.7", f"grpo.save_steps={GRPO_STEPS}"),
     },
+    tuned=Tuned("grpo", "grpo.learning_rate", ("1e-6", "1e-5", "5e-5")),
 )
 SETTINGS = {"smollm2": SMOLLM2}
 
 
-def run_commands(setting: Setting, recipes: list[str], seeds: int, root: Path, sweep: str, model: str, data: str,
-                 extra: list[str]) -> list[list[list[str]]]:
-    """Two phases of single `selfimprove run` calls, each phase run `jobs` at a time: the prompted
-    model's evaluation for each seed (STaR's setup, which every recipe of that seed then reuses
-    through the stage cache), then every (recipe, seed), recipe by recipe, so that a call cut short
-    leaves whole recipes over all seeds."""
-    base = [sys.executable, "-m", "selfimprove.cli", "run", "threads=1", "tracking.quiet=true", f"output_root={root}",
+def _base(root: Path, extra: list[str]) -> list[str]:
+    return [sys.executable, "-m", "selfimprove.cli", "run", "threads=1", "tracking.quiet=true", f"output_root={root}",
             *extra]
+
+
+def first_phase(setting: Setting, seeds: int, root: Path, sweep: str, model: str, data: str,
+                extra: list[str]) -> list[list[str]]:
+    """The prompted model's evaluation for each seed (STaR's setup, which every recipe of that seed
+    then reuses through the stage cache, all runs sharing one output root) and the validation runs
+    of the tuned setting."""
+    base = _base(root, extra)
     setup = [base + [f"run_name={sweep}-setup/seed{s}", "recipe=star", f"seed={s}",
                      *(o for o in setting.overrides("star", model, data) if not o.startswith("iterations=")),
                      "iterations=0"] for s in range(seeds)]
-    runs = [base + [f"run_name={sweep}/{r}-seed{s}", f"recipe={r}", f"seed={s}", *setting.overrides(r, model, data)]
-            for r in recipes for s in range(seeds)]
-    return [setup, runs]
+    t = setting.tuned
+    tune = [] if t is None else [
+        base + [f"run_name={t.run_name(sweep, v)}", f"recipe={t.recipe}", "seed=0",
+                *setting.overrides(t.recipe, model, data), f"{t.key}={v}", "evaluate.split=val",
+                "evaluate.val_split=null"] for v in t.candidates]
+    return setup + tune
+
+
+def choice(setting: Setting, root: Path, sweep: str) -> tuple[Optional[str], list[tuple[str, Optional[float]]]]:
+    """The tuned setting's winner (None before its runs finished) and each candidate's validation
+    accuracy at its last iteration (None: the run has not finished)."""
+    from .runs import find_runs, split_unfinished
+
+    t = setting.tuned
+    if t is None:
+        return None, []
+    table = []
+    for v in t.candidates:
+        folder = root / t.run_name(sweep, v)
+        done, _ = split_unfinished(find_runs([str(folder)]) if folder.is_dir() else [])
+        evals = done[0].evaluations() if done else []
+        table.append((v, evals[-1].get("accuracy") if evals else None))
+    if any(acc is None for _, acc in table):
+        return None, table
+    return max(table, key=lambda va: va[1])[0], table  # max keeps the first of equals
+
+
+def second_phase(setting: Setting, recipes: list[str], seeds: int, root: Path, sweep: str, model: str, data: str,
+                 extra: list[str], chosen: Optional[str]) -> list[list[str]]:
+    """Every (recipe, seed), recipe by recipe, so that a call cut short leaves whole recipes over all
+    seeds; the tuned recipe with its chosen value (left out if there is none: its runs failed)."""
+    t = setting.tuned
+    return [_base(root, extra) + [f"run_name={sweep}/{r}-seed{s}", f"recipe={r}", f"seed={s}",
+                                  *setting.overrides(r, model, data),
+                                  *([f"{t.key}={chosen}"] if t is not None and r == t.recipe else [])]
+            for r in recipes if t is None or r != t.recipe or chosen is not None for s in range(seeds)]
