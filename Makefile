@@ -1,4 +1,4 @@
-.PHONY: install test test-unit test-faults test-learning test-slow test-slurm test-realmodel smoke bench run results
+.PHONY: install test test-unit test-faults test-learning test-slow test-slurm test-realmodel smoke bench run results results-smollm2
 
 install:
 	pip install torch==2.13.0
@@ -41,6 +41,11 @@ run:
 # every recipe and both controls over 5 seeds -> docs/results.md (hours on 2 cores; resumable)
 results:
 	python scripts/results.py --seeds 5
+
+# star, rest_em, self_consistency, grpo and both controls on SmolLM2-135M-Instruct over 3 seeds
+# -> docs/results-smollm2.md (about 2 hours on 2 cores; resumable)
+results-smollm2:
+	python scripts/results.py --setting smollm2 --seeds 3
 
 bench:
 	python scripts/bench_sampling.py

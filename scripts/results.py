@@ -21,14 +21,15 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from selfimprove.analysis import results  # noqa: E402
-from selfimprove.analysis.results_plan import (OWN_PAGE, SEEDS, SETTINGS, choice, commands,  # noqa: E402
-                                              default_recipes, first_phase, recipes_available, second_phase)
+from selfimprove.analysis.results_plan import (OWN_PAGE, SEEDS, SETTINGS, Setting, choice, commands,  # noqa: E402
+                                              default_recipes, page_runs, recipes_available, setup_runs,
+                                              tune_runs)
 
 
 # ----------------------------------------------------------------------------- running
@@ -48,9 +49,14 @@ def run_all(cmds: list[list[str]], log: Path) -> list[str]:
     return failed
 
 
-def run_pool(cmds: list[list[str]], jobs: int, logs: Path) -> list[str]:
-    """Single runs, `jobs` at a time; each run's output in its own log file. Returns the failed
-    commands (the others still count)."""
+def run_real_model(setting: Setting, recipes: list[str], seeds: int, jobs: int, root: Path, sweep: str,
+                   extra: list[str]) -> list[str]:
+    """Single runs, `jobs` at a time, each run's output in its own log file: the setup runs first
+    (every later run reuses them); then the tuning runs and every recipe that does not wait for
+    their choice; the tuned recipe's runs as soon as its choice is made. Returns the failed commands
+    (the others still count)."""
+    model, data = real_model_inputs(root)
+    logs = root / f"{sweep}-logs"
     logs.mkdir(parents=True, exist_ok=True)
 
     def one(cmd: list[str]) -> str | None:
@@ -62,8 +68,17 @@ def run_pool(cmds: list[list[str]], jobs: int, logs: Path) -> list[str]:
             ok = subprocess.run(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT).returncode == 0
         return None if ok else " ".join(cmd[2:])
 
+    tuned = [setting.tuned.recipe] if setting.tuned and setting.tuned.recipe in recipes else []
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        return [c for c in pool.map(one, cmds) if c]
+        done = list(pool.map(one, setup_runs(setting, seeds, root, sweep, model, data, extra)))
+        tuning = [pool.submit(one, c) for c in (tune_runs(setting, root, sweep, model, data, extra) if tuned else [])]
+        rest = [pool.submit(one, c) for c in page_runs(setting, [r for r in recipes if r not in tuned], seeds, root,
+                                                       sweep, model, data, extra, None)]
+        wait(tuning)
+        chosen, _ = choice(setting, root, sweep)
+        rest += [pool.submit(one, c) for c in page_runs(setting, tuned, seeds, root, sweep, model, data, extra, chosen)]
+        done += [f.result() for f in tuning + rest]
+    return [c for c in done if c]
 
 
 def real_model_inputs(root: Path) -> tuple[str, str]:
@@ -122,12 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     extra = [f"profile={args.profile}"] if args.profile != "default" else []
     failed = []
     if not args.no_run and setting:
-        model, data = real_model_inputs(root)
-        logs = root / f"{args.sweep}-logs"
-        failed = run_pool(first_phase(setting, args.seeds, root, args.sweep, model, data, extra), args.jobs, logs)
-        chosen, _ = choice(setting, root, args.sweep)
-        failed += run_pool(second_phase(setting, recipes, args.seeds, root, args.sweep, model, data, extra, chosen),
-                           args.jobs, logs)
+        failed = run_real_model(setting, recipes, args.seeds, args.jobs, root, args.sweep, extra)
     elif not args.no_run:
         failed = run_all(commands(recipes, args.seeds, args.jobs, root, args.sweep, extra), root / f"{args.sweep}.log")
     by_recipe, unfinished = results.sweep_runs(root / args.sweep)

@@ -126,21 +126,22 @@ def _base(root: Path, extra: list[str]) -> list[str]:
             *extra]
 
 
-def first_phase(setting: Setting, seeds: int, root: Path, sweep: str, model: str, data: str,
-                extra: list[str]) -> list[list[str]]:
-    """The prompted model's evaluation for each seed (STaR's setup, which every recipe of that seed
-    then reuses through the stage cache, all runs sharing one output root) and the validation runs
-    of the tuned setting."""
-    base = _base(root, extra)
-    setup = [base + [f"run_name={sweep}-setup/seed{s}", "recipe=star", f"seed={s}",
-                     *(o for o in setting.overrides("star", model, data) if not o.startswith("iterations=")),
-                     "iterations=0"] for s in range(seeds)]
+def setup_runs(setting: Setting, seeds: int, root: Path, sweep: str, model: str, data: str,
+               extra: list[str]) -> list[list[str]]:
+    """The prompted model's evaluation for each seed: STaR's setup, which every recipe of that seed
+    then reuses through the stage cache (all runs share one output root)."""
+    return [_base(root, extra) + [f"run_name={sweep}-setup/seed{s}", "recipe=star", f"seed={s}",
+                                  *(o for o in setting.overrides("star", model, data) if not o.startswith("iterations=")),
+                                  "iterations=0"] for s in range(seeds)]
+
+
+def tune_runs(setting: Setting, root: Path, sweep: str, model: str, data: str, extra: list[str]) -> list[list[str]]:
+    """One run per candidate of the tuned setting, seed 0, evaluated on the validation split only."""
     t = setting.tuned
-    tune = [] if t is None else [
-        base + [f"run_name={t.run_name(sweep, v)}", f"recipe={t.recipe}", "seed=0",
-                *setting.overrides(t.recipe, model, data), f"{t.key}={v}", "evaluate.split=val",
-                "evaluate.val_split=null"] for v in t.candidates]
-    return setup + tune
+    return [] if t is None else [
+        _base(root, extra) + [f"run_name={t.run_name(sweep, v)}", f"recipe={t.recipe}", "seed=0",
+                              *setting.overrides(t.recipe, model, data), f"{t.key}={v}", "evaluate.split=val",
+                              "evaluate.val_split=null"] for v in t.candidates]
 
 
 def choice(setting: Setting, root: Path, sweep: str) -> tuple[Optional[str], list[tuple[str, Optional[float]]]]:
@@ -162,10 +163,11 @@ def choice(setting: Setting, root: Path, sweep: str) -> tuple[Optional[str], lis
     return max(table, key=lambda va: va[1])[0], table  # max keeps the first of equals
 
 
-def second_phase(setting: Setting, recipes: list[str], seeds: int, root: Path, sweep: str, model: str, data: str,
-                 extra: list[str], chosen: Optional[str]) -> list[list[str]]:
+def page_runs(setting: Setting, recipes: list[str], seeds: int, root: Path, sweep: str, model: str, data: str,
+              extra: list[str], chosen: Optional[str]) -> list[list[str]]:
     """Every (recipe, seed), recipe by recipe, so that a call cut short leaves whole recipes over all
-    seeds; the tuned recipe with its chosen value (left out if there is none: its runs failed)."""
+    seeds; the tuned recipe with its chosen value, left out while there is none (its runs have not
+    finished, or failed)."""
     t = setting.tuned
     return [_base(root, extra) + [f"run_name={sweep}/{r}-seed{s}", f"recipe={r}", f"seed={s}",
                                   *setting.overrides(r, model, data),

@@ -9,7 +9,7 @@ import pytest
 
 from selfimprove.analysis import results
 from selfimprove.analysis.results_plan import (GRPO_STEPS, SEEDS, SMOLLM2, choice, commands, default_recipes,
-                                              first_phase, recipes_available, second_phase)
+                                              page_runs, recipes_available, setup_runs, tune_runs)
 from test_compare_seeds import make_run
 
 ROOT = Path(__file__).parents[2]
@@ -137,15 +137,16 @@ def test_every_run_of_the_smollm2_page_composes_with_its_budgets(tmp_path):
     from selfimprove.config.compose import compose
 
     model, data, root = str(chat_model(tmp_path)), str(tmp_path / "data"), tmp_path / "runs"
-    first = first_phase(SMOLLM2, seeds=3, root=root, sweep="results-smollm2", model=model, data=data, extra=[])
-    runs = second_phase(SMOLLM2, list(SMOLLM2.recipes), seeds=3, root=root, sweep="results-smollm2", model=model,
-                        data=data, extra=[], chosen="1e-5")
-    setup, tune = first[:3], first[3:]
+    setup = setup_runs(SMOLLM2, seeds=3, root=root, sweep="results-smollm2", model=model, data=data, extra=[])
+    tune = tune_runs(SMOLLM2, root=root, sweep="results-smollm2", model=model, data=data, extra=[])
+    runs = page_runs(SMOLLM2, list(SMOLLM2.recipes), seeds=3, root=root, sweep="results-smollm2", model=model,
+                     data=data, extra=[], chosen="1e-5")
+    assert len(setup) == 3
     assert len(tune) == len(SMOLLM2.tuned.candidates) and len(runs) == 3 * len(SMOLLM2.recipes)
     assert [next(x for x in c if x.startswith("run_name=")) for c in runs[:4]] == [
         "run_name=results-smollm2/star-seed0", "run_name=results-smollm2/star-seed1",
         "run_name=results-smollm2/star-seed2", "run_name=results-smollm2/rest_em-seed0"]  # recipe by recipe
-    for cmd in first + runs:
+    for cmd in setup + tune + runs:
         assert "threads=1" in cmd and f"output_root={root}" in cmd  # one stage cache for all
         (cfg,) = compose(overrides_of(cmd))
         assert cfg.model.name_or_path == model and cfg.task.train_path == f"{data}/train.jsonl"
@@ -161,7 +162,7 @@ def test_every_run_of_the_smollm2_page_composes_with_its_budgets(tmp_path):
     star = next(c for c in runs if "recipe=star" in c)
     assert "filter.fewshot_exemplars=false" in star and "generate.num_problems=400" in star
     # no choice yet (its runs failed): the page's runs leave GRPO out rather than guess
-    left = second_phase(SMOLLM2, list(SMOLLM2.recipes), 3, root, "results-smollm2", model, data, [], None)
+    left = page_runs(SMOLLM2, list(SMOLLM2.recipes), 3, root, "results-smollm2", model, data, [], None)
     assert len(left) == 3 * (len(SMOLLM2.recipes) - 1) and not any("recipe=grpo" in c for c in left)
 
 
