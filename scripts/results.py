@@ -21,15 +21,14 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from selfimprove.analysis import results  # noqa: E402
 from selfimprove.analysis.results_plan import (OWN_PAGE, SEEDS, SETTINGS, Setting, choice, commands,  # noqa: E402
-                                              default_recipes, page_runs, recipes_available, setup_runs,
-                                              tune_runs)
+                                              default_recipes, page_runs, recipes_available, run_plan,
+                                              setup_runs, tune_runs)
 
 
 # ----------------------------------------------------------------------------- running
@@ -51,10 +50,8 @@ def run_all(cmds: list[list[str]], log: Path) -> list[str]:
 
 def run_real_model(setting: Setting, recipes: list[str], seeds: int, jobs: int, root: Path, sweep: str,
                    extra: list[str]) -> list[str]:
-    """Single runs, `jobs` at a time, each run's output in its own log file: the setup runs first
-    (every later run reuses them); then the tuning runs and every recipe that does not wait for
-    their choice; the tuned recipe's runs as soon as its choice is made. Returns the failed commands
-    (the others still count)."""
+    """A real model's page: single `selfimprove run`s in the order and at most `jobs` at a time as
+    results_plan.run_plan says, each run's output in its own log file. Returns the failed commands."""
     model, data = real_model_inputs(root)
     logs = root / f"{sweep}-logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -69,16 +66,13 @@ def run_real_model(setting: Setting, recipes: list[str], seeds: int, jobs: int, 
         return None if ok else " ".join(cmd[2:])
 
     tuned = [setting.tuned.recipe] if setting.tuned and setting.tuned.recipe in recipes else []
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        done = list(pool.map(one, setup_runs(setting, seeds, root, sweep, model, data, extra)))
-        tuning = [pool.submit(one, c) for c in (tune_runs(setting, root, sweep, model, data, extra) if tuned else [])]
-        rest = [pool.submit(one, c) for c in page_runs(setting, [r for r in recipes if r not in tuned], seeds, root,
-                                                       sweep, model, data, extra, None)]
-        wait(tuning)
-        chosen, _ = choice(setting, root, sweep)
-        rest += [pool.submit(one, c) for c in page_runs(setting, tuned, seeds, root, sweep, model, data, extra, chosen)]
-        done += [f.result() for f in tuning + rest]
-    return [c for c in done if c]
+    return run_plan(setup_runs(setting, seeds, root, sweep, model, data, extra),
+                    tune_runs(setting, root, sweep, model, data, extra) if tuned else [],
+                    page_runs(setting, [r for r in recipes if r not in tuned], seeds, root, sweep, model, data, extra,
+                              None),
+                    lambda: page_runs(setting, tuned, seeds, root, sweep, model, data, extra,
+                                      choice(setting, root, sweep)[0]),
+                    lambda c: any(f"recipe={r}" in c for r in setting.one_at_a_time), jobs, one)
 
 
 def real_model_inputs(root: Path) -> tuple[str, str]:

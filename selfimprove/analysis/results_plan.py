@@ -9,9 +9,11 @@ own (a Hydra sweep gives every job the same overrides), so each (recipe, seed) i
 from __future__ import annotations
 
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 SEEDS = 5  # seeds per recipe by default: 3 left intervals too wide to tell most recipes apart
 SETUP_RECIPE = "star"  # its setup (prepare, seed_sft, evaluate) is shared by most recipes
@@ -75,6 +77,7 @@ class Setting:
     common: tuple[str, ...]
     per_recipe: dict = field(default_factory=dict)
     tuned: Optional[Tuned] = None
+    one_at_a_time: tuple[str, ...] = ()  # recipes whose runs need so much memory that two must not overlap
 
     def overrides(self, recipe: str, model: str, data: str) -> list[str]:
         return [o.format(model=model, data=data) for o in self.common + self.per_recipe.get(recipe, ())]
@@ -117,6 +120,8 @@ SMOLLM2 = Setting(
                  "grpo.temperature=0.7", f"grpo.save_steps={GRPO_STEPS}"),
     },
     tuned=Tuned("grpo", "grpo.learning_rate", ("1e-6", "1e-5", "5e-5")),
+    # a GRPO step on 16 four-shot completions peaks at ~12 GB on a CPU: two at once ran out of 24 GiB
+    one_at_a_time=("grpo",),
 )
 SETTINGS = {"smollm2": SMOLLM2}
 
@@ -173,3 +178,54 @@ def page_runs(setting: Setting, recipes: list[str], seeds: int, root: Path, swee
                                   *setting.overrides(r, model, data),
                                   *([f"{t.key}={chosen}"] if t is not None and r == t.recipe else [])]
             for r in recipes if t is None or r != t.recipe or chosen is not None for s in range(seeds)]
+
+
+def run_plan(setup: list, tuning: list, rest: list, tuned: Callable[[], list], heavy: Callable[[list], bool],
+             jobs: int, run: Callable[[list], Optional[str]]) -> list[str]:
+    """Run a real model's page `jobs` at a time: the setup runs first (every later run reuses them);
+    then the tuning runs beside the runs that do not wait for their choice (`rest`); `tuned()`'s
+    runs once every tuning run has ended. At most one `heavy` run at once, and it goes first
+    whenever none is running. `run(cmd)` runs one and returns None, or the command if it failed;
+    returns the failed ones (the others still count)."""
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        failed = [c for c in pool.map(run, setup) if c]
+    queues = {True: [c for c in tuning + rest if heavy(c)], False: [c for c in tuning + rest if not heavy(c)]}
+    state = {"heavy_running": False, "tuning_left": len(tuning)}
+    cond = threading.Condition()
+
+    def take() -> Optional[list]:
+        with cond:
+            while True:
+                if queues[True] and not state["heavy_running"]:
+                    state["heavy_running"] = True
+                    return queues[True].pop(0)
+                if queues[False]:
+                    return queues[False].pop(0)
+                if not queues[True] and not state["heavy_running"] and not state["tuning_left"]:
+                    return None
+                cond.wait()
+
+    def worker() -> None:
+        while (cmd := take()) is not None:
+            result = run(cmd)
+            with cond:
+                if result:
+                    failed.append(result)
+                if heavy(cmd):
+                    state["heavy_running"] = False
+                if any(cmd is c for c in tuning):
+                    state["tuning_left"] -= 1
+                    if not state["tuning_left"]:  # every candidate ran: the choice is made
+                        for c in tuned():
+                            queues[heavy(c)].append(c)
+                cond.notify_all()
+
+    if not tuning:
+        for c in tuned():
+            queues[heavy(c)].append(c)
+    threads = [threading.Thread(target=worker) for _ in range(jobs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return failed
