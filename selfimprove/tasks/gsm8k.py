@@ -351,6 +351,18 @@ class GSM8K(CorrectionTask):
             self._exemplars = [self._problem(rows[i], "train", True) for i in self._plan()[0]]
         return self._exemplars
 
+    def gold_solution(self, problem: dict) -> Optional[str]:
+        """GSM8K's answers are worked solutions: a training problem's is the one in its data file,
+        in the exemplars' format (annotations stripped), so the gold-SFT control can train on any
+        training problem. None for the test split (for reporting only)."""
+        if problem.get("solution"):
+            return problem["solution"]
+        split, _, line = str(problem.get("id", "")).partition("-")
+        if split != "train" or not line.isdigit():
+            return None
+        rows = {r["line"]: r for r in self._source("train")}
+        return self._problem(rows[int(line)], "train", True)["solution"] if int(line) in rows else None
+
     def splits(self) -> dict[str, list[dict]]:
         c = self.cfg
         train_rows, test_rows = self._source("train"), self._source("test")

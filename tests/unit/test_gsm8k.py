@@ -56,6 +56,19 @@ def test_splits_sizes_determinism_and_disjointness(data):
     assert {p["id"] for p in limited["train"]} <= {p["id"] for p in a["train"]}
 
 
+def test_every_training_problem_has_its_gold_worked_solution_and_no_test_problem_does(data):
+    """For the gold-SFT control: the data file's worked solution, in the exemplars' format, right."""
+    task = make(data)
+    s = task.splits()
+    for p in s["train"]:
+        gold = task.gold_solution(p)
+        raw = row(int(p["id"].split("-")[1]) - 1)  # line numbers count from 1
+        assert gold == " " + strip_annotations(raw["answer"]).strip() and "<<" not in gold
+        assert gold.startswith(" ") and task.reward(gold, p) == 1.0
+    assert task.gold_solution(s["seed"][0]) == s["seed"][0]["solution"]
+    assert all(task.gold_solution(p) is None for p in s["test"])
+
+
 def test_problems_have_normalised_answers_and_stripped_seed_solutions(data):
     s = make(data).splits()
     assert all(set(p) == {"id", "question", "answer", "difficulty"} for p in s["train"] + s["val"] + s["test"])
