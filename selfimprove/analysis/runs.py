@@ -109,8 +109,9 @@ class Run:
     @functools.cached_property
     def seed_model(self) -> Optional[str]:
         """sha256 of the weights iteration 0 evaluates: those of the last setup stage that wrote a
-        model (STaR's seed_sft, Self-Rewarding's M1, SCoRe's two-turn base), from its manifest.
-        Runs that share it started from the same model; None when no manifest says."""
+        model (STaR's seed_sft, Self-Rewarding's M1, SCoRe's two-turn base), from its manifest;
+        with seed_sft disabled and no such stage, the pretrained model's identity (provenance).
+        Runs that share it started from the same model; None when nothing says."""
         setup = self.config.get("setup") or ["seed_sft"]
         found = None
         for stage in setup:
@@ -122,6 +123,11 @@ class Run:
                              if name.startswith("model/") and name.endswith(".safetensors"))
             if weights:
                 found = weights[0] if len(weights) == 1 else hashlib.sha256("".join(weights).encode()).hexdigest()
+        if found is None and not (self.config.get("seed_sft") or {}).get("enabled", True):
+            # no setup stage trains one (a pretrained model): iteration 0 evaluates the model itself
+            from ..provenance import model_identity
+
+            found = model_identity((self.config.get("model") or {}).get("name_or_path"))
         return found
 
     @functools.cached_property

@@ -230,3 +230,20 @@ def test_the_plan_runs_setup_first_one_heavy_run_at_a_time_and_the_tuned_runs_af
     assert all(i > last_tune_end for i, (kind, c, _) in enumerate(log) if kind == "start" and c[0] == "page")
     # a heavy run goes first when none is running: the tuning starts at once, beside the rest
     assert started[2][0] == "tune" or started[3][0] == "tune"
+
+
+def test_runs_of_a_pretrained_model_share_it_as_their_seed_model(tmp_path):
+    """No setup stage trains a model (seed_sft disabled): every run starts from the model folder,
+    so the gain over train_longer is paired by seed, not "n/a (own seed model)"."""
+    import shutil
+
+    model = chat_model(tmp_path)
+    root = tmp_path / "results"
+    for s in range(3):
+        for recipe, rates in (("star", [0.3, 0.6]), ("train_longer", [0.3, 0.2])):
+            run = make_run(root, f"{recipe}-seed{s}", recipe, s, rates,
+                           config={"seed_sft": {"enabled": False}, "model": {"name_or_path": str(model)}})
+            shutil.rmtree(run / "iter_00" / "seed_sft")
+    by_recipe, _ = results.sweep_runs(root)
+    assert {r.seed_model for runs in by_recipe.values() for r in runs} == {by_recipe["star"][0].seed_model} != {None}
+    assert results.gain_over(results.summarize(by_recipe), "star").startswith("+")
