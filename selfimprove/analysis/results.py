@@ -189,8 +189,8 @@ def tuned_lines(tuned, chosen: Optional[str], table: list) -> list[str]:
     """What a real model's page chose on validation before its runs (results_plan.Tuned): each
     candidate's validation accuracy and the winner."""
     cells = ", ".join(f"`{v}`: " + ("not finished" if acc is None else f"{100 * acc:.1f}%") for v, acc in table)
-    return [f"**Chosen on validation** (one run each, seed 0, {tuned.recipe} evaluated on the 100 validation "
-            f"problems only): `{tuned.key}` {cells}; " + (f"the runs below use `{chosen}`." if chosen else
+    return [f"**Chosen on validation** (one run each, seed 0, {tuned.recipe} evaluated on the validation "
+            f"split only): `{tuned.key}` {cells}; " + (f"the runs below use `{chosen}`." if chosen else
                                                          f"not chosen yet, so `{tuned.recipe}` has no row."), ""]
 
 

@@ -87,7 +87,7 @@ class Setting:
 # recipe trains on the bare question (no exemplars), as STaR's code does: on a CPU the 4-shot
 # prompt would make each training row ~4x longer
 _SFT = ("train.steps=50", "train.batch_size=8", "train.save_steps=25", "filter.fewshot_exemplars=false")
-GRPO_STEPS = 10  # ~2x the FLOPs of STaR's iteration here: each step trains on 16 4-shot prompts
+GRPO_STEPS = 10  # ~1.6x STaR's FLOPs on the page: each step trains on 16 four-shot prompts
 _SAMPLED = ("generate.num_problems=200", "generate.k=4", "generate.max_new_tokens=48")
 SMOLLM2 = Setting(
     name="smollm2",
@@ -104,7 +104,8 @@ SMOLLM2 = Setting(
            "fine-tunes the prompted model for 50 steps of batch 8 (SFT at the preset's 2e-5, on the bare "
            "question); `train_longer` spends the same 50 steps on the few-shot exemplars (the only data the "
            f"prompted model had); GRPO takes {GRPO_STEPS} steps of 4 problems x 4 completions at T=0.7, "
-           "at the learning rate chosen on validation (below): TRL's default 1e-6 was sized for larger models. Seeds vary sampling and data order only."),
+           "at the learning rate chosen on validation (below): TRL's default 1e-6 was sized for larger models. "
+           "Seeds vary sampling and data order only."),
     recipes=("star", "rest_em", "self_consistency", "gold_sft", "train_longer", "grpo"),
     common=("model=smollm2-135m-instruct", "model.name_or_path={model}", "task=gsm8k",
             "task.train_path={data}/train.jsonl", "task.test_path={data}/test.jsonl", "task.val_size=100",

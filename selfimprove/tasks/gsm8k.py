@@ -301,6 +301,7 @@ class GSM8K(CorrectionTask):
         self.cfg = cfg
         self._cache: dict[str, list[dict]] = {}
         self._exemplars: Optional[list[dict]] = None
+        self._train_by_line: Optional[dict[int, dict]] = None
 
     # -- loading
     def _source(self, split: str) -> list[dict]:
@@ -360,8 +361,10 @@ class GSM8K(CorrectionTask):
         split, _, line = str(problem.get("id", "")).partition("-")
         if split != "train" or not line.isdigit():
             return None
-        rows = {r["line"]: r for r in self._source("train")}
-        return self._problem(rows[int(line)], "train", True)["solution"] if int(line) in rows else None
+        if self._train_by_line is None:  # built once: the stage asks for every drawn problem
+            self._train_by_line = {r["line"]: r for r in self._source("train")}
+        row = self._train_by_line.get(int(line))
+        return None if row is None else self._problem(row, "train", True)["solution"]
 
     def splits(self) -> dict[str, list[dict]]:
         c = self.cfg
